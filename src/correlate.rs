@@ -57,7 +57,7 @@ pub struct Settings {
 type IdKey = [u8; 16];
 
 struct Waiting {
-    event: Box<AuditEvent>,
+    event: AuditEvent,
     seq: u64,
 }
 
@@ -133,12 +133,7 @@ impl Pairing {
 
     /// Takes one event from `input`; `arrived` is `Some` for live inputs, whose entries
     /// also expire on the wall clock.
-    pub fn ingest(
-        &mut self,
-        input: InputId,
-        event: Box<AuditEvent>,
-        arrived: Option<Instant>,
-    ) -> Step {
+    pub fn ingest(&mut self, input: InputId, event: AuditEvent, arrived: Option<Instant>) -> Step {
         self.ensure_input(input);
         let key = span::trace_id_for(&event.id);
         let time = event.time_unix_nano;
@@ -271,11 +266,12 @@ impl Pairing {
 
         let mut trace_id = span::trace_id_for(id);
         let mut parent_span_id = None;
-        if self.settings.join_traceparent {
-            if let Some((t, p)) = traceparent.and_then(span::parse_traceparent) {
-                trace_id = t;
-                parent_span_id = Some(p);
-            }
+        if let Some((t, p)) = traceparent
+            .filter(|_| self.settings.join_traceparent)
+            .and_then(span::parse_traceparent)
+        {
+            trace_id = t;
+            parent_span_id = Some(p);
         }
 
         let (start, mut end) = match (request, response) {
@@ -356,7 +352,7 @@ pub struct SpanBatch(pub Vec<Span>);
 #[rtype(result = "()")]
 pub struct Ingest {
     pub input: InputId,
-    pub events: Vec<Box<AuditEvent>>,
+    pub events: Vec<AuditEvent>,
 }
 
 /// Expire everything still waiting and wait until every span made so far has been
@@ -603,9 +599,13 @@ mod tests {
         }
     }
 
-    fn event(kind: EventKind, id: &str, time_ms: i64) -> Box<AuditEvent> {
-        let side = if kind == EventKind::Request { "request" } else { "response" };
-        Box::new(AuditEvent {
+    fn event(kind: EventKind, id: &str, time_ms: i64) -> AuditEvent {
+        let side = if kind == EventKind::Request {
+            "request"
+        } else {
+            "response"
+        };
+        AuditEvent {
             kind,
             id: id.to_owned(),
             time_unix_nano: time_ms * MS,
@@ -620,14 +620,14 @@ mod tests {
                 (format!("{side}.only"), AttrValue::Bool(true)),
             ],
             truncations: Truncations::default(),
-        })
+        }
     }
 
-    fn req(id: &str, t: i64) -> Box<AuditEvent> {
+    fn req(id: &str, t: i64) -> AuditEvent {
         event(EventKind::Request, id, t)
     }
 
-    fn resp(id: &str, t: i64) -> Box<AuditEvent> {
+    fn resp(id: &str, t: i64) -> AuditEvent {
         event(EventKind::Response, id, t)
     }
 
@@ -639,7 +639,10 @@ mod tests {
     }
 
     fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a AttrValue> {
-        span.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        span.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     #[test]
@@ -652,7 +655,16 @@ mod tests {
         assert_eq!(s.name, "read kv/");
         // Response attributes first, then what only the request has, then ours.
         let keys: Vec<&str> = s.attributes.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["type", "response.only", "request.only", "vault.request.id", "auditspan.outcome"]);
+        assert_eq!(
+            keys,
+            [
+                "type",
+                "response.only",
+                "request.only",
+                "vault.request.id",
+                "auditspan.outcome"
+            ]
+        );
         assert_eq!(attr(&s, "type"), Some(&AttrValue::Str("response".into())));
 
         assert_eq!(p.ingest(0, resp("b", 2010), None), Step::Waiting);
@@ -697,7 +709,10 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].outcome, Outcome::ResponseMissing);
         assert_eq!(out[1].duration_nanos(), 0);
-        assert_eq!(attr(&out[1], "auditspan.outcome"), Some(&AttrValue::Str("response_missing".into())));
+        assert_eq!(
+            attr(&out[1], "auditspan.outcome"),
+            Some(&AttrValue::Str("response_missing".into()))
+        );
     }
 
     #[test]
@@ -725,7 +740,10 @@ mod tests {
         p.ingest(0, resp("b", 2_000), None);
         let mut out = Vec::new();
         p.expire_all(&mut out);
-        let ids: Vec<_> = out.iter().map(|s| attr(s, "vault.request.id").cloned()).collect();
+        let ids: Vec<_> = out
+            .iter()
+            .map(|s| attr(s, "vault.request.id").cloned())
+            .collect();
         assert_eq!(ids, ["a", "b", "c"].map(|i| Some(AttrValue::Str(i.into()))));
         assert_eq!(p.pending(), 0);
     }
@@ -736,7 +754,10 @@ mod tests {
         p.ingest(0, req("a", 1_000), None);
         let s = span(p.ingest(0, resp("a", 990), None));
         assert_eq!(s.duration_nanos(), 0);
-        assert_eq!(attr(&s, "auditspan.clock_skew"), Some(&AttrValue::Bool(true)));
+        assert_eq!(
+            attr(&s, "auditspan.clock_skew"),
+            Some(&AttrValue::Bool(true))
+        );
     }
 
     #[test]
@@ -749,12 +770,24 @@ mod tests {
         r.error = Some("1 error occurred:\n\t* permission denied\n\n".into());
         p.ingest(0, q, None);
         let s = span(p.ingest(0, r, None));
-        assert_eq!(s.status, Status::Error("1 error occurred:\n\t* permission denied\n\n".into()));
+        assert_eq!(
+            s.status,
+            Status::Error("1 error occurred:\n\t* permission denied\n\n".into())
+        );
         assert_eq!(span::hex(&s.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(s.parent_span_id.map(|p| span::hex(&p)).as_deref(), Some("00f067aa0ba902b7"));
-        assert_eq!(s.span_id, span::span_id_for("5f9a2c3e-0000-0000-0000-000000000001"));
+        assert_eq!(
+            s.parent_span_id.map(|p| span::hex(&p)).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert_eq!(
+            s.span_id,
+            span::span_id_for("5f9a2c3e-0000-0000-0000-000000000001")
+        );
 
-        let mut off = Pairing::new(Settings { join_traceparent: false, ..settings() });
+        let mut off = Pairing::new(Settings {
+            join_traceparent: false,
+            ..settings()
+        });
         let mut q = req("5f9a2c3e-0000-0000-0000-000000000002", 1_000);
         q.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
         off.ingest(0, q, None);
@@ -765,19 +798,34 @@ mod tests {
 
     #[test]
     fn span_limits_hold() {
-        let mut p = Pairing::new(Settings { max_attributes: 2, max_span_bytes: 64, ..settings() });
+        let mut p = Pairing::new(Settings {
+            max_attributes: 2,
+            max_span_bytes: 64,
+            ..settings()
+        });
         let mut q = req("a", 1_000);
-        q.attributes.push(("big".into(), AttrValue::Str("x".repeat(1000))));
+        q.attributes
+            .push(("big".into(), AttrValue::Str("x".repeat(1000))));
         p.ingest(0, q, None);
         let mut r = resp("a", 1_001);
-        r.attributes.insert(0, ("huge".into(), AttrValue::Str("y".repeat(1000))));
+        r.attributes
+            .insert(0, ("huge".into(), AttrValue::Str("y".repeat(1000))));
         let s = span(p.ingest(0, r, None));
         let event_attrs = &s.attributes[..s.attributes.len() - 2];
         assert_eq!(event_attrs.len(), 2);
-        assert!(event_attrs.iter().map(|(k, v)| k.len() + v.byte_len()).sum::<usize>() <= 64);
+        assert!(
+            event_attrs
+                .iter()
+                .map(|(k, v)| k.len() + v.byte_len())
+                .sum::<usize>()
+                <= 64
+        );
         let t = p.take_truncations();
         assert_eq!(t.attributes, 3, "5 merged attributes, 2 kept");
         assert!(t.span_bytes >= 1);
-        assert_eq!(attr(&s, "auditspan.outcome"), Some(&AttrValue::Str("paired".into())));
+        assert_eq!(
+            attr(&s, "auditspan.outcome"),
+            Some(&AttrValue::Str("paired".into()))
+        );
     }
 }

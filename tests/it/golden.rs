@@ -38,17 +38,29 @@ fn golden_dir() -> PathBuf {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn shorten(value: &mut Value) {
     match value {
         Value::String(s) if s.len() > MAX_STRING => {
-            *value = Value::String(format!("<{} bytes sha256:{}>", s.len(), digest(s.as_bytes())));
+            *value = Value::String(format!(
+                "<{} bytes sha256:{}>",
+                s.len(),
+                digest(s.as_bytes())
+            ));
         }
         Value::Array(items) if items.len() > MAX_ITEMS => {
             let text = serde_json::to_string(items).unwrap();
-            *value = Value::String(format!("<{} items sha256:{}>", items.len(), digest(text.as_bytes())));
+            *value = Value::String(format!(
+                "<{} items sha256:{}>",
+                items.len(),
+                digest(text.as_bytes())
+            ));
         }
         Value::Array(items) => items.iter_mut().for_each(shorten),
         Value::Object(map) => map.values_mut().for_each(shorten),
@@ -59,10 +71,10 @@ fn shorten(value: &mut Value) {
 fn normalise_span(mut span: Value) -> Value {
     span["resource"]["host.name"] = Value::String("<host>".into());
     shorten(&mut span["attributes"]);
-    if let Some(Value::String(message)) = span["status"].get_mut("message") {
-        if message.len() > MAX_STRING {
-            *message = format!("<{} bytes>", message.len());
-        }
+    if let Some(Value::String(message)) = span["status"].get_mut("message")
+        && message.len() > MAX_STRING
+    {
+        *message = format!("<{} bytes>", message.len());
     }
     span
 }
@@ -103,7 +115,11 @@ fn cases() -> Vec<Case> {
     assert!(files.len() >= 5, "fixtures missing in {:?}", fixtures());
     let mut cases: Vec<Case> = files
         .iter()
-        .map(|f| Case { name: f.file_stem().unwrap().to_string_lossy().into_owned(), file: f.clone(), prefix: None })
+        .map(|f| Case {
+            name: f.file_stem().unwrap().to_string_lossy().into_owned(),
+            file: f.clone(),
+            prefix: None,
+        })
         .collect();
     cases.push(Case {
         name: "authored-edge.prefix-cee".into(),
@@ -120,28 +136,51 @@ fn run(case: &Case) -> (Vec<Value>, Vec<Value>, String) {
     std::fs::write(&config, "instance_id = \"golden\"\n").unwrap();
     let deadletter = dir.path().join("dl.jsonl");
     let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
-    command.arg("import").arg("--config").arg(&config).arg("--deadletter").arg(&deadletter);
+    command
+        .arg("import")
+        .arg("--config")
+        .arg(&config)
+        .arg("--deadletter")
+        .arg(&deadletter);
     if let Some(prefix) = case.prefix {
         command.arg("--prefix").arg(prefix);
     }
-    let output = command.arg(&case.file).current_dir(dir.path()).output().unwrap();
+    let output = command
+        .arg(&case.file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{}: import failed: {stderr}", case.name);
+    assert!(
+        output.status.success(),
+        "{}: import failed: {stderr}",
+        case.name
+    );
     let spans = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
         .map(|l| normalise_span(serde_json::from_str(l).unwrap()))
         .collect();
     let records = match std::fs::read_to_string(&deadletter) {
-        Ok(text) => text.lines().map(|l| normalise_deadletter(serde_json::from_str(l).unwrap())).collect(),
+        Ok(text) => text
+            .lines()
+            .map(|l| normalise_deadletter(serde_json::from_str(l).unwrap()))
+            .collect(),
         Err(_) => Vec::new(),
     };
-    let summary = stderr.lines().find(|l| l.starts_with("auditspan import:")).unwrap_or_default().to_owned();
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("auditspan import:"))
+        .unwrap_or_default()
+        .to_owned();
     (spans, records, summary)
 }
 
 fn to_lines(values: &[Value]) -> String {
-    values.iter().map(|v| serde_json::to_string(v).unwrap() + "\n").collect()
+    values
+        .iter()
+        .map(|v| serde_json::to_string(v).unwrap() + "\n")
+        .collect()
 }
 
 fn compare(name: &str, kind: &str, actual: &str) {
@@ -159,7 +198,10 @@ fn compare(name: &str, kind: &str, actual: &str) {
             .zip(actual.lines())
             .enumerate()
             .find(|(_, (e, a))| e != a)
-            .unwrap_or((expected.lines().count().min(actual.lines().count()), ("<end>", "<end>")));
+            .unwrap_or((
+                expected.lines().count().min(actual.lines().count()),
+                ("<end>", "<end>"),
+            ));
         panic!(
             "{path:?} differs at line {}:\nexpected: {e}\nactual:   {a}\n({} expected lines, {} actual)",
             i + 1,
@@ -198,8 +240,19 @@ fn fixture_promises_hold() {
         .iter()
         .filter(|s| s["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736")
         .collect();
-    assert!(!joined.is_empty(), "the traceparent request joins the caller's trace");
-    assert!(joined.iter().all(|s| s["parent_span_id"] == "00f067aa0ba902b7"));
+    assert!(
+        !joined.is_empty(),
+        "the traceparent request joins the caller's trace"
+    );
+    assert!(
+        joined
+            .iter()
+            .all(|s| s["parent_span_id"] == "00f067aa0ba902b7")
+    );
     assert!(spans.iter().all(|s| s["kind"] == "server"));
-    assert!(!spans.iter().any(|s| s["attributes"]["request.path"] == "sys/audit/test"));
+    assert!(
+        !spans
+            .iter()
+            .any(|s| s["attributes"]["request.path"] == "sys/audit/test")
+    );
 }

@@ -1,12 +1,7 @@
 //! The unix-socket input with real sockets: concurrency, bad input around good input, and
 //! the socket file's life cycle.
 
-use std::{
-    collections::HashSet,
-    io::Write,
-    os::unix::fs::PermissionsExt,
-    process::Command,
-};
+use std::{collections::HashSet, io::Write, os::unix::fs::PermissionsExt, process::Command};
 
 use serde_json::Value;
 
@@ -22,7 +17,11 @@ fn uuid(n: u64) -> String {
 
 /// A compact audit event of the given type for request id `id`.
 fn event(kind: &str, id: &str, millis: u64) -> String {
-    let response = if kind == "response" { r#","response":{"mount_type":"kv","data":{"v":"hmac-sha256:00"}}"# } else { "" };
+    let response = if kind == "response" {
+        r#","response":{"mount_type":"kv","data":{"v":"hmac-sha256:00"}}"#
+    } else {
+        ""
+    };
     format!(
         r#"{{"time":"2025-03-11T14:00:{:02}.{:03}Z","type":"{kind}","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}}{response}}}"#,
         (millis / 1000) % 60,
@@ -34,7 +33,12 @@ fn paired_ids(spans: &[Value]) -> Vec<String> {
     spans
         .iter()
         .filter(|s| s["attributes"]["auditspan.outcome"] == "paired")
-        .map(|s| s["attributes"]["vault.request.id"].as_str().unwrap().to_owned())
+        .map(|s| {
+            s["attributes"]["vault.request.id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -95,7 +99,10 @@ fn concurrent_writers_pair_every_event_exactly_once() {
 #[test]
 fn oversized_line_is_skipped_and_the_connection_carries_on() {
     let daemon = Daemon::start_with(|dir| {
-        default_config(dir).replace("name = \"unix\"", "name = \"unix\"\nmax_line_bytes = \"64KiB\"")
+        default_config(dir).replace(
+            "name = \"unix\"",
+            "name = \"unix\"\nmax_line_bytes = \"64KiB\"",
+        )
     });
     let id = uuid(1);
     let mut conn = daemon.connect();
@@ -103,11 +110,15 @@ fn oversized_line_is_skipped_and_the_connection_carries_on() {
     let mut huge = vec![b'x'; 300 * 1024];
     huge.push(b'\n');
     conn.write_all(&huge).unwrap();
-    conn.write_all(event("response", &id, 5).as_bytes()).unwrap();
+    conn.write_all(event("response", &id, 5).as_bytes())
+        .unwrap();
     let spans = daemon.wait_for_spans(1);
     assert_eq!(paired_ids(&spans), [id]);
     daemon.wait_until(DEADLINE, "the too_long count", || {
-        daemon.metrics().get(INVALID, &[("input", "unix"), ("reason", "too_long")]) == 1.0
+        daemon
+            .metrics()
+            .get(INVALID, &[("input", "unix"), ("reason", "too_long")])
+            == 1.0
     });
     assert_eq!(daemon.metrics().get(RECEIVED, &[("input", "unix")]), 3.0);
     let dl = deadletters(&daemon);
@@ -115,8 +126,14 @@ fn oversized_line_is_skipped_and_the_connection_carries_on() {
     assert_eq!(dl[0]["reason"], "too_long");
     assert_eq!(dl[0]["input"], "unix");
     assert_eq!(dl[0]["line"].as_str().unwrap().len(), 4096);
-    assert!(daemon.stderr().contains("bytes=307200"), "the log names the length");
-    let mode = std::fs::metadata(daemon.dir().join("data/deadletter.jsonl")).unwrap().permissions().mode();
+    assert!(
+        daemon.stderr().contains("bytes=307200"),
+        "the log names the length"
+    );
+    let mode = std::fs::metadata(daemon.dir().join("data/deadletter.jsonl"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -130,19 +147,35 @@ fn garbage_bytes_are_rejected_and_the_pair_around_them_survives() {
     conn.write_all(event("request", &id, 0).as_bytes()).unwrap();
     conn.write_all(b"\xff\xfe\x00binary\x80garbage\n").unwrap();
     conn.write_all(b"SECRET-not-json\n").unwrap();
-    conn.write_all(b"{\"type\":\"request\",\"request\":{}}\n").unwrap();
-    conn.write_all(event("response", &id, 5).as_bytes()).unwrap();
+    conn.write_all(b"{\"type\":\"request\",\"request\":{}}\n")
+        .unwrap();
+    conn.write_all(event("response", &id, 5).as_bytes())
+        .unwrap();
     let spans = daemon.wait_for_spans(1);
     assert_eq!(paired_ids(&spans), [id]);
-    daemon.wait_until(DEADLINE, "three invalid lines", || daemon.metrics().sum(INVALID) == 3.0);
+    daemon.wait_until(DEADLINE, "three invalid lines", || {
+        daemon.metrics().sum(INVALID) == 3.0
+    });
     let m = daemon.metrics();
-    assert_eq!(m.get(INVALID, &[("input", "unix"), ("reason", "not_json")]), 2.0);
-    assert_eq!(m.get(INVALID, &[("input", "unix"), ("reason", "no_request_id")]), 1.0);
+    assert_eq!(
+        m.get(INVALID, &[("input", "unix"), ("reason", "not_json")]),
+        2.0
+    );
+    assert_eq!(
+        m.get(INVALID, &[("input", "unix"), ("reason", "no_request_id")]),
+        1.0
+    );
     let dl = deadletters(&daemon);
     assert_eq!(dl.len(), 3);
-    assert!(dl[0]["line_base64"].is_string(), "non-UTF-8 lines are kept as base64");
+    assert!(
+        dl[0]["line_base64"].is_string(),
+        "non-UTF-8 lines are kept as base64"
+    );
     assert_eq!(dl[1]["line"], "SECRET-not-json");
-    assert!(!daemon.stderr().contains("SECRET"), "logs never contain line content");
+    assert!(
+        !daemon.stderr().contains("SECRET"),
+        "logs never contain line content"
+    );
 }
 
 /// A client that disconnects mid-line loses only that partial line; its complete lines
@@ -166,7 +199,10 @@ fn half_a_line_then_disconnect_loses_only_that_line() {
     ids.sort();
     assert_eq!(ids, [a, b]);
     daemon.wait_until(DEADLINE, "the partial line counted", || {
-        daemon.metrics().get(INVALID, &[("input", "unix"), ("reason", "not_json")]) == 1.0
+        daemon
+            .metrics()
+            .get(INVALID, &[("input", "unix"), ("reason", "not_json")])
+            == 1.0
     });
     assert_eq!(daemon.metrics().get(RECEIVED, &[("input", "unix")]), 5.0);
 }
@@ -192,7 +228,10 @@ fn stale_socket_is_replaced_and_mode_applies() {
     assert!(!stale.exists(), "the socket file is removed on exit");
 
     let daemon = Daemon::start_default();
-    let mode = std::fs::metadata(daemon.socket()).unwrap().permissions().mode();
+    let mode = std::fs::metadata(daemon.socket())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -213,7 +252,8 @@ fn live_socket_is_an_error() {
     let id = uuid(5);
     let mut conn = first.connect();
     conn.write_all(event("request", &id, 0).as_bytes()).unwrap();
-    conn.write_all(event("response", &id, 1).as_bytes()).unwrap();
+    conn.write_all(event("response", &id, 1).as_bytes())
+        .unwrap();
     assert_eq!(paired_ids(&first.wait_for_spans(1)), [id]);
 }
 
