@@ -7,6 +7,9 @@ use anyhow::Context;
 use auditspan::{app, config, event::InvalidReason, import, span::Outcome, telemetry};
 use clap::{Args, Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Turns HashiCorp Vault / OpenBao audit events into trace spans, without losing them.
 ///
 /// auditspan listens where an audit device writes (a unix socket by default), pairs each
