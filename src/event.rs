@@ -109,6 +109,10 @@ pub struct ParseLimits {
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        ParseLimits { max_depth: 32, max_attributes: 256, max_value_bytes: 4096 }
+        ParseLimits {
+            max_depth: 32,
+            max_attributes: 256,
+            max_value_bytes: 4096,
+        }
     }
 }

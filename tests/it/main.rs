@@ -1,0 +1,7 @@
+//! auditspan's integration tests: one test binary (so the crate links once), one module per
+//! area. Every test drives the real `auditspan` binary through `support::Daemon`.
+//!
+//! Add a `mod` line per new file; shared helpers belong in `support`.
+
+mod openbao;
+mod support;
