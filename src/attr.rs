@@ -36,6 +36,43 @@ impl AttrValue {
             AttrValue::FloatArray(v) => v.len() * 8,
         }
     }
+
+    /// Shrinks `value` to at most `max_bytes` (strings at a char boundary, arrays by dropping
+    /// trailing elements). Numbers and bools are left as they are.
+    pub fn truncate(&mut self, max_bytes: usize) {
+        fn cut_str(s: &mut String, max: usize) {
+            if s.len() > max {
+                let mut end = max;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+            }
+        }
+        match self {
+            AttrValue::Str(s) => cut_str(s, max_bytes),
+            AttrValue::StrArray(v) => {
+                let mut used = 0;
+                let mut keep = 0;
+                for s in v.iter_mut() {
+                    if used + s.len() > max_bytes {
+                        if keep == 0 {
+                            cut_str(s, max_bytes);
+                            keep = 1;
+                        }
+                        break;
+                    }
+                    used += s.len();
+                    keep += 1;
+                }
+                v.truncate(keep);
+            }
+            AttrValue::BoolArray(v) => v.truncate(max_bytes),
+            AttrValue::IntArray(v) => v.truncate(max_bytes / 8),
+            AttrValue::FloatArray(v) => v.truncate(max_bytes / 8),
+            AttrValue::Bool(_) | AttrValue::Int(_) | AttrValue::Float(_) => {}
+        }
+    }
 }
 
 impl Serialize for AttrValue {

@@ -13,7 +13,15 @@
 //! - [`app`]: starts the actors in order and stops them in order.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod attr;
 pub mod config;
+pub mod correlate;
+pub mod deadletter;
 pub mod event;
 pub mod flatten;
+pub mod import;
+pub mod listener;
+pub mod sink;
+pub mod span;
+pub mod telemetry;

@@ -1,1 +1,187 @@
-fn main() {}
+//! The `auditspan` command line: parses arguments, sets up logging and metrics, and hands
+//! over to `app::run` (daemon), `import::run` or `Config::to_toml_redacted` (check).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use auditspan::{app, config, event::InvalidReason, import, span::Outcome, telemetry};
+use clap::{Args, Parser, Subcommand};
+
+/// Turns HashiCorp Vault / OpenBao audit events into trace spans, without losing them.
+///
+/// auditspan listens where an audit device writes (a unix socket by default), pairs each
+/// request with its response and writes one span per pair to its sinks. Logs go to
+/// stderr; the log level comes from AUDITSPAN_LOG (e.g. "debug", default "info").
+/// Without a subcommand, `run` is assumed.
+#[derive(Parser)]
+#[command(name = "auditspan", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: ConfigArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default). SIGTERM/SIGINT stop it cleanly; SIGHUP reopens the
+    /// dead-letter file.
+    Run(ConfigArgs),
+    /// Validate the configuration and print the effective configuration, secrets redacted.
+    Check(ConfigArgs),
+    /// Feed captured audit log files through the pipeline and exit once the sinks have
+    /// everything. Exit status 0 on success; a summary goes to stderr.
+    Import(ImportArgs),
+}
+
+/// Options shared by every subcommand. Precedence: flags > AUDITSPAN_* environment >
+/// config file > defaults.
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// Configuration file (TOML); without one, the defaults apply.
+    #[arg(short, long, value_name = "FILE", env = config::ENV_CONFIG)]
+    config: Option<PathBuf>,
+    /// Directory for auditspan's state and the dead-letter file [default: ./auditspan-data].
+    #[arg(long, value_name = "DIR", env = config::ENV_DATA_DIR)]
+    data_dir: Option<PathBuf>,
+    /// Address of the /metrics endpoint, e.g. 127.0.0.1:9464; "" disables it.
+    #[arg(long, value_name = "ADDR", env = config::ENV_METRICS_LISTEN)]
+    metrics_listen: Option<String>,
+    /// service.name of the spans [default: vault].
+    #[arg(long, value_name = "NAME", env = config::ENV_SERVICE_NAME)]
+    service_name: Option<String>,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Text the audit device wrote before each JSON object (its `prefix` option);
+    /// stripped where present. Default: the first input's prefix.
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// Where rejected lines go; created only when there is one.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "./auditspan-import-deadletter.jsonl"
+    )]
+    deadletter: PathBuf,
+    /// Audit log files (one JSON event per line); read in the order of their first event.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<config::Config> {
+        let overrides = config::Overrides {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            metrics_listen: self.metrics_listen.clone(),
+            service_name: self.service_name.clone(),
+        };
+        Ok(config::load(&overrides)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    // Every file auditspan creates holds audit data: owner-only unless configured otherwise.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Check(args)) => check(&args),
+        Some(Command::Import(args)) => import(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("auditspan: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    let metrics = match config.metrics.listen {
+        Some(_) => Some(telemetry::metrics::install().context("installing the metrics recorder")?),
+        None => None,
+    };
+    actix_rt::System::new().block_on(app::run(config, metrics, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stop with SIGKILL.");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn check(args: &ConfigArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    print!("{}", config.to_toml_redacted());
+    eprintln!("auditspan: configuration OK");
+    Ok(())
+}
+
+fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let config = args.config.load()?;
+    let options = import::ImportOptions {
+        files: args.files,
+        prefix: args.prefix,
+        deadletter: args.deadletter,
+    };
+    let summary = actix_rt::System::new().block_on(import::run(&config, options, || {
+        Box::new(std::io::stdout())
+    }))?;
+    let l = summary.lines;
+    let c = summary.correlator;
+    let invalid: Vec<String> = InvalidReason::ALL
+        .iter()
+        .zip(l.invalid)
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{} {n}", r.as_str()))
+        .collect();
+    let spans: Vec<String> = Outcome::ALL
+        .iter()
+        .zip(c.spans)
+        .map(|(o, n)| format!("{} {n}", o.as_str()))
+        .collect();
+    eprintln!(
+        "auditspan import: {} file(s), {} lines: {} events, {} invalid{}, {} ignored (audit_test {}, duplicate {}); {} spans ({})",
+        summary.files.len(),
+        l.received,
+        l.events,
+        summary.dead_letters,
+        if invalid.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", invalid.join(", "))
+        },
+        l.audit_test + c.duplicates,
+        l.audit_test,
+        c.duplicates,
+        c.spans.iter().sum::<u64>(),
+        spans.join(", "),
+    );
+    if summary.dead_letters > 0 {
+        eprintln!(
+            "auditspan import: rejected lines are in {}",
+            summary.deadletter.display()
+        );
+    }
+    Ok(())
+}

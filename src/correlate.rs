@@ -1,0 +1,588 @@
+//! The correlator: pairs each request event with its response by `request.id` and turns
+//! the pair into a [`Span`] (DESIGN "Span contract").
+//!
+//! [`Pairing`] is the pure state machine; [`Correlator`] is the actor around it that
+//! records metrics and hands finished spans, in order, to one span output address.
+//!
+//! Invariants:
+//! - An id is waiting at most once: a second request (or response) for a waiting id is a
+//!   duplicate and dropped, and so is any event for an id paired within `pair_timeout`.
+//! - A waiting entry expires when its input's newest event time passes the entry's time +
+//!   `pair_timeout`, or, on a live input, when `pair_timeout` has passed on the wall clock
+//!   since it arrived. Each input has its own event clock, so a device with a skewed clock
+//!   or an old file never expires another input's entries.
+//! - Spans leave in the order they were made; at most [`MAX_IN_FLIGHT`] batches are
+//!   offered to the output at once, and the correlator stops taking events while they are
+//!   all outstanding, so a slow output slows the listeners instead of growing memory.
+//! - Until the durable queue keeps them, entries still waiting at shutdown are lost.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, HashSet, VecDeque},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use metrics::{Counter, Gauge};
+use tokio::sync::Semaphore;
+use tracing::{error, warn};
+
+use crate::{
+    attr::{AttrValue, Attributes},
+    event::{AuditEvent, EventKind},
+    span::{self, Outcome, Span, Status},
+    telemetry::metrics as m,
+};
+
+/// Batches offered to the span output and not yet answered, at most.
+pub const MAX_IN_FLIGHT: usize = 4;
+
+/// Index of an input in the order the correlator was told about them.
+pub type InputId = usize;
+
+/// Pairing settings, from `[correlate]` and `[parse]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pair_timeout: Duration,
+    pub join_traceparent: bool,
+    pub max_attributes: usize,
+    pub max_span_bytes: usize,
+}
+
+/// The key of an id in the maps: the UUID's bytes, or 16 bytes of SHA-256 for other ids.
+type IdKey = [u8; 16];
+
+struct Waiting {
+    event: Box<AuditEvent>,
+    seq: u64,
+}
+
+/// What happened to one event.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Stored until its partner arrives or it expires.
+    Waiting,
+    /// Completed a pair.
+    Span(Box<Span>),
+    /// A repeat of an id waiting or paired within `pair_timeout`.
+    Duplicate,
+}
+
+/// Attribute truncations made while assembling spans (per-event ones travel with events).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SpanTruncations {
+    pub attributes: u64,
+    pub span_bytes: u64,
+}
+
+/// The pairing state machine. Time comes in as arguments so that tests and `import` are
+/// deterministic.
+pub struct Pairing {
+    settings: Settings,
+    timeout_nanos: i64,
+    waiting: HashMap<IdKey, Waiting>,
+    /// Ids paired recently, with the input event time after which they are forgotten.
+    paired: HashMap<IdKey, i64>,
+    paired_order: VecDeque<(i64, InputId, IdKey)>,
+    /// Per input: newest event time seen and the event-time deadlines of its entries.
+    clocks: Vec<i64>,
+    deadlines: Vec<BinaryHeap<Reverse<(i64, u64, IdKey)>>>,
+    /// Wall-clock deadlines in arrival order (live inputs only).
+    arrivals: VecDeque<(Instant, u64, IdKey)>,
+    next_seq: u64,
+    truncations: SpanTruncations,
+}
+
+impl Pairing {
+    pub fn new(settings: Settings) -> Self {
+        let timeout_nanos = i64::try_from(settings.pair_timeout.as_nanos()).unwrap_or(i64::MAX);
+        Pairing {
+            settings,
+            timeout_nanos,
+            waiting: HashMap::new(),
+            paired: HashMap::new(),
+            paired_order: VecDeque::new(),
+            clocks: Vec::new(),
+            deadlines: Vec::new(),
+            arrivals: VecDeque::new(),
+            next_seq: 0,
+            truncations: SpanTruncations::default(),
+        }
+    }
+
+    /// Entries waiting for their partner.
+    pub fn pending(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Truncations made since the last call.
+    pub fn take_truncations(&mut self) -> SpanTruncations {
+        std::mem::take(&mut self.truncations)
+    }
+
+    fn ensure_input(&mut self, input: InputId) {
+        if self.clocks.len() <= input {
+            self.clocks.resize(input + 1, i64::MIN);
+            self.deadlines.resize_with(input + 1, BinaryHeap::new);
+        }
+    }
+
+    /// Takes one event from `input`; `arrived` is `Some` for live inputs, whose entries
+    /// also expire on the wall clock.
+    pub fn ingest(
+        &mut self,
+        input: InputId,
+        event: Box<AuditEvent>,
+        arrived: Option<Instant>,
+    ) -> Step {
+        self.ensure_input(input);
+        let key = span::trace_id_for(&event.id);
+        let time = event.time_unix_nano;
+        if time > self.clocks[input] {
+            self.clocks[input] = time;
+        }
+        if self.paired.contains_key(&key) {
+            return Step::Duplicate;
+        }
+        match self.waiting.get(&key) {
+            Some(w) if w.event.kind == event.kind => Step::Duplicate,
+            Some(_) => {
+                let partner = self.waiting.remove(&key).map(|w| w.event);
+                let (request, response) = match (event.kind, partner) {
+                    (EventKind::Request, Some(response)) => (event, response),
+                    (EventKind::Response, Some(request)) => (request, event),
+                    (_, None) => unreachable!("entry checked above"),
+                };
+                self.remember_paired(input, key, time.max(request.time_unix_nano));
+                Step::Span(Box::new(self.build(Some(&request), Some(&response))))
+            }
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.deadlines[input].push(Reverse((
+                    time.saturating_add(self.timeout_nanos),
+                    seq,
+                    key,
+                )));
+                if let Some(arrived) = arrived {
+                    self.arrivals
+                        .push_back((arrived + self.settings.pair_timeout, seq, key));
+                }
+                self.waiting.insert(key, Waiting { event, seq });
+                Step::Waiting
+            }
+        }
+    }
+
+    fn remember_paired(&mut self, input: InputId, key: IdKey, time: i64) {
+        let forget_after = time.saturating_add(self.timeout_nanos);
+        self.paired.insert(key, forget_after);
+        self.paired_order.push_back((forget_after, input, key));
+    }
+
+    /// Expires what the event clocks (and, given `now`, the wall clock) say is overdue,
+    /// appending the spans to `out` in expiry order.
+    pub fn expire(&mut self, now: Option<Instant>, out: &mut Vec<Span>) {
+        for input in 0..self.deadlines.len() {
+            let clock = self.clocks[input];
+            while let Some(Reverse((deadline, seq, key))) = self.deadlines[input].peek().copied() {
+                if deadline >= clock {
+                    break;
+                }
+                self.deadlines[input].pop();
+                self.expire_entry(seq, key, out);
+            }
+        }
+        if let Some(now) = now {
+            while let Some(&(deadline, seq, key)) = self.arrivals.front() {
+                if deadline > now {
+                    break;
+                }
+                self.arrivals.pop_front();
+                self.expire_entry(seq, key, out);
+            }
+        }
+        while let Some(&(forget_after, input, key)) = self.paired_order.front() {
+            if forget_after >= self.clocks[input] {
+                break;
+            }
+            self.paired_order.pop_front();
+            if self.paired.get(&key) == Some(&forget_after) {
+                self.paired.remove(&key);
+            }
+        }
+    }
+
+    /// Expires every waiting entry (end of an import), oldest first.
+    pub fn expire_all(&mut self, out: &mut Vec<Span>) {
+        let mut entries: Vec<(i64, u64, IdKey)> = self
+            .waiting
+            .iter()
+            .map(|(k, w)| (w.event.time_unix_nano, w.seq, *k))
+            .collect();
+        entries.sort_unstable();
+        for (_, seq, key) in entries {
+            self.expire_entry(seq, key, out);
+        }
+        self.deadlines.iter_mut().for_each(BinaryHeap::clear);
+        self.arrivals.clear();
+    }
+
+    fn expire_entry(&mut self, seq: u64, key: IdKey, out: &mut Vec<Span>) {
+        // Heaps and queues hold stale keys of entries paired since; the seq tells.
+        if self.waiting.get(&key).is_none_or(|w| w.seq != seq) {
+            return;
+        }
+        let Some(w) = self.waiting.remove(&key) else {
+            return;
+        };
+        let span = match w.event.kind {
+            EventKind::Request => self.build(Some(&w.event), None),
+            EventKind::Response => self.build(None, Some(&w.event)),
+        };
+        out.push(span);
+    }
+
+    fn build(&mut self, request: Option<&AuditEvent>, response: Option<&AuditEvent>) -> Span {
+        let (first, outcome) = match (request, response) {
+            (Some(_), Some(r)) => (r, Outcome::Paired),
+            (Some(q), None) => (q, Outcome::ResponseMissing),
+            (None, Some(r)) => (r, Outcome::RequestMissing),
+            (None, None) => unreachable!("a span needs at least one event"),
+        };
+        let id = first.id.as_str();
+        let pick = |f: fn(&AuditEvent) -> Option<&str>| -> Option<String> {
+            response
+                .and_then(f)
+                .or_else(|| request.and_then(f))
+                .map(str::to_owned)
+        };
+        let operation = pick(|e| e.operation.as_deref());
+        let mount_point = pick(|e| e.mount_point.as_deref());
+        let path = pick(|e| e.path.as_deref());
+        let error = pick(|e| e.error.as_deref());
+        let traceparent = request
+            .and_then(|e| e.traceparent.as_deref())
+            .or_else(|| response.and_then(|e| e.traceparent.as_deref()));
+
+        let mut trace_id = span::trace_id_for(id);
+        let mut parent_span_id = None;
+        if self.settings.join_traceparent {
+            if let Some((t, p)) = traceparent.and_then(span::parse_traceparent) {
+                trace_id = t;
+                parent_span_id = Some(p);
+            }
+        }
+
+        let (start, mut end) = match (request, response) {
+            (Some(q), Some(r)) => (q.time_unix_nano, r.time_unix_nano),
+            _ => (first.time_unix_nano, first.time_unix_nano),
+        };
+        let clock_skew = end < start;
+        if clock_skew {
+            end = start;
+        }
+
+        let mut attributes = merge_attributes(
+            first,
+            if outcome == Outcome::Paired {
+                request
+            } else {
+                None
+            },
+        );
+        if attributes.len() > self.settings.max_attributes {
+            self.truncations.attributes += (attributes.len() - self.settings.max_attributes) as u64;
+            attributes.truncate(self.settings.max_attributes);
+        }
+        self.truncations.span_bytes += u64::from(span::fit_span_bytes(
+            &mut attributes,
+            self.settings.max_span_bytes,
+        ));
+        attributes.push(("vault.request.id".to_owned(), AttrValue::Str(id.to_owned())));
+        attributes.push((
+            "auditspan.outcome".to_owned(),
+            AttrValue::Str(outcome.as_str().to_owned()),
+        ));
+        if clock_skew {
+            attributes.push(("auditspan.clock_skew".to_owned(), AttrValue::Bool(true)));
+        }
+
+        Span {
+            trace_id,
+            span_id: span::span_id_for(id),
+            parent_span_id,
+            name: span::span_name(
+                operation.as_deref(),
+                mount_point.as_deref(),
+                path.as_deref(),
+            ),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            status: error.map_or(Status::Unset, Status::Error),
+            outcome,
+            attributes,
+        }
+    }
+}
+
+/// `primary`'s attributes, then those keys of `secondary` that `primary` lacks.
+fn merge_attributes(primary: &AuditEvent, secondary: Option<&AuditEvent>) -> Attributes {
+    let mut attributes = primary.attributes.clone();
+    if let Some(secondary) = secondary {
+        let seen: HashSet<&str> = primary.attributes.iter().map(|(k, _)| k.as_str()).collect();
+        let extra: Vec<_> = secondary
+            .attributes
+            .iter()
+            .filter(|(k, _)| !seen.contains(k.as_str()))
+            .cloned()
+            .collect();
+        attributes.extend(extra);
+    }
+    attributes
+}
+
+/// Spans handed to the span output, in the order they were made.
+#[derive(Message)]
+#[rtype(result = "Result<(), crate::sink::SinkError>")]
+pub struct SpanBatch(pub Vec<Span>);
+
+/// Events from one input, in the order they were read.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ingest {
+    pub input: InputId,
+    pub events: Vec<Box<AuditEvent>>,
+}
+
+/// Expire everything still waiting and wait until every span made so far has been
+/// answered by the output (end of `import`).
+#[derive(Message)]
+#[rtype(result = "Counts")]
+pub struct Finish;
+
+/// Wait until every span made so far has been answered by the output (shutdown).
+#[derive(Message)]
+#[rtype(result = "Counts")]
+pub struct Drain;
+
+/// What the correlator did since it started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub spans: [u64; 3],
+    pub duplicates: u64,
+    /// Spans the output answered with an error (lost until the queue keeps them).
+    pub output_failures: u64,
+    pub pending: u64,
+}
+
+/// The correlator actor.
+pub struct Correlator {
+    pairing: Pairing,
+    output: Recipient<SpanBatch>,
+    in_flight: Arc<Semaphore>,
+    /// Live inputs expire on the wall clock too; `import` is not live.
+    live: bool,
+    outbox: Vec<Span>,
+    counts: Counts,
+    output_failures: Arc<AtomicU64>,
+    /// Per input: `events_ignored_total{reason="duplicate"}`.
+    duplicates: Vec<Counter>,
+    spans_created: [Counter; 3],
+    truncated_attributes: Counter,
+    truncated_span_bytes: Counter,
+    pending_gauge: Gauge,
+}
+
+impl Correlator {
+    /// `inputs` are the input names, indexed by [`InputId`].
+    pub fn new(
+        settings: Settings,
+        inputs: &[String],
+        output: Recipient<SpanBatch>,
+        live: bool,
+    ) -> Self {
+        Correlator {
+            pairing: Pairing::new(settings),
+            output,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            live,
+            outbox: Vec::new(),
+            counts: Counts::default(),
+            output_failures: Arc::new(AtomicU64::new(0)),
+            duplicates: inputs
+                .iter()
+                .map(|i| m::events_ignored(i, "duplicate"))
+                .collect(),
+            spans_created: Outcome::ALL.map(m::spans_created),
+            truncated_attributes: m::attributes_truncated("attributes"),
+            truncated_span_bytes: m::attributes_truncated("span_bytes"),
+            pending_gauge: m::correlator_pending(),
+        }
+    }
+
+    fn tick_interval(&self) -> Duration {
+        (self.pairing.settings.pair_timeout / 10)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    fn record(&mut self, span: Span) {
+        let i = Outcome::ALL
+            .iter()
+            .position(|o| *o == span.outcome)
+            .unwrap_or(0);
+        self.counts.spans[i] += 1;
+        self.spans_created[i].increment(1);
+        self.outbox.push(span);
+    }
+
+    fn expire(&mut self, all: bool) {
+        let mut expired = Vec::new();
+        if all {
+            self.pairing.expire_all(&mut expired);
+        } else {
+            self.pairing
+                .expire(self.live.then(Instant::now), &mut expired);
+        }
+        for span in expired {
+            self.record(span);
+        }
+    }
+
+    fn account(&mut self) {
+        let t = self.pairing.take_truncations();
+        if t.attributes > 0 {
+            self.truncated_attributes.increment(t.attributes);
+        }
+        if t.span_bytes > 0 {
+            self.truncated_span_bytes.increment(t.span_bytes);
+        }
+        self.pending_gauge.set(self.pairing.pending() as f64);
+    }
+
+    /// Offers the outbox to the output. The returned future finishes once the batch is in
+    /// the output's mailbox, which is when fewer than `MAX_IN_FLIGHT` batches are
+    /// unanswered; run it with `ctx.wait` so that no other message overtakes it.
+    fn ship(&mut self) -> Option<ResponseActFuture<Self, ()>> {
+        self.account();
+        if self.outbox.is_empty() {
+            return None;
+        }
+        let batch = std::mem::take(&mut self.outbox);
+        let output = self.output.clone();
+        let in_flight = Arc::clone(&self.in_flight);
+        let failures = Arc::clone(&self.output_failures);
+        let fut = async move {
+            let Ok(permit) = in_flight.acquire_owned().await else {
+                return;
+            };
+            let count = batch.len() as u64;
+            // `send` queues synchronously, so batches reach the output in order.
+            let answer = output.send(SpanBatch(batch));
+            actix::spawn(async move {
+                let failure = match answer.await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(err)) => Some(err.to_string()),
+                    Err(err) => Some(err.to_string()),
+                };
+                if let Some(err) = failure {
+                    error!(error = %err, spans = count, "Span output failed; spans lost.");
+                    failures.fetch_add(count, Ordering::Relaxed);
+                }
+                drop(permit);
+            });
+        };
+        Some(Box::pin(fut.into_actor(self)))
+    }
+
+    /// Waits until every batch offered so far has been answered.
+    fn settle(&self) -> impl Future<Output = ()> + use<> {
+        let in_flight = Arc::clone(&self.in_flight);
+        async move {
+            // Taking every permit means no batch is outstanding.
+            drop(in_flight.acquire_many(MAX_IN_FLIGHT as u32).await);
+        }
+    }
+}
+
+impl Actor for Correlator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        let interval = self.tick_interval();
+        ctx.run_interval(interval, |act, ctx| {
+            act.expire(false);
+            if let Some(fut) = act.ship() {
+                ctx.wait(fut);
+            }
+        });
+    }
+}
+
+impl Handler<Ingest> for Correlator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) {
+        let arrived = self.live.then(Instant::now);
+        for event in msg.events {
+            match self.pairing.ingest(msg.input, event, arrived) {
+                Step::Waiting => {}
+                Step::Span(span) => self.record(*span),
+                Step::Duplicate => {
+                    self.counts.duplicates += 1;
+                    if let Some(c) = self.duplicates.get(msg.input) {
+                        c.increment(1);
+                    }
+                }
+            }
+        }
+        self.expire(false);
+        if let Some(fut) = self.ship() {
+            ctx.wait(fut);
+        }
+    }
+}
+
+impl Handler<Finish> for Correlator {
+    type Result = ResponseActFuture<Self, Counts>;
+
+    fn handle(&mut self, _: Finish, ctx: &mut Self::Context) -> Self::Result {
+        self.expire(true);
+        if let Some(fut) = self.ship() {
+            ctx.wait(fut);
+        }
+        self.settled_counts()
+    }
+}
+
+impl Handler<Drain> for Correlator {
+    type Result = ResponseActFuture<Self, Counts>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(fut) = self.ship() {
+            ctx.wait(fut);
+        }
+        if self.pairing.pending() > 0 {
+            warn!(
+                pending = self.pairing.pending(),
+                "Entries still waiting for their partner are lost at shutdown."
+            );
+        }
+        self.settled_counts()
+    }
+}
+
+impl Correlator {
+    fn settled_counts(&self) -> ResponseActFuture<Self, Counts> {
+        Box::pin(self.settle().into_actor(self).map(|(), act, _| Counts {
+            pending: act.pairing.pending() as u64,
+            output_failures: act.output_failures.load(Ordering::Relaxed),
+            ..act.counts
+        }))
+    }
+}

@@ -1,0 +1,284 @@
+//! The unix-socket input: the target of Vault's / OpenBao's `socket` audit device with
+//! `socket_type = "unix"`.
+//!
+//! [`UnixIngest`] owns the socket file and accepts connections; each connection is read
+//! by its own task on one of the listener threads, which frames, parses and hands its
+//! events to the correlator with `send().await`, so a slow pipeline slows the reads
+//! instead of growing memory (Vault's write times out after `write_timeout`, 2 s by
+//! default, which is why the pipeline must keep up).
+//!
+//! Invariants:
+//! - The socket file is created with the configured mode (0600 by default) and removed
+//!   when the input stops. A stale file from a crashed run (nobody answers) is replaced; a
+//!   live one (another process answers) or a path that is not a socket is an error.
+//! - A connection that breaks mid-line loses only that partial line; a line longer than
+//!   `max_line_bytes` is skipped to its end and the connection carries on.
+
+use std::{
+    io,
+    os::unix::{fs::FileTypeExt, fs::PermissionsExt, net::UnixListener as StdUnixListener},
+    path::{Path, PathBuf},
+    pin::Pin,
+    task::{Context as TaskContext, Poll},
+};
+
+use actix::prelude::*;
+use tokio::{
+    io::AsyncReadExt,
+    net::UnixStream,
+    sync::{mpsc, watch},
+};
+use tracing::{debug, info, warn};
+
+use super::{Framer, LineHandler};
+use crate::{
+    correlate::{Correlator, Ingest, InputId},
+    deadletter::{Append, DeadLetter},
+    event::ParseLimits,
+};
+
+/// Bytes read from a connection at a time, at most.
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Another process accepts connections on the socket path.
+    #[error("socket {path} is in use by another process (is another auditspan running?)")]
+    InUse { path: PathBuf },
+    /// Something other than a socket exists at the path; we never delete it.
+    #[error("{path} exists and is not a socket; remove it or choose another path")]
+    NotASocket { path: PathBuf },
+    /// Binding, replacing or setting the mode failed.
+    #[error("socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds `path`, replacing a stale socket file, and sets its mode.
+pub fn bind(path: &Path, mode: u32) -> Result<StdUnixListener, ListenerError> {
+    let io_err = |source| ListenerError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(ListenerError::InUse {
+                        path: path.to_owned(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path).map_err(io_err)?;
+                    warn!(path = %path.display(), "Replaced a stale socket file from an earlier run.");
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Ok(_) => {
+            return Err(ListenerError::NotASocket {
+                path: path.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let listener = StdUnixListener::bind(path).map_err(io_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
+    listener.set_nonblocking(true).map_err(io_err)?;
+    Ok(listener)
+}
+
+/// Everything a connection task needs.
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    pub input: String,
+    pub input_id: InputId,
+    pub prefix: String,
+    pub max_line_bytes: usize,
+    pub limits: ParseLimits,
+    pub correlator: Addr<Correlator>,
+    pub deadletter: Addr<DeadLetter>,
+}
+
+/// The unix-socket input actor.
+pub struct UnixIngest {
+    path: PathBuf,
+    listener: Option<StdUnixListener>,
+    settings: ConnectionSettings,
+    /// Threads that read connections, taken in turn.
+    readers: Vec<ArbiterHandle>,
+    next_reader: usize,
+    shutdown: watch::Receiver<bool>,
+    /// Each connection task holds a clone; the receiver sees `None` once all are done.
+    connections_done: mpsc::Sender<()>,
+}
+
+impl UnixIngest {
+    pub fn new(
+        path: PathBuf,
+        listener: StdUnixListener,
+        settings: ConnectionSettings,
+        readers: Vec<ArbiterHandle>,
+        shutdown: watch::Receiver<bool>,
+        connections_done: mpsc::Sender<()>,
+    ) -> Self {
+        UnixIngest {
+            path,
+            listener: Some(listener),
+            settings,
+            readers,
+            next_reader: 0,
+            shutdown,
+            connections_done,
+        }
+    }
+}
+
+/// Stop accepting and remove the socket file; open connections finish on the shutdown
+/// signal.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+struct Accept(tokio::net::UnixListener);
+
+impl Stream for Accept {
+    type Item = io::Result<UnixStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0
+            .poll_accept(cx)
+            .map(|r| Some(r.map(|(stream, _)| stream)))
+    }
+}
+
+impl Actor for UnixIngest {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        match tokio::net::UnixListener::from_std(listener) {
+            Ok(listener) => {
+                info!(input = %self.settings.input, path = %self.path.display(), "Listening.");
+                ctx.add_stream(Accept(listener));
+            }
+            Err(err) => {
+                warn!(input = %self.settings.input, error = %err, "Could not register the socket.");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Err(err) = std::fs::remove_file(&self.path) {
+            if err.kind() != io::ErrorKind::NotFound {
+                warn!(path = %self.path.display(), error = %err, "Could not remove the socket file.");
+            }
+        }
+        info!(input = %self.settings.input, "Stopped listening.");
+    }
+}
+
+impl StreamHandler<io::Result<UnixStream>> for UnixIngest {
+    fn handle(&mut self, item: io::Result<UnixStream>, _: &mut Self::Context) {
+        let stream = match item.and_then(UnixStream::into_std) {
+            Ok(stream) => stream,
+            Err(err) => {
+                warn!(input = %self.settings.input, error = %err, "Accept failed.");
+                return;
+            }
+        };
+        let settings = self.settings.clone();
+        let shutdown = self.shutdown.clone();
+        let done = self.connections_done.clone();
+        let task = async move {
+            match UnixStream::from_std(stream) {
+                Ok(stream) => read_connection(stream, settings, shutdown).await,
+                Err(err) => warn!(error = %err, "Could not register a connection."),
+            }
+            drop(done);
+        };
+        if self.readers.is_empty() {
+            actix::spawn(task);
+        } else {
+            let reader = &self.readers[self.next_reader % self.readers.len()];
+            self.next_reader = self.next_reader.wrapping_add(1);
+            reader.spawn(task);
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+impl Handler<Stop> for UnixIngest {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Reads one connection until it closes or shutdown is signalled.
+async fn read_connection(
+    mut stream: UnixStream,
+    s: ConnectionSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    debug!(input = %s.input, "Connection opened.");
+    let mut framer = Framer::new(s.max_line_bytes);
+    let mut lines = LineHandler::new(&s.input, s.prefix.clone(), s.limits);
+    let correlator = s.correlator.clone();
+    let deadletter = s.deadletter.clone();
+    loop {
+        let read = tokio::select! {
+            read = stream.read_buf(framer.buffer(READ_CHUNK)) => read,
+            _ = shutdown.changed() => break,
+        };
+        let eof = match read {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(err) => {
+                warn!(input = %s.input, error = %err, "Connection read failed.");
+                true
+            }
+        };
+        if eof {
+            framer.finish(|f| lines.handle(f));
+        } else {
+            framer.drain(|f| lines.handle(f));
+        }
+        deliver(&mut lines, s.input_id, &correlator, &deadletter).await;
+        if eof {
+            break;
+        }
+    }
+    debug!(input = %s.input, "Connection closed.");
+}
+
+/// Hands what the line handler collected to the dead-letter file and the correlator.
+pub async fn deliver(
+    lines: &mut LineHandler,
+    input: InputId,
+    correlator: &Addr<Correlator>,
+    deadletter: &Addr<DeadLetter>,
+) {
+    let (events, rejected) = lines.take();
+    if !rejected.is_empty() {
+        // The dead-letter actor logs its own write failures.
+        if deadletter.send(Append(rejected)).await.is_err() {
+            warn!(
+                input,
+                "The dead-letter writer is gone; rejected lines dropped."
+            );
+        }
+    }
+    if !events.is_empty() && correlator.send(Ingest { input, events }).await.is_err() {
+        warn!(input, "The correlator is gone; events dropped.");
+    }
+}

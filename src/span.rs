@@ -1,0 +1,287 @@
+//! The span: one Vault request/response pair, as every sink receives it.
+//!
+//! Identifiers are derived from the audit data only (DESIGN "Span contract"), so that a
+//! replay after a crash produces the same span again and backends deduplicate it.
+
+use sha2::{Digest, Sha256};
+
+use crate::attr::Attributes;
+
+/// How a span came to be; the `auditspan.outcome` attribute and the `outcome` label of
+/// `spans_created_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Paired,
+    ResponseMissing,
+    RequestMissing,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [
+        Outcome::Paired,
+        Outcome::ResponseMissing,
+        Outcome::RequestMissing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Paired => "paired",
+            Outcome::ResponseMissing => "response_missing",
+            Outcome::RequestMissing => "request_missing",
+        }
+    }
+}
+
+/// Span status: error when either event of the pair carried a non-empty `error`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Unset,
+    Error(String),
+}
+
+/// One finished span. The resource (service name, instance, host) is the same for every
+/// span of a process and lives with the sinks, not here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub name: String,
+    /// Vault's `time` of the request event (of the response for `request_missing`).
+    pub start_unix_nano: i64,
+    /// Vault's `time` of the response event (the start for `response_missing`), never
+    /// before the start.
+    pub end_unix_nano: i64,
+    pub status: Status,
+    pub outcome: Outcome,
+    pub attributes: Attributes,
+}
+
+impl Span {
+    pub fn duration_nanos(&self) -> i64 {
+        self.end_unix_nano - self.start_unix_nano
+    }
+}
+
+/// First 8 bytes of SHA-256("auditspan/" + id).
+pub fn span_id_for(request_id: &str) -> [u8; 8] {
+    let digest = Sha256::new()
+        .chain_update(b"auditspan/")
+        .chain_update(request_id)
+        .finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    id
+}
+
+/// The request id's own 16 bytes when it is a UUID, else the first 16 bytes of its SHA-256.
+pub fn trace_id_for(request_id: &str) -> [u8; 16] {
+    if let Ok(uuid) = uuid::Uuid::try_parse(request_id) {
+        return *uuid.as_bytes();
+    }
+    let digest = Sha256::digest(request_id.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
+
+/// Trace id and parent span id of a valid W3C `traceparent` header, version 00 or a
+/// later version (whose extra fields are ignored, as the spec asks); `None` otherwise.
+pub fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8])> {
+    let header = header.trim();
+    let mut parts = header.split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let parent = parts.next()?;
+    let flags = parts.next()?;
+    if version.len() != 2 || trace.len() != 32 || parent.len() != 16 || flags.len() != 2 {
+        return None;
+    }
+    let version = u8::from_str_radix(version, 16)
+        .ok()
+        .filter(|v| *v != 0xff)?;
+    if version == 0 && parts.next().is_some() {
+        return None;
+    }
+    if !is_lower_hex(version_str(header)) || !is_lower_hex(trace) || !is_lower_hex(parent) {
+        return None;
+    }
+    u8::from_str_radix(flags, 16).ok()?;
+    let mut trace_id = [0u8; 16];
+    let mut parent_id = [0u8; 8];
+    hex_decode(trace, &mut trace_id)?;
+    hex_decode(parent, &mut parent_id)?;
+    if trace_id == [0; 16] || parent_id == [0; 8] {
+        return None;
+    }
+    Some((trace_id, parent_id))
+}
+
+fn version_str(header: &str) -> &str {
+    header.get(..2).unwrap_or("")
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn hex_decode(s: &str, out: &mut [u8]) -> Option<()> {
+    let bytes = s.as_bytes();
+    if bytes.len() != out.len() * 2 {
+        return None;
+    }
+    for (i, chunk) in bytes.chunks_exact(2).enumerate() {
+        let hi = (chunk[0] as char).to_digit(16)?;
+        let lo = (chunk[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(())
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+/// `"{operation} {mount_point}"`; without a mount point, the first path segment + `/`.
+pub fn span_name(operation: Option<&str>, mount_point: Option<&str>, path: Option<&str>) -> String {
+    let operation = operation.unwrap_or("unknown");
+    let mount = match mount_point.filter(|m| !m.is_empty()) {
+        Some(m) => m.to_owned(),
+        None => match path.and_then(|p| p.split('/').find(|s| !s.is_empty())) {
+            Some(first) => format!("{first}/"),
+            None => return operation.to_owned(),
+        },
+    };
+    format!("{operation} {mount}")
+}
+
+/// Cuts the largest values first until the attributes fit `max_bytes` (keys and values
+/// counted by [`AttrValue::byte_len`]); returns how many values were cut.
+pub fn fit_span_bytes(attributes: &mut Attributes, max_bytes: usize) -> u32 {
+    let mut total: usize = attributes.iter().map(|(k, v)| k.len() + v.byte_len()).sum();
+    let mut cut = 0;
+    while total > max_bytes {
+        let Some((index, _)) = attributes
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, (_, v))| v.byte_len())
+        else {
+            break;
+        };
+        let value = &mut attributes[index].1;
+        let before = value.byte_len();
+        let excess = total - max_bytes;
+        // Cut at least half of the largest value so that many similar values converge fast.
+        let keep = before.saturating_sub(excess.max(before / 2));
+        value.truncate(keep);
+        let after = value.byte_len();
+        if after >= before {
+            // Numbers and bools cannot shrink: drop the attribute instead.
+            let (key, value) = attributes.remove(index);
+            total -= key.len() + value.byte_len();
+        } else {
+            total -= before - after;
+        }
+        cut += 1;
+    }
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr::AttrValue;
+
+    #[test]
+    fn uuid_request_id_is_the_trace_id() {
+        let id = trace_id_for("64f1dc09-f1dc-9fa5-2382-aea81e551d88");
+        assert_eq!(hex(&id), "64f1dc09f1dc9fa52382aea81e551d88");
+    }
+
+    #[test]
+    fn non_uuid_request_id_hashes() {
+        let id = trace_id_for("dev-gen-root");
+        let digest = Sha256::digest(b"dev-gen-root");
+        assert_eq!(&id[..], &digest[..16]);
+    }
+
+    #[test]
+    fn span_id_is_deterministic_and_prefixed() {
+        let digest = Sha256::digest(b"auditspan/abc");
+        assert_eq!(&span_id_for("abc")[..], &digest[..8]);
+        assert_ne!(span_id_for("abc"), span_id_for("abd"));
+    }
+
+    #[test]
+    fn traceparent_valid_and_invalid() {
+        let (t, p) =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(hex(&t), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex(&p), "00f067aa0ba902b7");
+        for bad in [
+            "",
+            "hmac-sha256:abcdef",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+        assert!(
+            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            span_name(Some("read"), Some("kv/"), Some("kv/data/x")),
+            "read kv/"
+        );
+        assert_eq!(
+            span_name(Some("update"), None, Some("sys/audit/test")),
+            "update sys/"
+        );
+        assert_eq!(
+            span_name(Some("update"), Some(""), Some("/auth/x")),
+            "update auth/"
+        );
+        assert_eq!(span_name(Some("help"), None, None), "help");
+    }
+
+    #[test]
+    fn span_bytes_cut_largest_first() {
+        let mut attrs: Attributes = vec![
+            ("small".into(), AttrValue::Str("x".repeat(10))),
+            ("big".into(), AttrValue::Str("y".repeat(1000))),
+            ("n".into(), AttrValue::Int(1)),
+        ];
+        let cut = fit_span_bytes(&mut attrs, 500);
+        assert!(cut >= 1);
+        let total: usize = attrs.iter().map(|(k, v)| k.len() + v.byte_len()).sum();
+        assert!(total <= 500);
+        assert_eq!(attrs[0].1, AttrValue::Str("x".repeat(10)));
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        let mut v = AttrValue::Str("é".repeat(10));
+        v.truncate(5);
+        assert_eq!(v, AttrValue::Str("éé".into()));
+        let mut a = AttrValue::StrArray(vec!["abc".into(), "def".into(), "ghi".into()]);
+        a.truncate(7);
+        assert_eq!(a, AttrValue::StrArray(vec!["abc".into(), "def".into()]));
+    }
+}
