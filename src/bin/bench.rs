@@ -358,7 +358,11 @@ fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Re
         elapsed,
         writers_done,
         peak_rss_kib,
-        outcomes: scrape.by_label("auditspan_spans_created_total", "outcome"),
+        outcomes: {
+            let mut outcomes = scrape.by_label("auditspan_spans_created_total", "outcome");
+            outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+            outcomes
+        },
         invalid: scrape.sum("auditspan_events_invalid_total"),
         ignored: scrape.sum("auditspan_events_ignored_total"),
     })

@@ -122,10 +122,20 @@ fn openbao_socket_device_produces_one_span_per_request() {
     assert_eq!(statuses, expected_status, "HTTP statuses of {calls:#?}");
 
     // Every call's span appears while both processes run.
-    daemon.wait_until(DEADLINE, "a span for every call", || {
+    let missing = || {
         let spans = daemon.spans();
-        calls.iter().all(|c| !spans_of(&spans, c).is_empty())
-    });
+        let missing: Vec<&Call> = calls
+            .iter()
+            .filter(|c| spans_of(&spans, c).is_empty())
+            .collect();
+        (missing, spans)
+    };
+    if !poll_until(DEADLINE, || missing().0.is_empty()) {
+        let (missing, spans) = missing();
+        daemon.fail(&format!(
+            "no span for the calls {missing:#?}\namong the spans {spans:#?}"
+        ));
+    }
 
     bao.stop();
     let audit = FileAuditLog::read(&bao.audit_log);
