@@ -57,7 +57,7 @@ pub struct Settings {
 type IdKey = [u8; 16];
 
 struct Waiting {
-    event: Box<AuditEvent>,
+    event: AuditEvent,
     seq: u64,
 }
 
@@ -133,12 +133,7 @@ impl Pairing {
 
     /// Takes one event from `input`; `arrived` is `Some` for live inputs, whose entries
     /// also expire on the wall clock.
-    pub fn ingest(
-        &mut self,
-        input: InputId,
-        event: Box<AuditEvent>,
-        arrived: Option<Instant>,
-    ) -> Step {
+    pub fn ingest(&mut self, input: InputId, event: AuditEvent, arrived: Option<Instant>) -> Step {
         self.ensure_input(input);
         let key = span::trace_id_for(&event.id);
         let time = event.time_unix_nano;
@@ -271,11 +266,12 @@ impl Pairing {
 
         let mut trace_id = span::trace_id_for(id);
         let mut parent_span_id = None;
-        if self.settings.join_traceparent {
-            if let Some((t, p)) = traceparent.and_then(span::parse_traceparent) {
-                trace_id = t;
-                parent_span_id = Some(p);
-            }
+        if let Some((t, p)) = traceparent
+            .filter(|_| self.settings.join_traceparent)
+            .and_then(span::parse_traceparent)
+        {
+            trace_id = t;
+            parent_span_id = Some(p);
         }
 
         let (start, mut end) = match (request, response) {
@@ -356,7 +352,7 @@ pub struct SpanBatch(pub Vec<Span>);
 #[rtype(result = "()")]
 pub struct Ingest {
     pub input: InputId,
-    pub events: Vec<Box<AuditEvent>>,
+    pub events: Vec<AuditEvent>,
 }
 
 /// Expire everything still waiting and wait until every span made so far has been
@@ -584,5 +580,252 @@ impl Correlator {
             output_failures: act.output_failures.load(Ordering::Relaxed),
             ..act.counts
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Truncations;
+
+    const MS: i64 = 1_000_000;
+
+    fn settings() -> Settings {
+        Settings {
+            pair_timeout: Duration::from_secs(10),
+            join_traceparent: true,
+            max_attributes: 256,
+            max_span_bytes: 256 * 1024,
+        }
+    }
+
+    fn event(kind: EventKind, id: &str, time_ms: i64) -> AuditEvent {
+        let side = if kind == EventKind::Request {
+            "request"
+        } else {
+            "response"
+        };
+        AuditEvent {
+            kind,
+            id: id.to_owned(),
+            time_unix_nano: time_ms * MS,
+            error: None,
+            operation: Some("read".into()),
+            path: Some("kv/data/x".into()),
+            mount_point: Some("kv/".into()),
+            namespace_path: None,
+            traceparent: None,
+            attributes: vec![
+                ("type".into(), AttrValue::Str(side.into())),
+                (format!("{side}.only"), AttrValue::Bool(true)),
+            ],
+            truncations: Truncations::default(),
+        }
+    }
+
+    fn req(id: &str, t: i64) -> AuditEvent {
+        event(EventKind::Request, id, t)
+    }
+
+    fn resp(id: &str, t: i64) -> AuditEvent {
+        event(EventKind::Response, id, t)
+    }
+
+    fn span(step: Step) -> Span {
+        match step {
+            Step::Span(span) => *span,
+            other => panic!("expected a span, got {other:?}"),
+        }
+    }
+
+    fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a AttrValue> {
+        span.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn pairs_in_either_order() {
+        let mut p = Pairing::new(settings());
+        assert_eq!(p.ingest(0, req("a", 1000), None), Step::Waiting);
+        let s = span(p.ingest(0, resp("a", 1012), None));
+        assert_eq!(s.outcome, Outcome::Paired);
+        assert_eq!(s.duration_nanos(), 12 * MS);
+        assert_eq!(s.name, "read kv/");
+        // Response attributes first, then what only the request has, then ours.
+        let keys: Vec<&str> = s.attributes.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "type",
+                "response.only",
+                "request.only",
+                "vault.request.id",
+                "auditspan.outcome"
+            ]
+        );
+        assert_eq!(attr(&s, "type"), Some(&AttrValue::Str("response".into())));
+
+        assert_eq!(p.ingest(0, resp("b", 2010), None), Step::Waiting);
+        let s = span(p.ingest(0, req("b", 2000), None));
+        assert_eq!((s.start_unix_nano, s.end_unix_nano), (2000 * MS, 2010 * MS));
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn repeats_are_duplicates_while_waiting_and_after_pairing() {
+        let mut p = Pairing::new(settings());
+        p.ingest(0, req("a", 1000), None);
+        assert_eq!(p.ingest(0, req("a", 1001), None), Step::Duplicate);
+        span(p.ingest(0, resp("a", 1002), None));
+        assert_eq!(p.ingest(0, resp("a", 1003), None), Step::Duplicate);
+        assert_eq!(p.ingest(0, req("a", 1004), None), Step::Duplicate);
+        // Forgotten once the event clock passes the pair time + pair_timeout.
+        p.ingest(0, req("later", 12_000), None);
+        let mut out = Vec::new();
+        p.expire(None, &mut out);
+        assert_eq!(p.ingest(0, req("a", 12_001), None), Step::Waiting);
+    }
+
+    #[test]
+    fn event_clock_expires_per_input() {
+        let mut p = Pairing::new(settings());
+        p.ingest(0, req("old", 1_000), None);
+        p.ingest(1, resp("orphan", 1_000), None);
+        let mut out = Vec::new();
+        // Input 1 moves far ahead; input 0's entry must not expire because of it.
+        p.ingest(1, req("x", 50_000), None);
+        p.expire(None, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].outcome, Outcome::RequestMissing);
+        assert_eq!(out[0].start_unix_nano, out[0].end_unix_nano);
+        // Exactly at the deadline nothing expires; past it, it does.
+        p.ingest(0, req("y", 11_000), None);
+        p.expire(None, &mut out);
+        assert_eq!(out.len(), 1);
+        p.ingest(0, req("z", 11_001), None);
+        p.expire(None, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].outcome, Outcome::ResponseMissing);
+        assert_eq!(out[1].duration_nanos(), 0);
+        assert_eq!(
+            attr(&out[1], "auditspan.outcome"),
+            Some(&AttrValue::Str("response_missing".into()))
+        );
+    }
+
+    #[test]
+    fn wall_clock_expires_idle_live_entries() {
+        let mut p = Pairing::new(settings());
+        let t0 = Instant::now();
+        p.ingest(0, req("idle", 1_000), Some(t0));
+        let mut out = Vec::new();
+        p.expire(Some(t0 + Duration::from_secs(9)), &mut out);
+        assert!(out.is_empty());
+        p.expire(Some(t0 + Duration::from_secs(10)), &mut out);
+        assert_eq!(out.len(), 1);
+        // A stale queue entry of a since-paired id does nothing.
+        p.ingest(0, req("paired", 1_000), Some(t0));
+        span(p.ingest(0, resp("paired", 1_001), Some(t0)));
+        p.expire(Some(t0 + Duration::from_secs(60)), &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn expire_all_is_ordered_by_time() {
+        let mut p = Pairing::new(settings());
+        p.ingest(0, req("c", 3_000), None);
+        p.ingest(0, req("a", 1_000), None);
+        p.ingest(0, resp("b", 2_000), None);
+        let mut out = Vec::new();
+        p.expire_all(&mut out);
+        let ids: Vec<_> = out
+            .iter()
+            .map(|s| attr(s, "vault.request.id").cloned())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"].map(|i| Some(AttrValue::Str(i.into()))));
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn clock_skew_gives_zero_duration() {
+        let mut p = Pairing::new(settings());
+        p.ingest(0, req("a", 1_000), None);
+        let s = span(p.ingest(0, resp("a", 990), None));
+        assert_eq!(s.duration_nanos(), 0);
+        assert_eq!(
+            attr(&s, "auditspan.clock_skew"),
+            Some(&AttrValue::Bool(true))
+        );
+    }
+
+    #[test]
+    fn errors_and_traceparent() {
+        let mut p = Pairing::new(settings());
+        let mut q = req("5f9a2c3e-0000-0000-0000-000000000001", 1_000);
+        q.error = Some("permission denied".into());
+        q.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        let mut r = resp("5f9a2c3e-0000-0000-0000-000000000001", 1_001);
+        r.error = Some("1 error occurred:\n\t* permission denied\n\n".into());
+        p.ingest(0, q, None);
+        let s = span(p.ingest(0, r, None));
+        assert_eq!(
+            s.status,
+            Status::Error("1 error occurred:\n\t* permission denied\n\n".into())
+        );
+        assert_eq!(span::hex(&s.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            s.parent_span_id.map(|p| span::hex(&p)).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert_eq!(
+            s.span_id,
+            span::span_id_for("5f9a2c3e-0000-0000-0000-000000000001")
+        );
+
+        let mut off = Pairing::new(Settings {
+            join_traceparent: false,
+            ..settings()
+        });
+        let mut q = req("5f9a2c3e-0000-0000-0000-000000000002", 1_000);
+        q.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        off.ingest(0, q, None);
+        let s = span(off.ingest(0, resp("5f9a2c3e-0000-0000-0000-000000000002", 1_001), None));
+        assert_eq!(span::hex(&s.trace_id), "5f9a2c3e000000000000000000000002");
+        assert_eq!(s.parent_span_id, None);
+    }
+
+    #[test]
+    fn span_limits_hold() {
+        let mut p = Pairing::new(Settings {
+            max_attributes: 2,
+            max_span_bytes: 64,
+            ..settings()
+        });
+        let mut q = req("a", 1_000);
+        q.attributes
+            .push(("big".into(), AttrValue::Str("x".repeat(1000))));
+        p.ingest(0, q, None);
+        let mut r = resp("a", 1_001);
+        r.attributes
+            .insert(0, ("huge".into(), AttrValue::Str("y".repeat(1000))));
+        let s = span(p.ingest(0, r, None));
+        let event_attrs = &s.attributes[..s.attributes.len() - 2];
+        assert_eq!(event_attrs.len(), 2);
+        assert!(
+            event_attrs
+                .iter()
+                .map(|(k, v)| k.len() + v.byte_len())
+                .sum::<usize>()
+                <= 64
+        );
+        let t = p.take_truncations();
+        assert_eq!(t.attributes, 3, "5 merged attributes, 2 kept");
+        assert!(t.span_bytes >= 1);
+        assert_eq!(
+            attr(&s, "auditspan.outcome"),
+            Some(&AttrValue::Str("paired".into()))
+        );
     }
 }

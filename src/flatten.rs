@@ -1,1 +1,1415 @@
-//! Placeholder: filled by the parser work.
+//! One JSON object → span attributes, in a single streaming pass.
+//!
+//! Implements DESIGN "Span contract → Flattening". The text is walked once with serde
+//! visitors on `serde_json::Deserializer`; no `serde_json::Value` tree is built. While
+//! walking, the values at the paths the correlator needs ([`Picked`]) are picked out, whatever
+//! the limits later cut from the attributes.
+//!
+//! # Invariants
+//! - Keys in the output are unique and in document order. A key produced twice (a literal
+//!   `"a.b"` beside nested `a.b`) keeps the first value. A member name repeated in one object
+//!   (`{"type":"request","type":"response"}`) keeps the FIRST member: later ones are skipped
+//!   whole, for attributes and picks alike. (serde_json's own `Value` keeps the last; Go
+//!   never writes duplicates, and first-wins matches the collision rule.)
+//! - Stack use is bounded by `max_depth` (capped at [`DEPTH_CAP`]), not by the input: an
+//!   object or array nested deeper is captured as `&RawValue` (serde_json skips values
+//!   iteratively) and kept as one JSON-string attribute, counted in [`Truncations::depth`].
+//! - Limits truncate and count, they never fail: past `max_attributes` attributes are
+//!   dropped and counted; string values (also the digits of a big integer and JSON-string
+//!   attributes) are cut to `max_value_bytes` at a char boundary; arrays lose trailing
+//!   elements until they fit (a single too-long first string is cut). Numbers and bools are
+//!   never cut, so `max_value_bytes` should be at least 8.
+//!
+//! # Values
+//! - string → `Str`, bool → `Bool`, integer within `i64` → `Int`, other numbers → `Float`.
+//!   Integers outside `i64` → `Str` holding the digits as written. `-0` → `Float(-0.0)`
+//!   (only a float can be negative zero; Go writes `-0` for the float). A float that
+//!   overflows `f64` (`1e400`) → `Str` with its text, since `Float(inf)` has no JSON form.
+//! - `null`, `{}`, `[]` → no attribute.
+//! - Arrays of strings / bools / `i64` integers / floats → one typed array attribute (an
+//!   integer outside `i64` counts as a string). Arrays of objects → index keys
+//!   (`a.0.name`). Any other array (mixed types, nulls, nested arrays) → one JSON-string
+//!   attribute.
+//! - JSON-string attributes are the source text with insignificant whitespace removed;
+//!   escapes and number spellings are kept as written. Inside a subtree kept this way
+//!   escapes are only syntax-checked (serde_json does not decode what it skips).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::BuildHasher;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::attr::{AttrValue, Attributes};
+use crate::event::{ParseLimits, Truncations};
+
+/// Upper bound on the effective `max_depth`, whatever the configuration says: each level
+/// costs a few stack frames of our own recursion, and 128 levels fit comfortably in a 2 MiB
+/// thread stack (serde_json's own default limit is 128).
+pub const DEPTH_CAP: usize = 128;
+
+/// The map key serde_json (feature `arbitrary_precision`) uses to hand over a number that
+/// fits neither `u64` nor `i64`, as a one-entry map whose value is the number's text.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// Objects with more members than this check duplicate names with a hash set instead of
+/// a linear scan, so that a huge object costs O(n), not O(n²).
+const LINEAR_SIBLINGS: usize = 16;
+
+/// The object could not be flattened: it is not JSON or not an object. `detail` never
+/// quotes the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct FlattenError {
+    pub detail: String,
+}
+
+/// What the walk found at one watched path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Pick<'de> {
+    #[default]
+    Absent,
+    Str(Cow<'de, str>),
+    /// Present but not a string: the JSON type's name (`"number"`, `"object"`, …).
+    Other(&'static str),
+}
+
+impl<'de> Pick<'de> {
+    /// The string, if present and a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Pick::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn into_string(self) -> Option<String> {
+        match self {
+            Pick::Str(s) => Some(s.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// The fields the correlator needs, first occurrence of each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Picked<'de> {
+    /// Top-level `type`.
+    pub event_type: Pick<'de>,
+    /// Top-level `time`.
+    pub time: Pick<'de>,
+    /// Top-level `error`.
+    pub error: Pick<'de>,
+    pub request_id: Pick<'de>,
+    pub operation: Pick<'de>,
+    pub path: Pick<'de>,
+    pub mount_point: Pick<'de>,
+    /// `request.namespace.path`.
+    pub namespace_path: Pick<'de>,
+    /// First element of `request.headers.traceparent`, when the value is an array.
+    pub traceparent: Pick<'de>,
+}
+
+/// A flattened object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flattened<'de> {
+    pub attributes: Attributes,
+    pub truncations: Truncations,
+    pub picked: Picked<'de>,
+}
+
+/// Flattens the JSON object `json` (surrounding whitespace allowed, nothing else).
+pub fn flatten<'de>(json: &'de str, limits: &ParseLimits) -> Result<Flattened<'de>, FlattenError> {
+    let mut fl = Flattener::new(json, limits);
+    let mut de = serde_json::Deserializer::from_str(json);
+    // Our own recursion stops at max_depth; below it serde_json only skips, iteratively.
+    de.disable_recursion_limit();
+    let walked = ValueSeed {
+        fl: &mut fl,
+        depth: 0,
+        slot: Slot::Root,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match walked {
+        Ok(()) => Ok(Flattened {
+            attributes: fl.attrs,
+            truncations: fl.trunc,
+            picked: fl.picked,
+        }),
+        Err(e) => Err(FlattenError {
+            detail: fl.failure.take().unwrap_or_else(|| describe(&e)),
+        }),
+    }
+}
+
+/// serde_json's syntax messages are fixed texts plus a position; data errors may quote the
+/// offending value (`invalid type: string "…"`), so they get a generic text.
+fn describe(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            format!(
+                "unexpected JSON value at line {} column {}",
+                e.line(),
+                e.column()
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Where a value sits relative to the picked paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    None,
+    Root,
+    Request,
+    Namespace,
+    Headers,
+    Type,
+    Time,
+    Error,
+    Id,
+    Operation,
+    Path,
+    MountPoint,
+    NamespacePath,
+    Traceparent,
+}
+
+impl Slot {
+    fn child(self, name: &str) -> Slot {
+        match self {
+            Slot::None => Slot::None,
+            Slot::Root => match name {
+                "type" => Slot::Type,
+                "time" => Slot::Time,
+                "error" => Slot::Error,
+                "request" => Slot::Request,
+                _ => Slot::None,
+            },
+            Slot::Request => match name {
+                "id" => Slot::Id,
+                "operation" => Slot::Operation,
+                "path" => Slot::Path,
+                "mount_point" => Slot::MountPoint,
+                "namespace" => Slot::Namespace,
+                "headers" => Slot::Headers,
+                _ => Slot::None,
+            },
+            Slot::Namespace if name == "path" => Slot::NamespacePath,
+            Slot::Headers if name == "traceparent" => Slot::Traceparent,
+            _ => Slot::None,
+        }
+    }
+
+    /// An object on the way to a picked field.
+    fn is_parent(self) -> bool {
+        matches!(
+            self,
+            Slot::Root | Slot::Request | Slot::Namespace | Slot::Headers
+        )
+    }
+
+    fn is_leaf(self) -> bool {
+        !matches!(self, Slot::None) && !self.is_parent()
+    }
+}
+
+struct Flattener<'de> {
+    /// Address range of the input, to tell serde_json's number marker (a static string)
+    /// from a real member of that name (borrowed from the input or unescaped).
+    input: std::ops::Range<usize>,
+    max_depth: usize,
+    max_attributes: usize,
+    max_value_bytes: usize,
+    attrs: Attributes,
+    trunc: Truncations,
+    picked: Picked<'de>,
+    /// The current key path; members push `.name`, and truncate back when done.
+    key: String,
+    /// Hashes of the emitted keys, built only once a member name contains a dot: without
+    /// dots, distinct paths join to distinct keys, and duplicate members are skipped, so
+    /// no check is needed on the common path.
+    seen: Option<(HashSet<u64>, std::collections::hash_map::RandomState)>,
+    /// Member names of the objects being walked, a stack of per-object runs.
+    siblings: Vec<Cow<'de, str>>,
+    /// Array elements being classified, a stack of per-array runs.
+    elems: Vec<&'de RawValue>,
+    /// Our own error text, when we stopped the walk.
+    failure: Option<String>,
+}
+
+impl<'de> Flattener<'de> {
+    fn new(json: &'de str, limits: &ParseLimits) -> Self {
+        let start = json.as_ptr() as usize;
+        Flattener {
+            input: start..start + json.len(),
+            max_depth: limits.max_depth.clamp(1, DEPTH_CAP),
+            max_attributes: limits.max_attributes,
+            max_value_bytes: limits.max_value_bytes,
+            attrs: Vec::with_capacity(limits.max_attributes.min(96)),
+            trunc: Truncations::default(),
+            picked: Picked::default(),
+            key: String::with_capacity(128),
+            seen: None,
+            siblings: Vec::with_capacity(32),
+            elems: Vec::with_capacity(32),
+            failure: None,
+        }
+    }
+
+    fn fail<E: de::Error>(&mut self, msg: &str) -> E {
+        if self.failure.is_none() {
+            self.failure = Some(msg.to_owned());
+        }
+        E::custom(msg)
+    }
+
+    /// A serde_json error from a nested walk over captured text.
+    fn nested<E: de::Error>(&mut self, e: serde_json::Error) -> E {
+        if self.failure.is_none() {
+            self.failure = Some(describe(&e));
+        }
+        E::custom("invalid JSON in a captured value")
+    }
+
+    fn pick(&mut self, slot: Slot, value: Pick<'de>) {
+        let field = match slot {
+            Slot::Type => &mut self.picked.event_type,
+            Slot::Time => &mut self.picked.time,
+            Slot::Error => &mut self.picked.error,
+            Slot::Id => &mut self.picked.request_id,
+            Slot::Operation => &mut self.picked.operation,
+            Slot::Path => &mut self.picked.path,
+            Slot::MountPoint => &mut self.picked.mount_point,
+            Slot::NamespacePath => &mut self.picked.namespace_path,
+            Slot::Traceparent => &mut self.picked.traceparent,
+            _ => return,
+        };
+        if *field == Pick::Absent {
+            *field = value;
+        }
+    }
+
+    /// A string value at `slot` (`traceparent` is picked only from an array).
+    fn pick_str(&mut self, slot: Slot, value: impl FnOnce() -> Cow<'de, str>) {
+        match slot {
+            Slot::Traceparent => self.pick(slot, Pick::Other("string")),
+            _ if slot.is_leaf() => self.pick(slot, Pick::Str(value())),
+            _ => {}
+        }
+    }
+
+    #[expect(
+        clippy::ptr_arg,
+        reason = "borrowed vs owned is what tells the marker apart"
+    )]
+    fn is_number_marker(&self, name: &Cow<'de, str>) -> bool {
+        match name {
+            Cow::Borrowed(s) => *s == NUMBER_TOKEN && !self.input.contains(&(s.as_ptr() as usize)),
+            Cow::Owned(_) => false,
+        }
+    }
+
+    /// Registers `name` as a member of the object whose names start at `start`; false when
+    /// the object already had a member of that name.
+    #[expect(clippy::ptr_arg, reason = "the name is stored as the Cow it is")]
+    fn first_member(
+        &mut self,
+        start: usize,
+        name: &Cow<'de, str>,
+        big: &mut Option<HashSet<Cow<'de, str>>>,
+    ) -> bool {
+        if let Some(set) = big {
+            return set.insert(name.clone());
+        }
+        let run = &self.siblings[start..];
+        if run.iter().any(|s| s == name) {
+            return false;
+        }
+        if run.len() >= LINEAR_SIBLINGS {
+            let mut set: HashSet<Cow<'de, str>> = self.siblings.drain(start..).collect();
+            set.insert(name.clone());
+            *big = Some(set);
+        } else {
+            self.siblings.push(name.clone());
+        }
+        true
+    }
+
+    fn start_checking_keys(&mut self) {
+        if self.seen.is_none() {
+            let state = std::collections::hash_map::RandomState::new();
+            let set = self
+                .attrs
+                .iter()
+                .map(|(k, _)| state.hash_one(k.as_str()))
+                .collect();
+            self.seen = Some((set, state));
+        }
+    }
+
+    /// Whether an attribute under the current key may be added; counts what the
+    /// attribute limit drops.
+    fn admit(&mut self) -> bool {
+        if let Some((set, state)) = &mut self.seen {
+            let hash = state.hash_one(self.key.as_str());
+            if set.contains(&hash) && self.attrs.iter().any(|(k, _)| *k == self.key) {
+                return false;
+            }
+            if self.attrs.len() >= self.max_attributes {
+                self.trunc.attributes += 1;
+                return false;
+            }
+            set.insert(hash);
+            return true;
+        }
+        if self.attrs.len() >= self.max_attributes {
+            self.trunc.attributes += 1;
+            return false;
+        }
+        true
+    }
+
+    fn push(&mut self, value: AttrValue) {
+        self.attrs.push((self.key.clone(), value));
+    }
+
+    fn cut<'s>(&mut self, s: &'s str) -> &'s str {
+        if s.len() <= self.max_value_bytes {
+            return s;
+        }
+        self.trunc.value_bytes += 1;
+        &s[..s.floor_char_boundary(self.max_value_bytes)]
+    }
+
+    fn cut_owned(&mut self, mut s: String) -> String {
+        if s.len() > self.max_value_bytes {
+            self.trunc.value_bytes += 1;
+            s.truncate(s.floor_char_boundary(self.max_value_bytes));
+        }
+        s
+    }
+
+    fn emit_str(&mut self, s: &str) {
+        if self.admit() {
+            let s = self.cut(s).to_owned();
+            self.push(AttrValue::Str(s));
+        }
+    }
+
+    fn emit_number_text(&mut self, text: &str) {
+        if !self.admit() {
+            return;
+        }
+        let value = match classify_number(text) {
+            Num::Int(v) => AttrValue::Int(v),
+            Num::Float(v) => AttrValue::Float(v),
+            Num::Text => AttrValue::Str(self.cut(text).to_owned()),
+        };
+        self.push(value);
+    }
+
+    /// A value below the depth limit, captured as text.
+    fn emit_raw(
+        &mut self,
+        raw: &'de RawValue,
+        depth: usize,
+        slot: Slot,
+    ) -> Result<(), serde_json::Error> {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'{' | b'[') => {
+                if slot.is_parent() || slot == Slot::Traceparent {
+                    let mut de = serde_json::Deserializer::from_str(text);
+                    de.disable_recursion_limit();
+                    PickSeed { fl: self, slot }.deserialize(&mut de)?;
+                } else if slot.is_leaf() {
+                    self.pick(
+                        slot,
+                        Pick::Other(if text.starts_with('{') {
+                            "object"
+                        } else {
+                            "array"
+                        }),
+                    );
+                }
+                if text[1..text.len() - 1].trim_ascii().is_empty() {
+                    return Ok(());
+                }
+                if self.admit() {
+                    self.trunc.depth += 1;
+                    let mut s = String::with_capacity(text.len().min(self.max_value_bytes + 1));
+                    compact_into(&mut s, text);
+                    let s = self.cut_owned(s);
+                    self.push(AttrValue::Str(s));
+                }
+                Ok(())
+            }
+            _ => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                de.disable_recursion_limit();
+                ValueSeed {
+                    fl: self,
+                    depth,
+                    slot,
+                }
+                .deserialize(&mut de)
+            }
+        }
+    }
+
+    /// The elements `self.elems[start..]` of an array whose elements sit at `depth`.
+    fn emit_array(
+        &mut self,
+        start: usize,
+        depth: usize,
+        slot: Slot,
+    ) -> Result<(), serde_json::Error> {
+        let end = self.elems.len();
+        if slot == Slot::Traceparent {
+            let first = self.elems.get(start).copied();
+            match first {
+                Some(e) if e.get().starts_with('"') => {
+                    let s = raw_str(e.get())?;
+                    self.pick(slot, Pick::Str(s));
+                }
+                _ => self.pick(slot, Pick::Other("array")),
+            }
+        } else if slot.is_leaf() {
+            self.pick(slot, Pick::Other("array"));
+        }
+        if start == end {
+            return Ok(());
+        }
+        let mut kind = Kind::of(self.elems[start].get());
+        for e in &self.elems[start + 1..end] {
+            if Kind::of(e.get()) != kind {
+                kind = Kind::Mixed;
+                break;
+            }
+        }
+        // Objects that would sit below max_depth: keep the array whole.
+        let depth_cut = kind == Kind::Object && depth >= self.max_depth;
+        if depth_cut {
+            kind = Kind::Mixed;
+        }
+        match kind {
+            Kind::Object => {
+                let base = self.key.len();
+                for (i, index) in (start..end).enumerate() {
+                    let text = self.elems[index].get();
+                    self.key.push('.');
+                    push_index(&mut self.key, i);
+                    let mut de = serde_json::Deserializer::from_str(text);
+                    de.disable_recursion_limit();
+                    ValueSeed {
+                        fl: self,
+                        depth,
+                        slot: Slot::None,
+                    }
+                    .deserialize(&mut de)?;
+                    self.key.truncate(base);
+                }
+            }
+            Kind::Mixed => {
+                if self.admit() {
+                    if depth_cut {
+                        self.trunc.depth += 1;
+                    }
+                    let mut s = String::with_capacity(
+                        2 + self.elems[start..end]
+                            .iter()
+                            .map(|e| e.get().len() + 1)
+                            .sum::<usize>(),
+                    );
+                    s.push('[');
+                    for (i, e) in self.elems[start..end].iter().enumerate() {
+                        if i > 0 {
+                            s.push(',');
+                        }
+                        compact_into(&mut s, e.get());
+                    }
+                    s.push(']');
+                    let s = self.cut_owned(s);
+                    self.push(AttrValue::Str(s));
+                }
+            }
+            Kind::Str => {
+                if self.admit() {
+                    let mut out = Vec::with_capacity(end - start);
+                    let mut total = 0usize;
+                    for index in start..end {
+                        let text = self.elems[index].get();
+                        let s: Cow<'_, str> = if text.starts_with('"') {
+                            raw_str(text)?
+                        } else {
+                            Cow::Borrowed(text)
+                        };
+                        if total + s.len() > self.max_value_bytes {
+                            self.trunc.value_bytes += 1;
+                            if out.is_empty() {
+                                out.push(
+                                    s[..s.floor_char_boundary(self.max_value_bytes)].to_owned(),
+                                );
+                            }
+                            break;
+                        }
+                        total += s.len();
+                        out.push(s.into_owned());
+                    }
+                    self.push(AttrValue::StrArray(out));
+                }
+            }
+            Kind::Bool => {
+                let n = if self.admit() {
+                    self.fitting(end - start, 1)
+                } else {
+                    0
+                };
+                if n > 0 {
+                    let v = self.elems[start..start + n]
+                        .iter()
+                        .map(|e| e.get() == "true")
+                        .collect();
+                    self.push(AttrValue::BoolArray(v));
+                }
+            }
+            Kind::Int => {
+                let n = if self.admit() {
+                    self.fitting(end - start, 8)
+                } else {
+                    0
+                };
+                if n > 0 {
+                    let v = self.elems[start..start + n]
+                        .iter()
+                        .map(|e| match classify_number(e.get()) {
+                            Num::Int(v) => v,
+                            _ => 0,
+                        })
+                        .collect();
+                    self.push(AttrValue::IntArray(v));
+                }
+            }
+            Kind::Float => {
+                let n = if self.admit() {
+                    self.fitting(end - start, 8)
+                } else {
+                    0
+                };
+                if n > 0 {
+                    let v = self.elems[start..start + n]
+                        .iter()
+                        .map(|e| match classify_number(e.get()) {
+                            Num::Float(v) => v,
+                            _ => 0.0,
+                        })
+                        .collect();
+                    self.push(AttrValue::FloatArray(v));
+                }
+            }
+            Kind::Null => {
+                // All nulls: a JSON-string like any array holding nulls.
+                if self.admit() {
+                    let mut s = String::from("[null");
+                    for _ in start + 1..end {
+                        s.push_str(",null");
+                    }
+                    s.push(']');
+                    let s = self.cut_owned(s);
+                    self.push(AttrValue::Str(s));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many fixed-size elements fit in `max_value_bytes`; counts a cut.
+    fn fitting(&mut self, n: usize, size: usize) -> usize {
+        let fit = self.max_value_bytes / size;
+        if n > fit {
+            self.trunc.value_bytes += 1;
+            fit
+        } else {
+            n
+        }
+    }
+}
+
+/// The type of one array element, from its first byte (and its text for numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Bool,
+    Int,
+    Float,
+    Null,
+    Object,
+    Mixed,
+}
+
+impl Kind {
+    fn of(text: &str) -> Kind {
+        match text.as_bytes().first() {
+            Some(b'"') => Kind::Str,
+            Some(b't' | b'f') => Kind::Bool,
+            Some(b'n') => Kind::Null,
+            Some(b'{') => Kind::Object,
+            Some(b'[') => Kind::Mixed,
+            _ => match classify_number(text) {
+                Num::Int(_) => Kind::Int,
+                Num::Float(_) => Kind::Float,
+                Num::Text => Kind::Str,
+            },
+        }
+    }
+}
+
+enum Num {
+    Int(i64),
+    Float(f64),
+    /// An integer outside `i64`, or a float outside `f64`: kept as text.
+    Text,
+}
+
+fn classify_number(text: &str) -> Num {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        if text == "-0" {
+            return Num::Float(-0.0);
+        }
+        return match text.parse() {
+            Ok(v) => Num::Int(v),
+            Err(_) => Num::Text,
+        };
+    }
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Num::Float(v),
+        _ => Num::Text,
+    }
+}
+
+/// The content of a JSON string literal, borrowed when it has no escapes.
+fn raw_str(text: &str) -> Result<Cow<'_, str>, serde_json::Error> {
+    let inner = &text[1..text.len() - 1];
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(text).map(Cow::Owned)
+    } else {
+        Ok(Cow::Borrowed(inner))
+    }
+}
+
+fn push_index(key: &mut String, i: usize) {
+    use fmt::Write;
+    if i < 10 {
+        key.push(char::from(b'0' + i as u8));
+    } else {
+        // Writing to a String cannot fail.
+        write!(key, "{i}").ok();
+    }
+}
+
+/// Appends JSON text without the whitespace outside strings.
+fn compact_into(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(text);
+        return;
+    }
+    let (mut in_str, mut escaped, mut from) = (false, false, 0);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else if b == b'"' {
+            in_str = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push_str(&text[from..i]);
+            from = i + 1;
+        }
+    }
+    out.push_str(&text[from..]);
+}
+
+/// Deserializes a map key, borrowed when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// Flattens one value under the current key. `depth` counts the containers around it.
+struct ValueSeed<'a, 'de> {
+    fl: &'a mut Flattener<'de>,
+    depth: usize,
+    slot: Slot,
+}
+
+impl<'de> ValueSeed<'_, 'de> {
+    fn scalar<E: de::Error>(&mut self, type_name: &'static str) -> Result<(), E> {
+        if self.slot == Slot::Root {
+            return Err(self.fl.fail("not a JSON object"));
+        }
+        if self.slot.is_leaf() {
+            self.fl.pick(self.slot, Pick::Other(type_name));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
+        self.scalar("bool")?;
+        if self.fl.admit() {
+            self.fl.push(AttrValue::Bool(v));
+        }
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
+        self.scalar("number")?;
+        if self.fl.admit() {
+            self.fl.push(AttrValue::Int(v));
+        }
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
+        self.scalar("number")?;
+        if self.fl.admit() {
+            let value = match i64::try_from(v) {
+                Ok(v) => AttrValue::Int(v),
+                Err(_) => AttrValue::Str(self.fl.cut_owned(v.to_string())),
+            };
+            self.fl.push(value);
+        }
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
+        self.scalar("number")?;
+        if self.fl.admit() {
+            self.fl.push(AttrValue::Float(v));
+        }
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+        self.scalar("null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        if self.slot == Slot::Root {
+            return Err(self.fl.fail("not a JSON object"));
+        }
+        self.fl.pick_str(self.slot, || Cow::Borrowed(v));
+        self.fl.emit_str(v);
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        if self.slot == Slot::Root {
+            return Err(self.fl.fail("not a JSON object"));
+        }
+        self.fl.pick_str(self.slot, || Cow::Owned(v.to_owned()));
+        self.fl.emit_str(v);
+        Ok(())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<(), E> {
+        self.visit_str(&v)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ValueSeed { fl, depth, slot } = self;
+        if slot == Slot::Root {
+            return Err(fl.fail("not a JSON object"));
+        }
+        let start = fl.elems.len();
+        while let Some(e) = seq.next_element::<&'de RawValue>()? {
+            fl.elems.push(e);
+        }
+        let done = fl.emit_array(start, depth + 1, slot);
+        fl.elems.truncate(start);
+        done.map_err(|e| fl.nested(e))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ValueSeed { fl, depth, slot } = self;
+        let level = depth + 1;
+        let base = fl.key.len();
+        let sib_start = fl.siblings.len();
+        let mut big = None;
+        let mut first = true;
+        while let Some(name) = map.next_key_seed(KeySeed)? {
+            if std::mem::take(&mut first) && fl.is_number_marker(&name) {
+                let text: String = map.next_value()?;
+                if slot == Slot::Root {
+                    return Err(fl.fail("not a JSON object"));
+                }
+                if slot.is_leaf() {
+                    fl.pick(slot, Pick::Other("number"));
+                }
+                fl.emit_number_text(&text);
+                return Ok(());
+            }
+            if !fl.first_member(sib_start, &name, &mut big) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            if name.contains('.') {
+                fl.start_checking_keys();
+            }
+            if level > 1 {
+                fl.key.push('.');
+            }
+            fl.key.push_str(&name);
+            let child = slot.child(&name);
+            if level >= fl.max_depth {
+                let raw: &'de RawValue = map.next_value()?;
+                fl.emit_raw(raw, level, child).map_err(|e| fl.nested(e))?;
+            } else {
+                map.next_value_seed(ValueSeed {
+                    fl: &mut *fl,
+                    depth: level,
+                    slot: child,
+                })?;
+            }
+            fl.key.truncate(base);
+        }
+        fl.siblings.truncate(sib_start);
+        if slot.is_leaf() {
+            fl.pick(slot, Pick::Other("object"));
+        }
+        Ok(())
+    }
+}
+
+/// Walks captured text only for the picked fields (used when a parent of a picked field
+/// lies below the depth limit). Its recursion follows [`Slot`], at most four levels.
+struct PickSeed<'a, 'de> {
+    fl: &'a mut Flattener<'de>,
+    slot: Slot,
+}
+
+impl<'de> DeserializeSeed<'de> for PickSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PickSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.fl.pick(self.slot, Pick::Other("bool"));
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.fl.pick(self.slot, Pick::Other("number"));
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.fl.pick(self.slot, Pick::Other("number"));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.fl.pick(self.slot, Pick::Other("number"));
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.fl.pick(self.slot, Pick::Other("null"));
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.fl.pick_str(self.slot, || Cow::Borrowed(v));
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.fl.pick_str(self.slot, || Cow::Owned(v.to_owned()));
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.slot == Slot::Traceparent {
+            match seq.next_element::<&'de RawValue>()? {
+                Some(e) if e.get().starts_with('"') => {
+                    let s = raw_str(e.get()).map_err(|e| self.fl.nested(e))?;
+                    self.fl.pick(self.slot, Pick::Str(s));
+                }
+                _ => self.fl.pick(self.slot, Pick::Other("array")),
+            }
+        } else {
+            self.fl.pick(self.slot, Pick::Other("array"));
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let PickSeed { fl, slot } = self;
+        let mut first = true;
+        let mut seen: Vec<Slot> = Vec::new();
+        while let Some(name) = map.next_key_seed(KeySeed)? {
+            if std::mem::take(&mut first) && fl.is_number_marker(&name) {
+                map.next_value::<IgnoredAny>()?;
+                fl.pick(slot, Pick::Other("number"));
+                return Ok(());
+            }
+            let child = if slot.is_parent() {
+                slot.child(&name)
+            } else {
+                Slot::None
+            };
+            if child == Slot::None || seen.contains(&child) {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                seen.push(child);
+                map.next_value_seed(PickSeed {
+                    fl: &mut *fl,
+                    slot: child,
+                })?;
+            }
+        }
+        fl.pick(slot, Pick::Other("object"));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ParseLimits {
+        ParseLimits::default()
+    }
+
+    fn flat(json: &str) -> Attributes {
+        flatten(json, &limits()).unwrap().attributes
+    }
+
+    fn get<'a>(attrs: &'a Attributes, key: &str) -> Option<&'a AttrValue> {
+        attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn s(v: &str) -> AttrValue {
+        AttrValue::Str(v.to_owned())
+    }
+
+    #[test]
+    fn nested_objects_become_dotted_keys_in_document_order() {
+        let a = flat(r#"{"b":{"c":{"d":"x"},"e":true},"a":1}"#);
+        assert_eq!(
+            a,
+            vec![
+                ("b.c.d".to_owned(), s("x")),
+                ("b.e".to_owned(), AttrValue::Bool(true)),
+                ("a".to_owned(), AttrValue::Int(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn scalars_keep_their_types() {
+        let a = flat(
+            r#"{"s":"v","t":true,"f":false,"i":-5,"u":9223372036854775807,"big":18446744073709551615,
+                "huge":123456789012345678901234567890,"neg":-9223372036854775809,"fl":0.25,
+                "exp":1e-7,"whole":100000000000000000000.0,"nz":-0,"inf":1e400}"#,
+        );
+        assert_eq!(get(&a, "s"), Some(&s("v")));
+        assert_eq!(get(&a, "t"), Some(&AttrValue::Bool(true)));
+        assert_eq!(get(&a, "f"), Some(&AttrValue::Bool(false)));
+        assert_eq!(get(&a, "i"), Some(&AttrValue::Int(-5)));
+        assert_eq!(get(&a, "u"), Some(&AttrValue::Int(i64::MAX)));
+        assert_eq!(get(&a, "big"), Some(&s("18446744073709551615")));
+        assert_eq!(get(&a, "huge"), Some(&s("123456789012345678901234567890")));
+        assert_eq!(get(&a, "neg"), Some(&s("-9223372036854775809")));
+        assert_eq!(get(&a, "fl"), Some(&AttrValue::Float(0.25)));
+        assert_eq!(get(&a, "exp"), Some(&AttrValue::Float(1e-7)));
+        assert_eq!(get(&a, "whole"), Some(&AttrValue::Float(1e20)));
+        match get(&a, "nz") {
+            Some(AttrValue::Float(v)) => assert!(*v == 0.0 && v.is_sign_negative()),
+            other => panic!("-0 gave {other:?}"),
+        }
+        assert!(matches!(get(&a, "inf"), Some(AttrValue::Str(t)) if t.starts_with("1e")));
+    }
+
+    #[test]
+    fn null_and_empty_containers_give_no_attribute() {
+        assert_eq!(
+            flat(r#"{"n":null,"o":{},"a":[],"deep":{"x":{},"y":null}}"#),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn arrays_of_one_scalar_type_are_typed_arrays() {
+        let a = flat(
+            r#"{"s":["a","b\n"],"b":[true,false],"i":[1,-2],"f":[1.5,2.0],"big":[18446744073709551616]}"#,
+        );
+        assert_eq!(
+            get(&a, "s"),
+            Some(&AttrValue::StrArray(vec!["a".into(), "b\n".into()]))
+        );
+        assert_eq!(get(&a, "b"), Some(&AttrValue::BoolArray(vec![true, false])));
+        assert_eq!(get(&a, "i"), Some(&AttrValue::IntArray(vec![1, -2])));
+        assert_eq!(get(&a, "f"), Some(&AttrValue::FloatArray(vec![1.5, 2.0])));
+        assert_eq!(
+            get(&a, "big"),
+            Some(&AttrValue::StrArray(vec!["18446744073709551616".into()]))
+        );
+    }
+
+    #[test]
+    fn mixed_arrays_are_compact_json_strings() {
+        let a = flat(
+            r#"{"m":[ "x" , 1, 2.5, true, null, {"k" : "a b"} ],"n":[null],"nested":[[1,2],[3,[4,5]]],"io":[1,2.5]}"#,
+        );
+        assert_eq!(
+            get(&a, "m"),
+            Some(&s(r#"["x",1,2.5,true,null,{"k":"a b"}]"#))
+        );
+        assert_eq!(get(&a, "n"), Some(&s("[null]")));
+        assert_eq!(get(&a, "nested"), Some(&s("[[1,2],[3,[4,5]]]")));
+        assert_eq!(get(&a, "io"), Some(&s("[1,2.5]")));
+    }
+
+    #[test]
+    fn arrays_of_objects_get_index_keys() {
+        let a = flat(r#"{"p":[{"name":"a","ports":[1,2]},{"name":"b","x":{"y":null,"z":"q"}}]}"#);
+        assert_eq!(
+            a,
+            vec![
+                ("p.0.name".to_owned(), s("a")),
+                ("p.0.ports".to_owned(), AttrValue::IntArray(vec![1, 2])),
+                ("p.1.name".to_owned(), s("b")),
+                ("p.1.x.z".to_owned(), s("q")),
+            ]
+        );
+        let many: String = format!(
+            "{{\"p\":[{}]}}",
+            (0..12)
+                .map(|i| format!("{{\"i\":{i}}}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(get(&flat(&many), "p.11.i"), Some(&AttrValue::Int(11)));
+    }
+
+    #[test]
+    fn collisions_keep_the_first_value() {
+        let a = flat(r#"{"a.b":1,"a":{"b":2,"c":3}}"#);
+        assert_eq!(
+            a,
+            vec![
+                ("a.b".to_owned(), AttrValue::Int(1)),
+                ("a.c".to_owned(), AttrValue::Int(3))
+            ]
+        );
+        let a = flat(r#"{"a":{"b":2},"a.b":1}"#);
+        assert_eq!(a, vec![("a.b".to_owned(), AttrValue::Int(2))]);
+    }
+
+    #[test]
+    fn duplicate_members_keep_the_first_whole() {
+        let a = flat(r#"{"t":"first","t":"second","o":{"x":1},"o":{"y":2},"n":null,"n":5}"#);
+        assert_eq!(
+            a,
+            vec![
+                ("t".to_owned(), s("first")),
+                ("o.x".to_owned(), AttrValue::Int(1))
+            ]
+        );
+        // Past the linear scan, the hash set keeps the same rule.
+        let mut json = String::from("{");
+        for i in 0..40 {
+            json.push_str(&format!("\"k{i}\":{i},"));
+        }
+        json.push_str("\"k3\":99,\"k39\":99}");
+        let a = flat(&json);
+        assert_eq!(a.len(), 40);
+        assert_eq!(get(&a, "k3"), Some(&AttrValue::Int(3)));
+        assert_eq!(get(&a, "k39"), Some(&AttrValue::Int(39)));
+    }
+
+    #[test]
+    fn odd_keys_are_used_as_they_are() {
+        let a = flat(r#"{"":"e","a/b":1," sp ":2,"o":{"":{"":3}},"x.y":{"z":4}}"#);
+        assert_eq!(get(&a, ""), Some(&s("e")));
+        assert_eq!(get(&a, "a/b"), Some(&AttrValue::Int(1)));
+        assert_eq!(get(&a, " sp "), Some(&AttrValue::Int(2)));
+        assert_eq!(get(&a, "o.."), Some(&AttrValue::Int(3)));
+        assert_eq!(get(&a, "x.y.z"), Some(&AttrValue::Int(4)));
+    }
+
+    #[test]
+    fn strings_are_unescaped() {
+        let a = flat(r#"{"k\u00e9y":"a\ud83d\ude00\u0000\/\"\\\n\u2028","arr":["\u00e9","\/"]}"#);
+        assert_eq!(get(&a, "kéy"), Some(&s("a😀\0/\"\\\n\u{2028}")));
+        assert_eq!(
+            get(&a, "arr"),
+            Some(&AttrValue::StrArray(vec!["é".into(), "/".into()]))
+        );
+    }
+
+    #[test]
+    fn depth_limit_keeps_the_subtree_as_compact_json() {
+        let lim = ParseLimits {
+            max_depth: 2,
+            ..limits()
+        };
+        let f = flatten(
+            r#"{"a":{"b":{"c": [1, {"d" : "x y"}]},"s":"v","e":{}},"z":[{"q":1}]}"#,
+            &lim,
+        )
+        .unwrap();
+        assert_eq!(
+            f.attributes,
+            vec![
+                ("a.b".to_owned(), s(r#"{"c":[1,{"d":"x y"}]}"#)),
+                ("a.s".to_owned(), s("v")),
+                ("z".to_owned(), s(r#"[{"q":1}]"#)),
+            ]
+        );
+        assert_eq!(f.truncations.depth, 2);
+    }
+
+    #[test]
+    fn attribute_limit_drops_and_counts() {
+        let lim = ParseLimits {
+            max_attributes: 2,
+            ..limits()
+        };
+        let f = flatten(
+            r#"{"a":1,"b":[1,2],"c":"x","d":{"e":1,"f":[{"g":1}]}}"#,
+            &lim,
+        )
+        .unwrap();
+        assert_eq!(f.attributes.len(), 2);
+        assert_eq!(f.truncations.attributes, 3);
+    }
+
+    #[test]
+    fn value_limit_cuts_at_char_boundaries_and_counts() {
+        let lim = ParseLimits {
+            max_value_bytes: 8,
+            ..limits()
+        };
+        let f = flatten(
+            r#"{"s":"ééééé","ok":"12345678","a":["abc","defgh","ij"],"one":["0123456789"],"i":[1,2],"m":[1,"x",2]}"#,
+            &lim,
+        )
+        .unwrap();
+        let a = &f.attributes;
+        assert_eq!(get(a, "s"), Some(&s("éééé")));
+        assert_eq!(get(a, "ok"), Some(&s("12345678")));
+        assert_eq!(
+            get(a, "a"),
+            Some(&AttrValue::StrArray(vec!["abc".into(), "defgh".into()]))
+        );
+        assert_eq!(
+            get(a, "one"),
+            Some(&AttrValue::StrArray(vec!["01234567".into()]))
+        );
+        assert_eq!(get(a, "i"), Some(&AttrValue::IntArray(vec![1])));
+        assert_eq!(get(a, "m"), Some(&s("[1,\"x\",2")));
+        assert_eq!(f.truncations.value_bytes, 5);
+        for (_, v) in a {
+            assert!(v.byte_len() <= 8);
+        }
+    }
+
+    #[test]
+    fn picks_ignore_limits_and_order() {
+        let lim = ParseLimits {
+            max_depth: 1,
+            max_attributes: 0,
+            max_value_bytes: 1,
+        };
+        let json = r#"{"auth":{},"request":{"headers":{"traceparent":["00-ab","x"]},"id":"r1","namespace":{"path":"ns/"},
+            "mount_point":"kv/","operation":"read","path":"kv/x"},"time":"t","type":"request","error":"e"}"#;
+        let f = flatten(json, &lim).unwrap();
+        let p = &f.picked;
+        assert_eq!(p.event_type.as_str(), Some("request"));
+        assert_eq!(p.time.as_str(), Some("t"));
+        assert_eq!(p.error.as_str(), Some("e"));
+        assert_eq!(p.request_id.as_str(), Some("r1"));
+        assert_eq!(p.operation.as_str(), Some("read"));
+        assert_eq!(p.path.as_str(), Some("kv/x"));
+        assert_eq!(p.mount_point.as_str(), Some("kv/"));
+        assert_eq!(p.namespace_path.as_str(), Some("ns/"));
+        assert_eq!(p.traceparent.as_str(), Some("00-ab"));
+        assert!(f.attributes.is_empty());
+        // The same at full depth.
+        let f = flatten(json, &limits()).unwrap();
+        assert_eq!(f.picked, *p);
+    }
+
+    #[test]
+    fn picks_report_wrong_types() {
+        let f = flatten(
+            r#"{"type":5,"request":{"id":{"a":1},"path":["x"],"headers":{"traceparent":"x"}}}"#,
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(f.picked.event_type, Pick::Other("number"));
+        assert_eq!(f.picked.request_id, Pick::Other("object"));
+        assert_eq!(f.picked.path, Pick::Other("array"));
+        assert_eq!(f.picked.traceparent, Pick::Other("string"));
+        assert_eq!(f.picked.time, Pick::Absent);
+    }
+
+    #[test]
+    fn number_marker_key_in_the_input_is_an_ordinary_member() {
+        let a = flat(
+            r#"{"n":{"$serde_json::private::Number":"5"},"m":{"$serde_json::private::Number":{"x":1}}}"#,
+        );
+        assert_eq!(get(&a, "n.$serde_json::private::Number"), Some(&s("5")));
+        assert_eq!(
+            get(&a, "m.$serde_json::private::Number.x"),
+            Some(&AttrValue::Int(1))
+        );
+    }
+
+    #[test]
+    fn not_an_object_or_not_json_fails_without_quoting() {
+        for bad in [
+            "",
+            "  ",
+            "[1]",
+            "\"secret\"",
+            "12345678901234567890123",
+            "1.5",
+            "true",
+            "null",
+            "{\"a\":1} x",
+            "{\"a\":1}{\"b\":2}",
+            "{\"a\":NaN}",
+            "{\"a\":\"\\ud800\"}",
+            "{\"a\":[\"\\ud800\"]}",
+            "{'a': 1}",
+        ] {
+            let e = flatten(bad, &limits()).unwrap_err();
+            assert!(!e.detail.contains("secret"), "{bad:?}: {e}");
+            assert!(!e.detail.is_empty());
+        }
+        assert!(flatten(" \t{\"a\":1}\r\n ", &limits()).is_ok());
+    }
+
+    fn deep(open: &str, close: &str, n: usize) -> String {
+        let mut s = String::from(r#"{"x":"#);
+        for _ in 0..n {
+            s.push_str(open);
+        }
+        s.push('1');
+        for _ in 0..n {
+            s.push_str(close);
+        }
+        s.push('}');
+        s
+    }
+
+    #[test]
+    fn very_deep_nesting_neither_overflows_nor_fails() {
+        let arrays = deep("[", "]", 100_000);
+        let f = flatten(&arrays, &limits()).unwrap();
+        assert_eq!(f.attributes.len(), 1);
+        assert_eq!(f.truncations.value_bytes, 1);
+        let objects = deep(r#"{"a":"#, "}", 100_000);
+        let f = flatten(&objects, &limits()).unwrap();
+        assert_eq!(f.attributes.len(), 1);
+        assert_eq!(f.truncations.depth, 1);
+        assert!(f.attributes[0].0.starts_with("x.a.a."));
+        let marker = deep(r#"{"$serde_json::private::Number":"#, "}", 100_000);
+        assert!(flatten(&marker, &limits()).is_ok());
+        let bare = "[".repeat(100_000);
+        assert!(flatten(&bare, &limits()).is_err());
+    }
+
+    #[test]
+    fn depth_cap_fits_a_small_stack() {
+        let objects = deep(r#"{"a":"#, "}", 1_000);
+        let lim = ParseLimits {
+            max_depth: usize::MAX,
+            ..limits()
+        };
+        let handle = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || flatten(&objects, &lim).map(|f| f.truncations.depth))
+            .unwrap();
+        assert_eq!(handle.join().unwrap(), Ok(1));
+    }
+
+    #[test]
+    fn compact_removes_only_whitespace_outside_strings() {
+        let mut out = String::new();
+        compact_into(&mut out, "{ \"a b\" :\t[ 1 ,\n\"c\\\" d\" ] }");
+        assert_eq!(out, r#"{"a b":[1,"c\" d"]}"#);
+    }
+}

@@ -165,10 +165,10 @@ async fn first_event_time(
     };
     let mut found = None;
     let check = |found: &mut Option<i64>, frame: Frame<'_>| {
-        if let (None, Frame::Line(line)) = (*found, frame) {
-            if let Ok(Parsed::Event(event)) = parse_line(line, prefix, &limits) {
-                *found = Some(event.time_unix_nano);
-            }
+        if let (None, Frame::Line(line)) = (*found, frame)
+            && let Ok(Parsed::Event(event)) = parse_line(line, prefix, &limits)
+        {
+            *found = Some(event.time_unix_nano);
         }
     };
     loop {

@@ -147,7 +147,7 @@ pub struct LineHandler {
     audit_test: Counter,
     truncated: [Counter; 3],
     counts: LineCounts,
-    events: Vec<Box<AuditEvent>>,
+    events: Vec<AuditEvent>,
     rejected: Vec<Rejected>,
     log_limit: LogLimit,
 }
@@ -186,7 +186,7 @@ impl LineHandler {
                         }
                     }
                     self.counts.events += 1;
-                    self.events.push(event);
+                    self.events.push(*event);
                 }
                 Ok(Parsed::AuditTest) => {
                     self.counts.audit_test += 1;
@@ -220,7 +220,7 @@ impl LineHandler {
     }
 
     /// The events and rejected lines collected since the last call.
-    pub fn take(&mut self) -> (Vec<Box<AuditEvent>>, Vec<Rejected>) {
+    pub fn take(&mut self) -> (Vec<AuditEvent>, Vec<Rejected>) {
         (
             std::mem::take(&mut self.events),
             std::mem::take(&mut self.rejected),

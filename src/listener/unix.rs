@@ -176,10 +176,10 @@ impl Actor for UnixIngest {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        if let Err(err) = std::fs::remove_file(&self.path) {
-            if err.kind() != io::ErrorKind::NotFound {
-                warn!(path = %self.path.display(), error = %err, "Could not remove the socket file.");
-            }
+        if let Err(err) = std::fs::remove_file(&self.path)
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            warn!(path = %self.path.display(), error = %err, "Could not remove the socket file.");
         }
         info!(input = %self.settings.input, "Stopped listening.");
     }

@@ -2,6 +2,9 @@
 //! area. Every test drives the real `auditspan` binary through `support::Daemon`.
 //!
 //! Add a `mod` line per new file; shared helpers belong in `support`.
+#![allow(clippy::unwrap_used)]
 
+mod golden;
 mod openbao;
+mod socket;
 mod support;
