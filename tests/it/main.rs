@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod golden;
+mod openbao;
 mod socket;
 mod support;
