@@ -153,7 +153,7 @@ impl Pairing {
                     (_, None) => unreachable!("entry checked above"),
                 };
                 self.remember_paired(input, key, time.max(request.time_unix_nano));
-                Step::Span(Box::new(self.build(Some(&request), Some(&response))))
+                Step::Span(Box::new(self.build(Some(request), Some(response))))
             }
             None => {
                 let seq = self.next_seq;
@@ -236,19 +236,31 @@ impl Pairing {
             return;
         };
         let span = match w.event.kind {
-            EventKind::Request => self.build(Some(&w.event), None),
-            EventKind::Response => self.build(None, Some(&w.event)),
+            EventKind::Request => self.build(Some(w.event), None),
+            EventKind::Response => self.build(None, Some(w.event)),
         };
         out.push(span);
     }
 
-    fn build(&mut self, request: Option<&AuditEvent>, response: Option<&AuditEvent>) -> Span {
-        let (first, outcome) = match (request, response) {
-            (Some(_), Some(r)) => (r, Outcome::Paired),
-            (Some(q), None) => (q, Outcome::ResponseMissing),
-            (None, Some(r)) => (r, Outcome::RequestMissing),
+    /// Assembles the span, taking the events' attributes rather than copying them.
+    fn build(&mut self, mut request: Option<AuditEvent>, mut response: Option<AuditEvent>) -> Span {
+        let outcome = match (&request, &response) {
+            (Some(_), Some(_)) => Outcome::Paired,
+            (Some(_), None) => Outcome::ResponseMissing,
+            (None, Some(_)) => Outcome::RequestMissing,
             (None, None) => unreachable!("a span needs at least one event"),
         };
+        let (first, second) = match (&mut response, &mut request) {
+            (Some(r), q) => (r, q.as_mut()),
+            (None, Some(q)) => (q, None),
+            (None, None) => unreachable!("a span needs at least one event"),
+        };
+        let mut attributes = std::mem::take(&mut first.attributes);
+        if let Some(second) = second {
+            merge_attributes(&mut attributes, std::mem::take(&mut second.attributes));
+        }
+        let (request, response) = (request.as_ref(), response.as_ref());
+        let first = response.or(request).unwrap_or_else(|| unreachable!("checked above"));
         let id = first.id.as_str();
         let pick = |f: fn(&AuditEvent) -> Option<&str>| -> Option<String> {
             response
@@ -283,14 +295,6 @@ impl Pairing {
             end = start;
         }
 
-        let mut attributes = merge_attributes(
-            first,
-            if outcome == Outcome::Paired {
-                request
-            } else {
-                None
-            },
-        );
         if attributes.len() > self.settings.max_attributes {
             self.truncations.attributes += (attributes.len() - self.settings.max_attributes) as u64;
             attributes.truncate(self.settings.max_attributes);
@@ -326,20 +330,17 @@ impl Pairing {
     }
 }
 
-/// `primary`'s attributes, then those keys of `secondary` that `primary` lacks.
-fn merge_attributes(primary: &AuditEvent, secondary: Option<&AuditEvent>) -> Attributes {
-    let mut attributes = primary.attributes.clone();
-    if let Some(secondary) = secondary {
-        let seen: HashSet<&str> = primary.attributes.iter().map(|(k, _)| k.as_str()).collect();
-        let extra: Vec<_> = secondary
-            .attributes
-            .iter()
+/// Appends the attributes of `secondary` whose keys `attributes` lacks.
+fn merge_attributes(attributes: &mut Attributes, secondary: Attributes) {
+    let extra: Vec<_> = {
+        let seen: HashSet<&str, foldhash::fast::RandomState> =
+            attributes.iter().map(|(k, _)| k.as_str()).collect();
+        secondary
+            .into_iter()
             .filter(|(k, _)| !seen.contains(k.as_str()))
-            .cloned()
-            .collect();
-        attributes.extend(extra);
-    }
-    attributes
+            .collect()
+    };
+    attributes.extend(extra);
 }
 
 /// Spans handed to the span output, in the order they were made.

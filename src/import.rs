@@ -17,7 +17,7 @@ use crate::{
     correlate::{Correlator, Counts, Finish},
     deadletter::DeadLetter,
     event::{Parsed, parse_line},
-    listener::{Frame, Framer, LineCounts, LineHandler, unix::deliver},
+    listener::{Frame, Framer, LineCounts, LineHandler, unix::Delivery},
 };
 
 /// The input name `import` uses in metrics and dead-letter records.
@@ -100,6 +100,7 @@ pub async fn run(
         DeadLetter::new(options.deadletter.clone(), config.deadletter_max_bytes).start();
 
     let mut lines = LineHandler::new(INPUT, prefix, limits);
+    let mut delivery = Delivery::new(0, correlator.clone(), deadletter);
     for path in &files {
         let read_err = |source| ImportError::Read {
             path: path.clone(),
@@ -121,7 +122,7 @@ pub async fn run(
             }
             pending += lines.counts().received - before;
             if n == 0 || pending >= BATCH_LINES as u64 {
-                deliver(&mut lines, 0, &correlator, &deadletter).await;
+                delivery.send(&mut lines).await;
                 pending = 0;
             }
             if n == 0 {
@@ -130,6 +131,7 @@ pub async fn run(
         }
     }
 
+    delivery.settle().await;
     let counts = tokio::time::timeout(config.import_timeout, correlator.send(Finish))
         .await
         .map_err(|_| ImportError::Timeout(config.import_timeout))??;

@@ -287,6 +287,8 @@ struct DaemonResult {
     elapsed: Duration,
     writers_done: Duration,
     peak_rss_kib: u64,
+    /// CPU time the daemon used (user + system), start-up included.
+    cpu: Duration,
     outcomes: Vec<(String, f64)>,
     invalid: f64,
     ignored: f64,
@@ -348,6 +350,7 @@ fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Re
         std::thread::sleep(POLL_INTERVAL);
     };
     let peak_rss_kib = vm_hwm_kib(daemon.child.id())?;
+    let cpu = cpu_time(daemon.child.id())?;
 
     let status = daemon.stop(Duration::from_secs(60))?;
     ensure!(
@@ -358,6 +361,7 @@ fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Re
         elapsed,
         writers_done,
         peak_rss_kib,
+        cpu,
         outcomes: {
             let mut outcomes = scrape.by_label("auditspan_spans_created_total", "outcome");
             outcomes.sort_by(|a, b| a.0.cmp(&b.0));
@@ -535,6 +539,18 @@ fn vm_hwm_kib(pid: u32) -> Result<u64> {
     Ok(kib.parse()?)
 }
 
+/// User + system CPU time of `pid` so far (`/proc/<pid>/stat` fields 14 and 15).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may contain spaces; the fields after it may not.
+    let after_name = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
+        + fields.get(12).context("no stime")?.parse::<u64>()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.context("no CLK_TCK")?;
+    Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
 fn print_report(path: &Path, load: &Load, baseline: &BaselineResult, daemon: &DaemonResult) {
     let rate = |count: u64, elapsed: Duration| count as f64 / elapsed.as_secs_f64();
     let events_daemon = rate(load.lines, daemon.elapsed);
@@ -579,6 +595,12 @@ fn print_report(path: &Path, load: &Load, baseline: &BaselineResult, daemon: &Da
     println!(
         "  peak RSS (VmHWM)     {:.1} MiB",
         daemon.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  daemon CPU time      {:.2} s ({:.1} µs per event, {:.0}% of one core)",
+        daemon.cpu.as_secs_f64(),
+        daemon.cpu.as_secs_f64() * 1e6 / load.lines as f64,
+        100.0 * daemon.cpu.as_secs_f64() / daemon.elapsed.as_secs_f64()
     );
     println!(
         "  writers done after   {:.2} s",

@@ -233,8 +233,7 @@ async fn read_connection(
     debug!(input = %s.input, "Connection opened.");
     let mut framer = Framer::new(s.max_line_bytes);
     let mut lines = LineHandler::new(&s.input, s.prefix.clone(), s.limits);
-    let correlator = s.correlator.clone();
-    let deadletter = s.deadletter.clone();
+    let mut delivery = Delivery::new(s.input_id, s.correlator.clone(), s.deadletter.clone());
     loop {
         let read = tokio::select! {
             read = stream.read_buf(framer.buffer(READ_CHUNK)) => read,
@@ -253,32 +252,54 @@ async fn read_connection(
         } else {
             framer.drain(|f| lines.handle(f));
         }
-        deliver(&mut lines, s.input_id, &correlator, &deadletter).await;
+        delivery.send(&mut lines).await;
         if eof {
             break;
         }
     }
+    delivery.settle().await;
     debug!(input = %s.input, "Connection closed.");
 }
 
-/// Hands what the line handler collected to the dead-letter file and the correlator.
-pub async fn deliver(
-    lines: &mut LineHandler,
+/// Hands what a [`LineHandler`] collected to the dead-letter writer and the correlator.
+///
+/// One batch of events stays in flight: the next chunk is read and parsed while the
+/// correlator works on the last one, and [`Delivery::send`] waits for that one's answer
+/// before it offers the next, so batches arrive in order and memory stays bounded.
+pub struct Delivery {
     input: InputId,
-    correlator: &Addr<Correlator>,
-    deadletter: &Addr<DeadLetter>,
-) {
-    let (events, rejected) = lines.take();
-    if !rejected.is_empty() {
-        // The dead-letter actor logs its own write failures.
-        if deadletter.send(Append(rejected)).await.is_err() {
-            warn!(
-                input,
-                "The dead-letter writer is gone; rejected lines dropped."
-            );
-        }
+    correlator: Addr<Correlator>,
+    deadletter: Addr<DeadLetter>,
+    in_flight: Option<actix::dev::Request<Correlator, Ingest>>,
+}
+
+impl Delivery {
+    pub fn new(input: InputId, correlator: Addr<Correlator>, deadletter: Addr<DeadLetter>) -> Self {
+        Delivery { input, correlator, deadletter, in_flight: None }
     }
-    if !events.is_empty() && correlator.send(Ingest { input, events }).await.is_err() {
-        warn!(input, "The correlator is gone; events dropped.");
+
+    pub async fn send(&mut self, lines: &mut LineHandler) {
+        let (events, rejected) = lines.take();
+        if !rejected.is_empty() {
+            // The dead-letter actor logs its own write failures.
+            if self.deadletter.send(Append(rejected)).await.is_err() {
+                warn!(input = self.input, "The dead-letter writer is gone; rejected lines dropped.");
+            }
+        }
+        if events.is_empty() {
+            return;
+        }
+        self.settle().await;
+        // `send` queues the message at once; awaiting it only waits for the answer.
+        self.in_flight = Some(self.correlator.send(Ingest { input: self.input, events }));
+    }
+
+    /// Waits until the correlator has taken the batch in flight.
+    pub async fn settle(&mut self) {
+        if let Some(request) = self.in_flight.take()
+            && request.await.is_err()
+        {
+            warn!(input = self.input, "The correlator is gone; events dropped.");
+        }
     }
 }
