@@ -260,7 +260,9 @@ impl Pairing {
             merge_attributes(&mut attributes, std::mem::take(&mut second.attributes));
         }
         let (request, response) = (request.as_ref(), response.as_ref());
-        let first = response.or(request).unwrap_or_else(|| unreachable!("checked above"));
+        let first = response
+            .or(request)
+            .unwrap_or_else(|| unreachable!("checked above"));
         let id = first.id.as_str();
         let pick = |f: fn(&AuditEvent) -> Option<&str>| -> Option<String> {
             response

@@ -4,6 +4,7 @@
 //! Add a `mod` line per new file; shared helpers belong in `support`.
 #![allow(clippy::unwrap_used)]
 
+mod cli;
 mod golden;
 mod openbao;
 mod socket;

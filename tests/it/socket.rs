@@ -281,3 +281,87 @@ fn a_regular_file_at_the_socket_path_is_an_error() {
     assert!(stderr.contains("exists and is not a socket"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
 }
+
+/// Repeats of an id (the socket device retries a write; two devices share ids) are dropped
+/// and counted; the pair makes one span.
+#[test]
+fn duplicates_are_dropped_and_counted() {
+    let daemon = Daemon::start_default();
+    let id = uuid(6);
+    let mut conn = daemon.connect();
+    for line in [
+        event("request", &id, 0),
+        event("request", &id, 0),
+        event("response", &id, 2),
+        event("response", &id, 2),
+    ] {
+        conn.write_all(line.as_bytes()).unwrap();
+    }
+    assert_eq!(paired_ids(&daemon.wait_for_spans(1)), [id]);
+    daemon.wait_until(DEADLINE, "two duplicates counted", || {
+        daemon.metrics().get(
+            "auditspan_events_ignored_total",
+            &[("input", "unix"), ("reason", "duplicate")],
+        ) == 2.0
+    });
+    assert_eq!(daemon.spans().len(), 1);
+}
+
+/// On a live input, a request whose response never comes becomes a `response_missing` span
+/// once `pair_timeout` has passed on the wall clock, even when nothing else arrives.
+#[test]
+fn idle_request_expires_on_the_wall_clock() {
+    let daemon = Daemon::start_with(|dir| {
+        default_config(dir).replace("pair_timeout = \"10s\"", "pair_timeout = \"300ms\"")
+    });
+    let id = uuid(7);
+    daemon
+        .connect()
+        .write_all(event("request", &id, 0).as_bytes())
+        .unwrap();
+    let spans = daemon.wait_for_spans(1);
+    assert_eq!(
+        spans[0]["attributes"]["auditspan.outcome"],
+        "response_missing"
+    );
+    assert_eq!(spans[0]["attributes"]["vault.request.id"], id.as_str());
+    assert_eq!(
+        spans[0]["start_time_unix_nano"],
+        spans[0]["end_time_unix_nano"]
+    );
+    let m = daemon.metrics();
+    assert_eq!(m.get(SPANS, &[("outcome", "response_missing")]), 1.0);
+    assert_eq!(m.get("auditspan_correlator_pending", &[]), 0.0);
+}
+
+/// SIGHUP reopens the dead-letter file, so that logrotate can move it away; `/healthz`
+/// answers while the daemon runs.
+#[test]
+fn sighup_reopens_the_deadletter_file() {
+    let daemon = Daemon::start_default();
+    let path = daemon.dir().join("data/deadletter.jsonl");
+    let moved = daemon.dir().join("data/deadletter.jsonl.moved");
+    daemon.connect().write_all(b"first-bad-line\n").unwrap();
+    daemon.wait_until(DEADLINE, "the first dead letter", || path.exists());
+    std::fs::rename(&path, &moved).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_until(DEADLINE, "the reopen log line", || {
+        daemon.stderr().contains("Reopening the dead-letter file")
+    });
+    daemon.connect().write_all(b"second-bad-line\n").unwrap();
+    daemon.wait_until(DEADLINE, "the second dead letter in a new file", || {
+        path.exists()
+    });
+    assert!(
+        std::fs::read_to_string(&moved)
+            .unwrap()
+            .contains("first-bad-line")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("second-bad-line") && !text.contains("first-bad-line"));
+    let health = crate::support::http_agent()
+        .get(&format!("http://{}/healthz", daemon.metrics_addr()))
+        .call()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -1,0 +1,258 @@
+//! The command line: `check` and its messages for bad configuration, precedence of flags,
+//! environment and file, `--help`, and `import`'s exit status, summary and dead-letter file.
+
+use std::{path::Path, process::Command};
+
+fn auditspan(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
+    command.current_dir(dir);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("AUDITSPAN_")) {
+        command.env_remove(key);
+    }
+    command
+}
+
+struct Output {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(command: &mut Command) -> Output {
+    let out = command.output().unwrap();
+    Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn check(dir: &Path, config: &str) -> Output {
+    std::fs::write(dir.join("c.toml"), config).unwrap();
+    run(auditspan(dir).args(["check", "--config", "c.toml"]))
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/vault-audit")
+        .join(name)
+}
+
+/// Each kind of bad configuration fails `check` with a message naming the file, the line,
+/// the key and what is wrong.
+#[test]
+fn bad_config_files_give_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[queue]\nflush_intervall = \"5ms\"\n",
+            "c.toml, line 2, column 1: unknown field `flush_intervall`, expected one of `flush_interval`",
+        ),
+        ("service_nam = \"x\"\n", "unknown field `service_nam`"),
+        ("[[input]]\nsocket = \"/tmp/x\"\n", "unknown field `socket`"),
+        (
+            "[correlate]\npair_timeout = \"10 parsecs\"\n",
+            "correlate.pair_timeout: \"10 parsecs\" is not a duration",
+        ),
+        (
+            "[queue]\nmax_bytes = \"1 gigabyte\"\n",
+            "queue.max_bytes: \"1 gigabyte\" is not a size",
+        ),
+        (
+            "[[input]]\nmode = \"0800\"\n",
+            "input #1.mode: \"0800\" is not a file mode",
+        ),
+        (
+            "[[sink]]\ntype = \"otlp\"\n",
+            "sink type \"otlp\" is not supported yet",
+        ),
+        (
+            "[[input]]\ntype = \"tcp\"\n",
+            "input type \"tcp\" is not supported yet",
+        ),
+        ("[[sink]]\n[[sink]]\n", "duplicate sink name \"stdout\""),
+        (
+            "[parse]\nmax_depth = 0\n",
+            "parse.max_depth: 0 is out of range",
+        ),
+        (
+            "[metrics]\nlisten = \"localhost\"\n",
+            "\"localhost\" is not a socket address",
+        ),
+        ("data_dir = [\n", "c.toml, line"),
+    ];
+    for (config, expected) in cases {
+        let out = check(dir.path(), config);
+        assert!(!out.success, "{config:?} was accepted");
+        assert!(
+            out.stderr.contains(expected),
+            "{config:?}: expected {expected:?} in:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "nothing is printed as config on error"
+        );
+    }
+    let out = run(auditspan(dir.path()).args(["check", "--config", "missing.toml"]));
+    assert!(!out.success);
+    assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
+}
+
+/// `check` prints the effective configuration, which is valid input again; flags beat the
+/// environment, which beats the file, which beats the defaults.
+#[test]
+fn check_prints_the_effective_config_with_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(dir.path(), "service_name = \"from-file\"\n");
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("service_name = \"from-file\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("pair_timeout"),
+        "defaults are shown: {}",
+        out.stdout
+    );
+    std::fs::write(dir.path().join("effective.toml"), &out.stdout).unwrap();
+    let again = run(auditspan(dir.path()).args(["check", "--config", "effective.toml"]));
+    assert!(again.success, "{}", again.stderr);
+    assert_eq!(again.stdout, out.stdout);
+
+    let env = run(auditspan(dir.path())
+        .args(["check", "--config", "c.toml"])
+        .env("AUDITSPAN_SERVICE_NAME", "from-env"));
+    assert!(
+        env.stdout.contains("service_name = \"from-env\""),
+        "{}",
+        env.stdout
+    );
+    let flag = run(auditspan(dir.path())
+        .args(["check", "--config", "c.toml", "--service-name", "from-flag"])
+        .env("AUDITSPAN_SERVICE_NAME", "from-env"));
+    assert!(
+        flag.stdout.contains("service_name = \"from-flag\""),
+        "{}",
+        flag.stdout
+    );
+    let via_env = run(auditspan(dir.path())
+        .arg("check")
+        .env("AUDITSPAN_CONFIG", "c.toml"));
+    assert!(
+        via_env.stdout.contains("service_name = \"from-file\""),
+        "{}",
+        via_env.stdout
+    );
+
+    let defaults = run(auditspan(dir.path()).arg("check"));
+    assert!(
+        defaults.success,
+        "defaults work without a file: {}",
+        defaults.stderr
+    );
+    assert!(
+        defaults.stdout.contains("path = \"./auditspan.sock\""),
+        "{}",
+        defaults.stdout
+    );
+}
+
+/// `--help` documents every option and subcommand.
+#[test]
+fn help_documents_every_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = run(auditspan(dir.path()).arg("--help"));
+    assert!(help.success);
+    for needle in [
+        "run",
+        "check",
+        "import",
+        "--config",
+        "--data-dir",
+        "--metrics-listen",
+        "--service-name",
+        "AUDITSPAN_LOG",
+        "AUDITSPAN_CONFIG",
+    ] {
+        assert!(
+            help.stdout.contains(needle),
+            "--help lacks {needle}:\n{}",
+            help.stdout
+        );
+    }
+    let import = run(auditspan(dir.path()).args(["import", "--help"]));
+    for needle in ["--prefix", "--deadletter", "FILE"] {
+        assert!(
+            import.stdout.contains(needle),
+            "import --help lacks {needle}:\n{}",
+            import.stdout
+        );
+    }
+}
+
+/// `import` orders files by their first event, so a pair split across rotated files joins
+/// whatever order they are given in; it prints a summary and creates the dead-letter file
+/// only when a line is rejected.
+#[test]
+fn import_orders_files_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<&str> =
+        include_str!("../../../shared/fixtures/vault-audit/authored-basic.jsonl")
+            .lines()
+            .collect();
+    // authored-basic line 1 is P01's request and line 2 its response.
+    std::fs::write(dir.path().join("audit.log.1"), format!("{}\n", lines[0])).unwrap();
+    std::fs::write(
+        dir.path().join("audit.log"),
+        format!("{}\n", lines[1..].join("\n")),
+    )
+    .unwrap();
+    let out = run(auditspan(dir.path()).args(["import", "audit.log", "audit.log.1"]));
+    assert!(out.success, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 20);
+    assert!(
+        out.stdout
+            .lines()
+            .all(|l| l.contains("\"auditspan.outcome\":\"paired\""))
+    );
+    assert!(
+        out.stderr
+            .contains("2 file(s), 40 lines: 40 events, 0 invalid"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("20 spans (paired 20, response_missing 0, request_missing 0)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !dir.path()
+            .join("auditspan-import-deadletter.jsonl")
+            .exists()
+    );
+
+    let out = run(auditspan(dir.path())
+        .arg("import")
+        .arg(fixture("authored-bad.jsonl")));
+    assert!(
+        out.success,
+        "rejected lines do not fail an import: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("21 invalid (not_json 15, bad_type 2, no_request_id 3, bad_time 1)"),
+        "{}",
+        out.stderr
+    );
+    let dl = std::fs::read_to_string(dir.path().join("auditspan-import-deadletter.jsonl")).unwrap();
+    assert_eq!(dl.lines().count(), 21);
+
+    let out = run(auditspan(dir.path()).args(["import", "no-such-file.log"]));
+    assert!(!out.success);
+    assert!(out.stderr.contains("no-such-file.log"), "{}", out.stderr);
+}
