@@ -22,6 +22,7 @@ pub mod event;
 pub mod flatten;
 pub mod import;
 pub mod listener;
+pub mod queue;
 pub mod sink;
 pub mod span;
 pub mod telemetry;

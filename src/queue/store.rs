@@ -1,0 +1,1565 @@
+//! [`QueueStore`]: the sled database behind the queue (design and layout in [`crate::queue`]).
+
+use std::{
+    cell::Cell,
+    collections::BTreeMap,
+    ops::Range,
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use super::{
+    FORMAT_VERSION, QueueError, SEGMENT_SIZE,
+    manifest::{DirLock, Manifest, lock_path, manifest_path},
+    record::{self, RecordError},
+};
+use crate::config::Overflow;
+
+/// Largest span the store accepts: with the 8 MiB segment a one-span record stays far below
+/// sled's blob cutoff (a quarter of the segment).
+pub const MAX_SPAN_BYTES: usize = 1 << 20;
+/// A commit's spans are packed into records of about this many bytes (a span is never
+/// split; a record holds at least one span).
+pub const RECORD_TARGET_BYTES: usize = 256 << 10;
+/// Default free space to leave on the filesystem ([`StoreOptions::min_free_bytes`]).
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
+/// sled page cache; `cache_capacity` does not cap RSS with large values, so keep it modest.
+const CACHE_CAPACITY: u64 = 64 << 20;
+/// The manifest's committed sequence is brought up to date at most once per this interval.
+const MANIFEST_INTERVAL: Duration = Duration::from_secs(1);
+/// `drop_oldest` logs at most once per this interval.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How the store bounds its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bound on [`Stats::bytes`] (span records: keys + values). `drop_oldest` keeps it;
+    /// `block` may exceed it by the one commit that crosses it (see [`Committed::full`]).
+    pub max_bytes: u64,
+    /// What happens at `max_bytes`.
+    pub overflow: Overflow,
+    /// A commit is refused with [`QueueError::DiskFull`] (nothing written) when the
+    /// filesystem would have less than this free afterwards, so that sled itself never hits
+    /// ENOSPC (after which it stays failed until reopened) and acks can still be written.
+    pub min_free_bytes: u64,
+}
+
+impl StoreOptions {
+    /// `max_bytes` and `overflow` as configured, [`DEFAULT_MIN_FREE_BYTES`] of headroom.
+    pub fn new(max_bytes: u64, overflow: Overflow) -> StoreOptions {
+        StoreOptions {
+            max_bytes,
+            overflow,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+        }
+    }
+}
+
+/// A waiting correlator entry: (id, encoded entry).
+pub type PendingEntry = (Vec<u8>, Vec<u8>);
+
+/// One commit window: written as ONE atomic sled batch, then flushed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// Encoded spans completed in the window, in order; each ≤ [`MAX_SPAN_BYTES`].
+    pub spans: Vec<Vec<u8>>,
+    /// Correlator entries still waiting (id → encoded entry), inserted or replaced.
+    pub pending_put: Vec<PendingEntry>,
+    /// Ids of waiting entries answered (or expired) since the last commit.
+    pub pending_remove: Vec<Vec<u8>>,
+    /// Input checkpoints (input name → opaque position) to store with these spans.
+    pub checkpoints: Vec<(String, Vec<u8>)>,
+}
+
+/// What a successful [`QueueStore::commit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// Sequence numbers given to the commit's spans (empty when it had none).
+    pub sequences: Range<u64>,
+    /// Old spans `drop_oldest` deleted to make room (cursors were moved past them).
+    pub dropped_spans: u64,
+    /// `block` only: the queue is at or above `max_bytes`. The commit IS stored; the caller
+    /// must stop reading inputs until [`QueueStore::is_full`] turns false (acks free space).
+    pub full: bool,
+}
+
+/// A sink's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkStats {
+    pub name: String,
+    /// Last sequence the sink acknowledged (0: none).
+    pub cursor: u64,
+    /// Spans committed after the cursor (`sink_lag_spans`).
+    pub lag: u64,
+}
+
+/// A snapshot of the queue (all in memory, no I/O).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Spans in the records kept (`queue_spans`); a record is kept until every sink passed
+    /// all its spans.
+    pub spans: u64,
+    /// Span records kept.
+    pub records: u64,
+    /// Bytes of span records, keys + values (`queue_bytes`; what `max_bytes` bounds).
+    pub bytes: u64,
+    /// The configured bound.
+    pub max_bytes: u64,
+    /// Last sequence committed (`queue_committed_sequence`; 0 before the first span).
+    pub committed: u64,
+    /// First sequence of the oldest record kept.
+    pub oldest: Option<u64>,
+    /// Every cursor, by name.
+    pub sinks: Vec<SinkStats>,
+    /// Spans deleted by `drop_oldest` since open (`queue_dropped_spans_total`).
+    pub dropped_spans: u64,
+    /// Values that failed to decode since open (`queue_corrupt_records_total`).
+    pub corrupt_records: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RecordInfo {
+    count: u32,
+    bytes: u64,
+}
+
+impl RecordInfo {
+    fn last(&self, first: u64) -> u64 {
+        first + u64::from(self.count) - 1
+    }
+}
+
+/// The queue's sled database; single writer (one actor owns it on one thread).
+#[derive(Debug)]
+pub struct QueueStore {
+    data_dir: PathBuf,
+    db_path: PathBuf,
+    options: StoreOptions,
+    segment_size: usize,
+    _lock: DirLock,
+    /// `None` after a sled error: every call then fails with [`QueueError::Failed`] until
+    /// [`QueueStore::reopen`] succeeds.
+    db: Option<sled::Db>,
+    /// Every span record kept: first sequence → count and size. Mirrors the `s` keys.
+    records: BTreeMap<u64, RecordInfo>,
+    bytes: u64,
+    committed: u64,
+    cursors: BTreeMap<String, u64>,
+    dropped_spans: u64,
+    corrupt_records: Cell<u64>,
+    drop_log: (Option<Instant>, u64),
+    /// What `<data_dir>/queue.manifest` holds now, and when it was last written.
+    manifest: Manifest,
+    manifest_written: Instant,
+}
+
+/// What [`load`] reads from a database.
+struct Loaded {
+    records: BTreeMap<u64, RecordInfo>,
+    bytes: u64,
+    committed: u64,
+    cursors: BTreeMap<String, u64>,
+    corrupt: u64,
+}
+
+impl QueueStore {
+    /// Opens or creates `<data_dir>/queue` (sled) with `<data_dir>/queue.manifest` and
+    /// `<data_dir>/queue.lock`. Never panics and never starts silently empty: a held lock, a
+    /// damaged or emptied database, a foreign or newer one are errors naming the path.
+    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<QueueStore, QueueError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| QueueError::io(data_dir, source))?;
+        let db_path = data_dir.join("queue");
+        let lock = DirLock::acquire(&lock_path(data_dir), &db_path)?;
+        let (db, manifest) = open_checked(data_dir, &db_path)?;
+        let mut store = QueueStore {
+            data_dir: data_dir.to_owned(),
+            db_path,
+            options,
+            segment_size: manifest.segment_size,
+            _lock: lock,
+            db: None,
+            records: BTreeMap::new(),
+            bytes: 0,
+            committed: 0,
+            cursors: BTreeMap::new(),
+            dropped_spans: 0,
+            corrupt_records: Cell::new(0),
+            drop_log: (None, 0),
+            manifest: manifest.clone(),
+            manifest_written: Instant::now(),
+        };
+        store.install(db, manifest)?;
+        Ok(store)
+    }
+
+    /// Drops the sled handle and opens the database again, reloading all state from disk:
+    /// the way out of [`QueueError::Failed`] and of a full disk (sled stays failed after
+    /// ENOSPC until reopened).
+    pub fn reopen(&mut self) -> Result<(), QueueError> {
+        self.db = None;
+        let (db, manifest) = open_checked(&self.data_dir, &self.db_path)?;
+        self.install(db, manifest)
+    }
+
+    fn install(&mut self, db: sled::Db, manifest: Manifest) -> Result<(), QueueError> {
+        let path = self.db_path.clone();
+        let loaded = catch_unwind(AssertUnwindSafe(|| load(&db, &path)))
+            .map_err(|panic| unreadable(&path, panic))??;
+        if loaded.committed < manifest.committed {
+            return Err(QueueError::Truncated {
+                path,
+                manifest: manifest_path(&self.data_dir),
+                expected: manifest.committed,
+                found: loaded.committed,
+            });
+        }
+        self.segment_size = manifest.segment_size;
+        self.manifest = manifest;
+        self.records = loaded.records;
+        self.bytes = loaded.bytes;
+        self.committed = loaded.committed;
+        self.cursors = loaded.cursors;
+        self.corrupt_records
+            .set(self.corrupt_records.get() + loaded.corrupt);
+        self.db = Some(db);
+        Ok(())
+    }
+
+    /// The `<data_dir>/queue` directory.
+    pub fn path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// sled segment size this database uses (from its manifest).
+    pub fn segment_size(&self) -> usize {
+        self.segment_size
+    }
+
+    fn db(&self) -> Result<&sled::Db, QueueError> {
+        self.db.as_ref().ok_or(QueueError::Failed {
+            path: self.db_path.clone(),
+        })
+    }
+
+    /// Maps a sled error and drops the handle, so that nothing more is written to a
+    /// database in an unknown state before [`QueueStore::reopen`].
+    fn failed(&mut self, source: sled::Error) -> QueueError {
+        self.db = None;
+        QueueError::Sled {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    /// Makes `sinks` the set of cursors: a new sink starts at the oldest span kept (or after
+    /// the last committed one when the queue is empty); a cursor not in `sinks` is deleted,
+    /// so it stops holding spans back. Flushed.
+    pub fn set_sinks(&mut self, sinks: &[String]) -> Result<(), QueueError> {
+        let start = self
+            .records
+            .keys()
+            .next()
+            .map_or(self.committed, |first| first - 1);
+        let mut cursors: BTreeMap<String, u64> = sinks
+            .iter()
+            .map(|name| (name.clone(), *self.cursors.get(name).unwrap_or(&start)))
+            .collect();
+        let mut batch = sled::Batch::default();
+        for name in self
+            .cursors
+            .keys()
+            .filter(|name| !cursors.contains_key(*name))
+        {
+            batch.remove(cursor_key(name));
+        }
+        for (name, cursor) in &cursors {
+            if self.cursors.get(name) != Some(cursor) {
+                batch.insert(cursor_key(name), cursor_value(*cursor));
+            }
+        }
+        let released = self.passed_by_all(&cursors);
+        for (first, info) in &released {
+            batch.remove(&record::span_key(*first, info.count));
+        }
+        let db = self.db()?;
+        if let Err(source) = db.apply_batch(batch).and_then(|()| db.flush().map(drop)) {
+            return Err(self.failed(source));
+        }
+        std::mem::swap(&mut self.cursors, &mut cursors);
+        self.forget(&released);
+        Ok(())
+    }
+
+    /// Writes everything in `commit` as ONE atomic sled batch, then flushes; only after `Ok`
+    /// may its spans be offered to sinks. Spans get consecutive sequence numbers.
+    ///
+    /// On `Err` the caller still owns `commit` and nothing in memory changed: after
+    /// [`QueueError::DiskFull`] or [`QueueError::SpanTooLarge`] nothing was written; after a
+    /// sled error the store is failed until [`QueueStore::reopen`], which reloads what
+    /// reached the disk (so a retried commit may duplicate spans: at least once).
+    pub fn commit(&mut self, commit: &Commit) -> Result<Committed, QueueError> {
+        if let Some(span) = commit.spans.iter().find(|span| span.len() > MAX_SPAN_BYTES) {
+            return Err(QueueError::SpanTooLarge {
+                len: span.len(),
+                max: MAX_SPAN_BYTES,
+            });
+        }
+        let db = self.db()?;
+        let packed = pack(&commit.spans);
+        let new_bytes: u64 = packed.iter().map(|r| r.bytes).sum();
+        self.check_free_space(new_bytes)?;
+
+        let mut batch = sled::Batch::default();
+        let mut next = self.committed + 1;
+        let mut new_records = Vec::with_capacity(packed.len());
+        for record in &packed {
+            let spans = &commit.spans[record.spans.clone()];
+            let count = spans.len() as u32;
+            batch.insert(&record::span_key(next, count), record::encode_spans(spans));
+            new_records.push((
+                next,
+                RecordInfo {
+                    count,
+                    bytes: record.bytes,
+                },
+            ));
+            next += u64::from(count);
+        }
+        let committed = next - 1;
+        if committed != self.committed {
+            batch.insert(
+                record::META_COMMITTED,
+                record::encode_envelope(&committed.to_be_bytes()),
+            );
+        }
+        for (id, entry) in &commit.pending_put {
+            batch.insert(
+                prefixed(record::PREFIX_PENDING, id),
+                record::encode_envelope(entry),
+            );
+        }
+        for id in &commit.pending_remove {
+            batch.remove(prefixed(record::PREFIX_PENDING, id));
+        }
+        for (input, checkpoint) in &commit.checkpoints {
+            batch.insert(
+                prefixed(record::PREFIX_INPUT, input.as_bytes()),
+                record::encode_envelope(checkpoint),
+            );
+        }
+
+        // drop_oldest: to make room for new spans (only), whole oldest records go in the
+        // same batch and cursors move past them.
+        let mut dropped = Vec::new();
+        let mut moved = BTreeMap::new();
+        if self.options.overflow == Overflow::DropOldest && new_bytes > 0 {
+            let mut bytes = self.bytes + new_bytes;
+            for (first, info) in &self.records {
+                if bytes <= self.options.max_bytes {
+                    break;
+                }
+                bytes -= info.bytes;
+                dropped.push((*first, *info));
+            }
+            if let Some((first, info)) = dropped.last() {
+                let last = info.last(*first);
+                for (name, cursor) in &self.cursors {
+                    if *cursor < last {
+                        batch.insert(cursor_key(name), cursor_value(last));
+                        moved.insert(name.clone(), last);
+                    }
+                }
+            }
+            for (first, info) in &dropped {
+                batch.remove(&record::span_key(*first, info.count));
+            }
+        }
+
+        if let Err(source) = db.apply_batch(batch).and_then(|()| db.flush().map(drop)) {
+            return Err(self.failed(source));
+        }
+
+        let sequences = self.committed + 1..committed + 1;
+        self.committed = committed;
+        for (first, info) in new_records {
+            self.bytes += info.bytes;
+            self.records.insert(first, info);
+        }
+        self.cursors.extend(moved);
+        self.forget(&dropped);
+        let dropped_spans: u64 = dropped.iter().map(|(_, info)| u64::from(info.count)).sum();
+        if dropped_spans > 0 {
+            self.dropped_spans += dropped_spans;
+            self.log_drop(dropped_spans);
+        }
+        if self.manifest_written.elapsed() >= MANIFEST_INTERVAL {
+            self.update_manifest();
+        }
+        Ok(Committed {
+            sequences,
+            dropped_spans,
+            full: self.is_full(),
+        })
+    }
+
+    /// Records the (flushed) committed sequence in the manifest; a failure only weakens
+    /// truncation detection, so it is logged, not returned.
+    fn update_manifest(&mut self) {
+        self.manifest_written = Instant::now();
+        if self.committed <= self.manifest.committed || self.db.is_none() {
+            return;
+        }
+        let manifest = Manifest {
+            committed: self.committed,
+            ..self.manifest.clone()
+        };
+        match manifest.write(&manifest_path(&self.data_dir)) {
+            Ok(()) => self.manifest = manifest,
+            Err(err) => warn!(error = %err, "Could not update the queue manifest."),
+        }
+    }
+
+    /// `block` only: true while the queue holds `max_bytes` or more; intake stays stopped.
+    pub fn is_full(&self) -> bool {
+        self.options.overflow == Overflow::Block && self.bytes >= self.options.max_bytes
+    }
+
+    fn check_free_space(&self, new_bytes: u64) -> Result<(), QueueError> {
+        if self.options.min_free_bytes == 0 {
+            return Ok(());
+        }
+        let Ok(fs) = nix::sys::statvfs::statvfs(&self.db_path) else {
+            return Ok(()); // cannot tell: sled's own ENOSPC is the fallback
+        };
+        let available = fs.blocks_available().saturating_mul(fs.fragment_size());
+        let required = self.options.min_free_bytes.saturating_add(new_bytes);
+        if available < required {
+            return Err(QueueError::DiskFull {
+                path: self.db_path.clone(),
+                available,
+                required,
+            });
+        }
+        Ok(())
+    }
+
+    fn log_drop(&mut self, dropped: u64) {
+        let (last, since) = &mut self.drop_log;
+        *since += dropped;
+        if last.is_none_or(|at| at.elapsed() >= DROP_LOG_INTERVAL) {
+            warn!(
+                dropped_spans = *since,
+                max_bytes = self.options.max_bytes,
+                "Queue reached max_bytes; dropped the oldest spans (overflow = drop_oldest)."
+            );
+            *last = Some(Instant::now());
+            *since = 0;
+        }
+    }
+
+    /// Up to `max` spans with sequence > `cursor`, in order, as `(sequence, bytes)`. A record
+    /// that fails its checksum is counted, deleted and skipped (its sequences never come
+    /// back); a record with an unknown version byte is [`QueueError::UnsupportedRecord`].
+    pub fn read_after(
+        &mut self,
+        cursor: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
+        let mut out = Vec::new();
+        let start = cursor + 1;
+        let from = match self.records.range(..=start).next_back() {
+            Some((first, info)) if info.last(*first) >= start => *first,
+            _ => start,
+        };
+        let wanted: Vec<(u64, RecordInfo)> = self
+            .records
+            .range(from..)
+            .scan(0usize, |taken, (first, info)| {
+                (*taken < max).then(|| {
+                    *taken += (info.last(*first) - start.max(*first) + 1) as usize;
+                    (*first, *info)
+                })
+            })
+            .collect();
+        let mut corrupt = Vec::new();
+        for (first, info) in wanted {
+            let key = record::span_key(first, info.count);
+            let value = match self.db()?.get(key) {
+                Ok(value) => value,
+                Err(source) => return Err(self.failed(source)),
+            };
+            let skip = start.saturating_sub(first) as usize;
+            let take = (max - out.len()).min(info.count as usize - skip);
+            let decoded = match &value {
+                Some(value) => record::decode_spans(value, info.count, skip..skip + take),
+                None => Err(RecordError::Malformed("record missing from the database")),
+            };
+            match decoded {
+                Ok(spans) => {
+                    out.extend((first + skip as u64..).zip(spans));
+                }
+                Err(RecordError::UnknownVersion(version)) => {
+                    return Err(QueueError::UnsupportedRecord {
+                        path: self.db_path.clone(),
+                        seq: first,
+                        version,
+                    });
+                }
+                Err(err) => {
+                    warn!(
+                        path = %self.db_path.display(), first_sequence = first,
+                        spans = info.count, error = %err,
+                        "Queue record failed to decode; skipping and deleting it."
+                    );
+                    corrupt.push((first, info));
+                }
+            }
+        }
+        if !corrupt.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (first, info) in &corrupt {
+                batch.remove(&record::span_key(*first, info.count));
+            }
+            if let Err(source) = self.db()?.apply_batch(batch) {
+                return Err(self.failed(source));
+            }
+            self.corrupt_records
+                .set(self.corrupt_records.get() + corrupt.len() as u64);
+            self.forget(&corrupt);
+        }
+        Ok(out)
+    }
+
+    /// `sink`'s cursor: the last sequence it acknowledged.
+    pub fn cursor(&self, sink: &str) -> Option<u64> {
+        self.cursors.get(sink).copied()
+    }
+
+    /// Moves `sink`'s cursor forward to `seq` (never backwards) and deletes the records every
+    /// sink has passed, in one batch. Not flushed: a cursor move lost in a crash means
+    /// redelivery (at least once); the next commit's flush makes it durable.
+    pub fn ack(&mut self, sink: &str, seq: u64) -> Result<(), QueueError> {
+        let Some(&cursor) = self.cursors.get(sink) else {
+            return Err(QueueError::UnknownSink(sink.to_owned()));
+        };
+        if seq > self.committed {
+            return Err(QueueError::AckBeyondCommitted {
+                sink: sink.to_owned(),
+                seq,
+                committed: self.committed,
+            });
+        }
+        if seq <= cursor {
+            return Ok(());
+        }
+        let mut cursors = self.cursors.clone();
+        cursors.insert(sink.to_owned(), seq);
+        let released = self.passed_by_all(&cursors);
+        let mut batch = sled::Batch::default();
+        batch.insert(cursor_key(sink), cursor_value(seq));
+        for (first, info) in &released {
+            batch.remove(&record::span_key(*first, info.count));
+        }
+        if let Err(source) = self.db()?.apply_batch(batch) {
+            return Err(self.failed(source));
+        }
+        self.cursors = cursors;
+        self.forget(&released);
+        Ok(())
+    }
+
+    /// Records whose every span all of `cursors` have passed (none when there are no sinks:
+    /// with nothing to deliver to, nothing is released).
+    fn passed_by_all(&self, cursors: &BTreeMap<String, u64>) -> Vec<(u64, RecordInfo)> {
+        let Some(min) = cursors.values().min() else {
+            return Vec::new();
+        };
+        self.records
+            .iter()
+            .take_while(|(first, info)| info.last(**first) <= *min)
+            .map(|(first, info)| (*first, *info))
+            .collect()
+    }
+
+    fn forget(&mut self, records: &[(u64, RecordInfo)]) {
+        for (first, info) in records {
+            if self.records.remove(first).is_some() {
+                self.bytes -= info.bytes;
+            }
+        }
+    }
+
+    /// Every waiting correlator entry (id, entry), for start-up. Entries that fail to
+    /// decode are counted and left out.
+    pub fn pending(&self) -> Result<Vec<PendingEntry>, QueueError> {
+        let mut out = Vec::new();
+        for item in self.db()?.scan_prefix([record::PREFIX_PENDING]) {
+            let (key, value) = item.map_err(|source| self.sled_err(source))?;
+            match record::decode_envelope(&value) {
+                Ok(entry) => out.push((key[1..].to_vec(), entry.to_vec())),
+                Err(err) => self.count_corrupt("pending entry", &key[1..], &err),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The checkpoint last committed for `input`; a damaged one is counted and `None`
+    /// (the input starts over: duplicates, not loss).
+    pub fn checkpoint(&self, input: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        let key = prefixed(record::PREFIX_INPUT, input.as_bytes());
+        let Some(value) = self
+            .db()?
+            .get(&key)
+            .map_err(|source| self.sled_err(source))?
+        else {
+            return Ok(None);
+        };
+        match record::decode_envelope(&value) {
+            Ok(checkpoint) => Ok(Some(checkpoint.to_vec())),
+            Err(err) => {
+                self.count_corrupt("input checkpoint", input.as_bytes(), &err);
+                Ok(None)
+            }
+        }
+    }
+
+    fn sled_err(&self, source: sled::Error) -> QueueError {
+        QueueError::Sled {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    fn count_corrupt(&self, what: &str, key: &[u8], err: &RecordError) {
+        self.corrupt_records.set(self.corrupt_records.get() + 1);
+        warn!(path = %self.db_path.display(), key = %String::from_utf8_lossy(key), error = %err,
+            "Queue {what} failed to decode; ignoring it.");
+    }
+
+    /// Counts, bytes and cursors, from memory.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            spans: self
+                .records
+                .values()
+                .map(|info| u64::from(info.count))
+                .sum(),
+            records: self.records.len() as u64,
+            bytes: self.bytes,
+            max_bytes: self.options.max_bytes,
+            committed: self.committed,
+            oldest: self.records.keys().next().copied(),
+            sinks: self
+                .cursors
+                .iter()
+                .map(|(name, cursor)| SinkStats {
+                    name: name.clone(),
+                    cursor: *cursor,
+                    lag: self.committed.saturating_sub(*cursor),
+                })
+                .collect(),
+            dropped_spans: self.dropped_spans,
+            corrupt_records: self.corrupt_records.get(),
+        }
+    }
+
+    /// Offline compaction (sled 0.34 files never shrink): copies every entry of the queue in
+    /// `from_data_dir` into a new queue in `to_data_dir`, which must not hold one yet, and
+    /// returns the new queue's stats. The source is locked and left untouched; swapping the
+    /// directories is the operator's (or the CLI's) step.
+    pub fn compact(from_data_dir: &Path, to_data_dir: &Path) -> Result<Stats, QueueError> {
+        let options = StoreOptions {
+            max_bytes: u64::MAX,
+            overflow: Overflow::Block,
+            min_free_bytes: 0,
+        };
+        let from = QueueStore::open(from_data_dir, options)?;
+        let to_db = to_data_dir.join("queue");
+        if to_db.exists() || manifest_path(to_data_dir).exists() {
+            return Err(QueueError::DestinationNotEmpty { path: to_db });
+        }
+        let to = QueueStore::open(to_data_dir, options)?;
+        let (source, target) = (from.db()?, to.db()?);
+        let mut batch = sled::Batch::default();
+        let mut batch_bytes = 0;
+        for item in source.iter() {
+            let (key, value) = item.map_err(|err| from.sled_err(err))?;
+            if key.first() == Some(&record::PREFIX_META) && key.as_ref() != record::META_COMMITTED {
+                continue; // the new database has its own id and format entries
+            }
+            batch_bytes += key.len() + value.len();
+            batch.insert(key, value);
+            if batch_bytes >= 64 << 20 {
+                target
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(|err| to.sled_err(err))?;
+                batch_bytes = 0;
+            }
+        }
+        target.apply_batch(batch).map_err(|err| to.sled_err(err))?;
+        target.flush().map_err(|err| to.sled_err(err))?;
+        drop(to);
+        let to = QueueStore::open(to_data_dir, options)?;
+        Ok(to.stats())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn raw_db(&self) -> &sled::Db {
+        self.db.as_ref().expect("open")
+    }
+}
+
+impl Drop for QueueStore {
+    fn drop(&mut self) {
+        self.update_manifest();
+    }
+}
+
+/// One record of a commit: which spans, and its size in bytes.
+struct Packed {
+    spans: Range<usize>,
+    bytes: u64,
+}
+
+/// Splits a commit's spans into records of about [`RECORD_TARGET_BYTES`].
+fn pack(spans: &[Vec<u8>]) -> Vec<Packed> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (index, span) in spans.iter().enumerate() {
+        let len = span.len() + record::SPAN_PREFIX_BYTES;
+        if index > start && size + len > RECORD_TARGET_BYTES {
+            out.push(Packed {
+                spans: start..index,
+                bytes: record::record_bytes(spans[start..index].iter().map(Vec::len)),
+            });
+            start = index;
+            size = 0;
+        }
+        size += len;
+    }
+    if start < spans.len() {
+        out.push(Packed {
+            spans: start..spans.len(),
+            bytes: record::record_bytes(spans[start..].iter().map(Vec::len)),
+        });
+    }
+    out
+}
+
+fn prefixed(prefix: u8, name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 1);
+    key.push(prefix);
+    key.extend_from_slice(name);
+    key
+}
+
+fn cursor_key(sink: &str) -> Vec<u8> {
+    prefixed(record::PREFIX_CURSOR, sink.as_bytes())
+}
+
+fn cursor_value(seq: u64) -> Vec<u8> {
+    record::encode_envelope(&seq.to_be_bytes())
+}
+
+fn decode_u64(value: &[u8]) -> Result<u64, RecordError> {
+    let payload = record::decode_envelope(value)?;
+    let bytes: [u8; 8] = payload
+        .try_into()
+        .map_err(|_| RecordError::Malformed("not a u64"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn unreadable(path: &Path, panic: Box<dyn std::any::Any + Send>) -> QueueError {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "sled panicked".to_owned());
+    QueueError::Unreadable {
+        path: path.to_owned(),
+        detail,
+    }
+}
+
+fn sled_config(db_path: &Path, segment_size: usize) -> sled::Config {
+    sled::Config::new()
+        .path(db_path)
+        .segment_size(segment_size)
+        .cache_capacity(CACHE_CAPACITY)
+}
+
+/// Opens sled (catching its panic on garbage) and checks it against the manifest.
+fn open_checked(data_dir: &Path, db_path: &Path) -> Result<(sled::Db, Manifest), QueueError> {
+    let manifest_file = manifest_path(data_dir);
+    let manifest = Manifest::read(&manifest_file)?;
+    if let Some(manifest) = &manifest {
+        if manifest.format > FORMAT_VERSION {
+            return Err(QueueError::UnsupportedFormat {
+                path: manifest_file,
+                found: manifest.format,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if !db_path.join("db").is_file() {
+            return Err(QueueError::Missing {
+                path: db_path.to_owned(),
+                manifest: manifest_file,
+                db_id: manifest.db_id.clone(),
+            });
+        }
+    }
+    let segment_size = manifest.as_ref().map_or(SEGMENT_SIZE, |m| m.segment_size);
+    let config = sled_config(db_path, segment_size);
+    let db = match catch_unwind(AssertUnwindSafe(|| config.open())) {
+        Ok(Ok(db)) => db,
+        Ok(Err(sled::Error::Io(err))) if err.to_string().contains("could not acquire lock") => {
+            return Err(QueueError::Locked {
+                path: db_path.to_owned(),
+                pid: None,
+            });
+        }
+        Ok(Err(source @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_)))) => {
+            return Err(QueueError::Unreadable {
+                path: db_path.to_owned(),
+                detail: source.to_string(),
+            });
+        }
+        Ok(Err(source)) => {
+            return Err(QueueError::Sled {
+                path: db_path.to_owned(),
+                source,
+            });
+        }
+        Err(panic) => return Err(unreadable(db_path, panic)),
+    };
+    let sled_err = |source| QueueError::Sled {
+        path: db_path.to_owned(),
+        source,
+    };
+    let meta_id = db.get(record::META_DB_ID).map_err(sled_err)?;
+    let meta_format = db.get(record::META_FORMAT).map_err(sled_err)?;
+    match (manifest, meta_id, meta_format) {
+        (Some(manifest), None, _) => Err(QueueError::Missing {
+            path: db_path.to_owned(),
+            manifest: manifest_file,
+            db_id: manifest.db_id,
+        }),
+        (manifest, Some(id), Some(format)) => {
+            let corrupt = |what: &str, err: RecordError| QueueError::Unreadable {
+                path: db_path.to_owned(),
+                detail: format!("its {what} entry failed to decode: {err}"),
+            };
+            let id = record::decode_envelope(&id).map_err(|err| corrupt("db_id", err))?;
+            let id = String::from_utf8_lossy(id).into_owned();
+            let format = decode_u64(&format).map_err(|err| corrupt("format", err))?;
+            if format > u64::from(FORMAT_VERSION) {
+                return Err(QueueError::UnsupportedFormat {
+                    path: db_path.to_owned(),
+                    found: u32::try_from(format).unwrap_or(u32::MAX),
+                    supported: FORMAT_VERSION,
+                });
+            }
+            match manifest {
+                Some(manifest) if manifest.db_id != id => Err(QueueError::Mismatch {
+                    path: db_path.to_owned(),
+                    manifest: manifest_file,
+                    expected: manifest.db_id,
+                    found: id,
+                }),
+                Some(manifest) => Ok((db, manifest)),
+                None => {
+                    // Created, but the manifest never reached the disk (or was deleted).
+                    let manifest = Manifest {
+                        format: FORMAT_VERSION,
+                        db_id: id,
+                        segment_size,
+                        committed: 0,
+                    };
+                    manifest.write(&manifest_file)?;
+                    Ok((db, manifest))
+                }
+            }
+        }
+        (None, None, _) if db.is_empty() => {
+            let db_id = new_db_id(db_path);
+            let mut batch = sled::Batch::default();
+            batch.insert(
+                record::META_FORMAT,
+                record::encode_envelope(&u64::from(FORMAT_VERSION).to_be_bytes()),
+            );
+            batch.insert(
+                record::META_DB_ID,
+                record::encode_envelope(db_id.as_bytes()),
+            );
+            batch.insert(
+                record::META_SEGMENT_SIZE,
+                record::encode_envelope(&(segment_size as u64).to_be_bytes()),
+            );
+            db.apply_batch(batch).map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
+            let manifest = Manifest {
+                format: FORMAT_VERSION,
+                db_id,
+                segment_size,
+                committed: 0,
+            };
+            manifest.write(&manifest_file)?;
+            Ok((db, manifest))
+        }
+        _ => Err(QueueError::Unreadable {
+            path: db_path.to_owned(),
+            detail: "it holds entries but no format or db_id (not an auditspan queue?)".to_owned(),
+        }),
+    }
+}
+
+fn new_db_id(db_path: &Path) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut hasher = Sha256::new();
+    hasher.update(now.as_nanos().to_be_bytes());
+    hasher.update(std::process::id().to_be_bytes());
+    hasher.update(db_path.as_os_str().as_encoded_bytes());
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads the state the store keeps in memory. Unknown record versions are an error; damaged
+/// cursors and `committed` are counted and rebuilt (a sink then starts at the oldest span).
+fn load(db: &sled::Db, path: &Path) -> Result<Loaded, QueueError> {
+    let sled_err = |source| QueueError::Sled {
+        path: path.to_owned(),
+        source,
+    };
+    let mut loaded = Loaded {
+        records: BTreeMap::new(),
+        bytes: 0,
+        committed: 0,
+        cursors: BTreeMap::new(),
+        corrupt: 0,
+    };
+    for item in db.scan_prefix([record::PREFIX_SPANS]) {
+        let (key, value) = item.map_err(sled_err)?;
+        let Some((first, count)) = record::parse_span_key(&key) else {
+            warn!(path = %path.display(), "Queue holds a span key of the wrong shape; ignoring it.");
+            loaded.corrupt += 1;
+            continue;
+        };
+        if let Some(&version) = value.first().filter(|v| **v != record::RECORD_VERSION) {
+            return Err(QueueError::UnsupportedRecord {
+                path: path.to_owned(),
+                seq: first,
+                version,
+            });
+        }
+        let bytes = (key.len() + value.len()) as u64;
+        loaded.bytes += bytes;
+        loaded.records.insert(first, RecordInfo { count, bytes });
+        loaded.committed = loaded.committed.max(first + u64::from(count) - 1);
+    }
+    for item in db.scan_prefix([record::PREFIX_CURSOR]) {
+        let (key, value) = item.map_err(sled_err)?;
+        let name = String::from_utf8_lossy(&key[1..]).into_owned();
+        match decode_u64(&value) {
+            Ok(cursor) => {
+                loaded.committed = loaded.committed.max(cursor);
+                loaded.cursors.insert(name, cursor);
+            }
+            Err(err) => {
+                warn!(path = %path.display(), sink = %name, error = %err,
+                    "Queue cursor failed to decode; the sink starts at the oldest span.");
+                loaded.corrupt += 1;
+            }
+        }
+    }
+    if let Some(value) = db.get(record::META_COMMITTED).map_err(sled_err)? {
+        match decode_u64(&value) {
+            Ok(committed) => loaded.committed = loaded.committed.max(committed),
+            Err(err) => {
+                warn!(path = %path.display(), error = %err,
+                    "Queue committed sequence failed to decode; rebuilt from records and cursors.");
+                loaded.corrupt += 1;
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            max_bytes: 1 << 30,
+            overflow: Overflow::DropOldest,
+            min_free_bytes: 0,
+        }
+    }
+
+    fn open(dir: &Path) -> QueueStore {
+        QueueStore::open(dir, options()).unwrap()
+    }
+
+    fn spans(range: Range<u64>) -> Vec<Vec<u8>> {
+        range.map(|n| format!("span {n}").into_bytes()).collect()
+    }
+
+    fn commit_spans(store: &mut QueueStore, spans: Vec<Vec<u8>>) -> Committed {
+        store
+            .commit(&Commit {
+                spans,
+                ..Commit::default()
+            })
+            .unwrap()
+    }
+
+    fn sinks(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn seqs(read: &[(u64, Vec<u8>)]) -> Vec<u64> {
+        read.iter().map(|(seq, _)| *seq).collect()
+    }
+
+    /// Spans come back in order with their sequences, and go once every sink acked them.
+    #[test]
+    fn commit_read_ack_deletes_what_every_sink_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.set_sinks(&sinks(&["a", "b"])).unwrap();
+        assert_eq!(commit_spans(&mut store, spans(1..4)).sequences, 1..4);
+        assert_eq!(commit_spans(&mut store, spans(4..6)).sequences, 4..6);
+        let read = store.read_after(0, 100).unwrap();
+        assert_eq!(read, (1..6).zip(spans(1..6)).collect::<Vec<_>>());
+        assert_eq!(seqs(&store.read_after(2, 2).unwrap()), [3, 4]);
+
+        store.ack("a", 5).unwrap();
+        assert_eq!(store.stats().spans, 5, "b still holds everything");
+        store.ack("b", 3).unwrap();
+        let stats = store.stats();
+        assert_eq!((stats.spans, stats.records, stats.oldest), (2, 1, Some(4)));
+        assert_eq!(
+            stats.sinks[1],
+            SinkStats {
+                name: "b".into(),
+                cursor: 3,
+                lag: 2
+            }
+        );
+        store.ack("b", 1).unwrap();
+        assert_eq!(store.cursor("b"), Some(3), "never backwards");
+        store.ack("b", 5).unwrap();
+        assert_eq!((store.stats().spans, store.stats().bytes), (0, 0));
+        assert!(store.read_after(5, 10).unwrap().is_empty());
+        assert!(matches!(
+            store.ack("b", 6),
+            Err(QueueError::AckBeyondCommitted { .. })
+        ));
+        assert!(matches!(store.ack("c", 1), Err(QueueError::UnknownSink(_))));
+    }
+
+    /// A cursor inside a multi-span record reads from the next span; the record stays until
+    /// its last span is passed.
+    #[test]
+    fn cursor_inside_a_multi_span_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        commit_spans(&mut store, spans(1..11));
+        assert_eq!(store.stats().records, 1);
+        store.ack("a", 4).unwrap();
+        assert_eq!(store.stats().spans, 10);
+        assert_eq!(
+            store.read_after(4, 3).unwrap(),
+            (5..8).zip(spans(5..8)).collect::<Vec<_>>()
+        );
+        store.ack("a", 10).unwrap();
+        assert_eq!(store.stats().records, 0);
+    }
+
+    /// A commit larger than the record target is split; each record stays under a quarter
+    /// of the segment; an oversized span is refused before anything is written.
+    #[test]
+    fn large_commits_split_into_records_and_oversized_spans_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let big: Vec<Vec<u8>> = (0..5u8).map(|n| vec![n; 200 << 10]).collect();
+        assert_eq!(commit_spans(&mut store, big.clone()).sequences, 1..6);
+        assert_eq!(store.stats().records, 5);
+        assert_eq!(
+            store.read_after(0, 10).unwrap(),
+            (1..6).zip(big).collect::<Vec<_>>()
+        );
+        let err = store.commit(&Commit {
+            spans: vec![vec![0; MAX_SPAN_BYTES + 1]],
+            ..Commit::default()
+        });
+        assert!(matches!(err, Err(QueueError::SpanTooLarge { .. })));
+        assert_eq!(store.stats().committed, 5);
+        assert!(
+            fs::read_dir(dir.path().join("queue/blobs"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    /// A sink added later starts at the oldest span still kept, not at the newest.
+    #[test]
+    fn added_sink_starts_at_the_oldest_span_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        commit_spans(&mut store, spans(1..4));
+        commit_spans(&mut store, spans(4..7));
+        store.ack("a", 5).unwrap();
+        store.set_sinks(&sinks(&["a", "b"])).unwrap();
+        assert_eq!(store.cursor("b"), Some(3));
+        assert_eq!(store.stats().sinks[1].lag, 3);
+        store.ack("a", 6).unwrap();
+        store.ack("b", 6).unwrap();
+        store.set_sinks(&sinks(&["a", "b", "c"])).unwrap();
+        assert_eq!(
+            store.cursor("c"),
+            Some(6),
+            "an empty queue starts new sinks at the end"
+        );
+    }
+
+    /// A sink removed from the config stops holding spans back.
+    #[test]
+    fn removed_sink_releases_its_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.set_sinks(&sinks(&["a", "slow"])).unwrap();
+        commit_spans(&mut store, spans(1..4));
+        store.ack("a", 3).unwrap();
+        assert_eq!(store.stats().spans, 3);
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        assert_eq!(store.stats().spans, 0);
+        assert_eq!(store.cursor("slow"), None);
+        drop(store);
+        assert_eq!(open(dir.path()).cursor("slow"), None);
+    }
+
+    /// Drop and reopen: spans, cursors, sequence, waiting entries and checkpoints survive;
+    /// answered entries stay removed.
+    #[test]
+    fn restart_keeps_spans_cursors_pending_and_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        store
+            .commit(&Commit {
+                spans: spans(1..6),
+                pending_put: vec![
+                    (b"req-1".to_vec(), b"one".to_vec()),
+                    (b"req-2".to_vec(), b"two".to_vec()),
+                ],
+                pending_remove: vec![],
+                checkpoints: vec![("file".into(), b"offset 10".to_vec())],
+            })
+            .unwrap();
+        store.ack("a", 2).unwrap();
+        store
+            .commit(&Commit {
+                spans: spans(6..8),
+                pending_put: vec![(b"req-3".to_vec(), b"three".to_vec())],
+                pending_remove: vec![b"req-1".to_vec()],
+                checkpoints: vec![("file".into(), b"offset 20".to_vec())],
+            })
+            .unwrap();
+        let before = store.stats();
+        drop(store);
+
+        let mut store = open(dir.path());
+        assert_eq!(store.stats(), before);
+        assert_eq!(store.cursor("a"), Some(2));
+        assert_eq!(
+            store.read_after(2, 100).unwrap(),
+            (3..8).zip(spans(3..8)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            store.pending().unwrap(),
+            [
+                (b"req-2".to_vec(), b"two".to_vec()),
+                (b"req-3".to_vec(), b"three".to_vec())
+            ]
+        );
+        assert_eq!(
+            store.checkpoint("file").unwrap(),
+            Some(b"offset 20".to_vec())
+        );
+        assert_eq!(store.checkpoint("other").unwrap(), None);
+        assert_eq!(commit_spans(&mut store, spans(8..9)).sequences, 8..9);
+        store.ack("a", 8).unwrap();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(
+            store.stats().committed,
+            8,
+            "the sequence survives an empty queue"
+        );
+        assert_eq!(store.stats().spans, 0);
+    }
+
+    /// drop_oldest deletes whole oldest records, counts their spans and moves the cursors
+    /// of the sinks that had not passed them.
+    #[test]
+    fn drop_oldest_counts_and_moves_cursors() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = record::record_bytes([100; 10]);
+        let options = StoreOptions {
+            max_bytes: 3 * record,
+            ..options()
+        };
+        let mut store = QueueStore::open(dir.path(), options).unwrap();
+        store.set_sinks(&sinks(&["fast", "slow"])).unwrap();
+        let ten = |n: u8| vec![vec![n; 100]; 10];
+        for n in 0..3 {
+            assert_eq!(
+                store
+                    .commit(&Commit {
+                        spans: ten(n),
+                        ..Commit::default()
+                    })
+                    .unwrap()
+                    .dropped_spans,
+                0
+            );
+        }
+        store.ack("fast", 25).unwrap();
+        let committed = store
+            .commit(&Commit {
+                spans: ten(3),
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!((committed.dropped_spans, committed.full), (10, false));
+        let stats = store.stats();
+        assert_eq!(
+            (stats.bytes, stats.spans, stats.dropped_spans, stats.oldest),
+            (3 * record, 30, 10, Some(11))
+        );
+        assert_eq!(
+            (store.cursor("slow"), store.cursor("fast")),
+            (Some(10), Some(25))
+        );
+        assert_eq!(store.read_after(0, 1).unwrap()[0].0, 11);
+        drop(store);
+        let store = QueueStore::open(dir.path(), options).unwrap();
+        assert_eq!(store.cursor("slow"), Some(10));
+    }
+
+    /// block stores the commit that reaches max_bytes and says so; nothing accepted is lost.
+    #[test]
+    fn block_reports_full_without_losing_accepted_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = record::record_bytes([100; 10]);
+        let options = StoreOptions {
+            max_bytes: 2 * record,
+            overflow: Overflow::Block,
+            min_free_bytes: 0,
+        };
+        let mut store = QueueStore::open(dir.path(), options).unwrap();
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        let ten = || Commit {
+            spans: vec![vec![1; 100]; 10],
+            ..Commit::default()
+        };
+        assert!(!store.commit(&ten()).unwrap().full);
+        assert!(store.commit(&ten()).unwrap().full);
+        let late = store.commit(&ten()).unwrap();
+        assert_eq!(
+            (late.sequences, late.full, late.dropped_spans),
+            (21..31, true, 0)
+        );
+        assert_eq!(store.read_after(0, 100).unwrap().len(), 30);
+        store.ack("a", 20).unwrap();
+        assert!(!store.is_full());
+        assert_eq!(store.stats().dropped_spans, 0);
+    }
+
+    /// Below the free-space headroom a commit writes nothing and says the disk is full.
+    #[test]
+    fn disk_headroom_refuses_a_commit_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            min_free_bytes: u64::MAX / 2,
+            ..options()
+        };
+        let mut store = QueueStore::open(dir.path(), options).unwrap();
+        let err = store
+            .commit(&Commit {
+                spans: spans(1..3),
+                ..Commit::default()
+            })
+            .unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        assert!(err.to_string().contains("full"), "{err}");
+        assert_eq!(store.stats().committed, 0);
+        store.reopen().unwrap();
+        assert_eq!(store.stats().committed, 0);
+    }
+
+    /// After a sled error the store refuses work until reopened, then carries on.
+    #[test]
+    fn failed_store_recovers_by_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        commit_spans(&mut store, spans(1..3));
+        store.db = None;
+        assert!(matches!(
+            store.read_after(0, 1),
+            Err(QueueError::Failed { .. })
+        ));
+        store.reopen().unwrap();
+        assert_eq!(store.read_after(0, 10).unwrap().len(), 2);
+    }
+
+    /// A span record with an unknown version byte is a clear error, at read and at open.
+    #[test]
+    fn unknown_record_version_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        commit_spans(&mut store, spans(1..4));
+        let key = record::span_key(1, 3);
+        let mut value = store.raw_db().get(key).unwrap().unwrap().to_vec();
+        value[0] = 9;
+        store.raw_db().insert(key, value).unwrap();
+        let err = store.read_after(0, 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                QueueError::UnsupportedRecord {
+                    seq: 1,
+                    version: 9,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("record version 9"), "{err}");
+        store.raw_db().flush().unwrap();
+        drop(store);
+        let err = QueueStore::open(dir.path(), options()).unwrap_err();
+        assert!(matches!(err, QueueError::UnsupportedRecord { .. }), "{err}");
+    }
+
+    /// A record whose checksum fails is counted, skipped and deleted; never a panic. Damaged
+    /// cursors, waiting entries and checkpoints are counted too.
+    #[test]
+    fn checksum_failure_is_counted_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        for range in [1..4, 4..6, 6..8] {
+            commit_spans(&mut store, spans(range));
+        }
+        let key = record::span_key(4, 2);
+        let mut value = store.raw_db().get(key).unwrap().unwrap().to_vec();
+        value[7] ^= 0x20;
+        store.raw_db().insert(key, value).unwrap();
+        let read = store.read_after(0, 100).unwrap();
+        assert_eq!(seqs(&read), [1, 2, 3, 6, 7]);
+        assert_eq!((store.stats().corrupt_records, store.stats().spans), (1, 5));
+        assert_eq!(seqs(&store.read_after(3, 100).unwrap()), [6, 7]);
+        assert_eq!(store.stats().corrupt_records, 1, "counted once");
+
+        store
+            .raw_db()
+            .insert(b"pbad", b"\x01junk".to_vec())
+            .unwrap();
+        store
+            .raw_db()
+            .insert(b"ifile", b"\x01junk".to_vec())
+            .unwrap();
+        store.raw_db().insert(b"ca", b"\x01junk".to_vec()).unwrap();
+        assert_eq!(store.pending().unwrap(), []);
+        assert_eq!(store.checkpoint("file").unwrap(), None);
+        assert_eq!(store.stats().corrupt_records, 3);
+        store.raw_db().flush().unwrap();
+        drop(store);
+        let mut store = open(dir.path());
+        assert_eq!(store.stats().corrupt_records, 1, "the damaged cursor");
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        assert_eq!(
+            store.cursor("a"),
+            Some(0),
+            "restarts at the oldest span kept"
+        );
+    }
+
+    fn populated(dir: &Path) {
+        let mut store = open(dir);
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        for n in 0..20 {
+            commit_spans(&mut store, vec![vec![n; 4000]; 10]);
+        }
+    }
+
+    fn assert_open_fails(dir: &Path, kind: fn(&QueueError) -> bool) -> QueueError {
+        let err = QueueStore::open(dir, options()).unwrap_err();
+        assert!(kind(&err), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&dir.join("queue").display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("move"), "says what to do: {message}");
+        err
+    }
+
+    /// A zero-length `db` file (which sled opens as empty) is an error, not an empty queue.
+    #[test]
+    fn zero_length_db_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path());
+        fs::File::create(dir.path().join("queue/db")).unwrap();
+        for snap in fs::read_dir(dir.path().join("queue")).unwrap() {
+            let path = snap.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+            {
+                fs::remove_file(path).unwrap();
+            }
+        }
+        let err = assert_open_fails(dir.path(), QueueError::is_corruption);
+        assert!(matches!(err, QueueError::Missing { .. }), "{err}");
+    }
+
+    /// A truncated `db` file is an error, not an empty queue.
+    #[test]
+    fn truncated_db_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path());
+        let db = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("queue/db"))
+            .unwrap();
+        db.set_len(1000).unwrap();
+        let err = assert_open_fails(dir.path(), QueueError::is_corruption);
+        assert!(
+            matches!(
+                err,
+                QueueError::Truncated {
+                    expected: 200,
+                    found: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    /// Garbage in the `db` file (sled panics) is an error naming the path.
+    #[test]
+    fn garbage_db_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path());
+        let garbage: Vec<u8> = (0..1_000_000u32)
+            .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        fs::write(dir.path().join("queue/db"), garbage).unwrap();
+        assert_open_fails(dir.path(), QueueError::is_corruption);
+    }
+
+    /// A deleted database directory with its manifest still there is an error.
+    #[test]
+    fn deleted_database_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path());
+        fs::remove_dir_all(dir.path().join("queue")).unwrap();
+        assert_open_fails(dir.path(), |err| matches!(err, QueueError::Missing { .. }));
+    }
+
+    /// A newer format in the manifest is refused.
+    #[test]
+    fn newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path());
+        let manifest = manifest_path(dir.path());
+        let text = fs::read_to_string(&manifest)
+            .unwrap()
+            .replace("format = 1", "format = 2");
+        fs::write(&manifest, text).unwrap();
+        let err = QueueStore::open(dir.path(), options()).unwrap_err();
+        assert!(
+            matches!(err, QueueError::UnsupportedFormat { found: 2, .. }),
+            "{err}"
+        );
+    }
+
+    /// A second open while the first is alive names the holder's pid.
+    #[test]
+    fn lock_held_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let err = QueueStore::open(dir.path(), options()).unwrap_err();
+        assert!(
+            matches!(err, QueueError::Locked { pid: Some(pid), .. } if pid == std::process::id()),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("in use by another auditspan (pid"),
+            "{err}"
+        );
+        drop(store);
+        open(dir.path());
+    }
+
+    /// Compaction copies spans, cursors, waiting entries, checkpoints and the sequence.
+    #[test]
+    fn compact_copies_everything_into_a_fresh_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        store
+            .commit(&Commit {
+                spans: spans(1..6),
+                pending_put: vec![(b"req".to_vec(), b"entry".to_vec())],
+                checkpoints: vec![("file".into(), b"7".to_vec())],
+                ..Commit::default()
+            })
+            .unwrap();
+        store.ack("a", 2).unwrap();
+        let before = store.stats();
+        drop(store);
+        let to = dir.path().join("compacted");
+        let stats = QueueStore::compact(dir.path(), &to).unwrap();
+        assert_eq!(stats.spans, before.spans);
+        assert_eq!(
+            (stats.committed, stats.bytes, stats.sinks.clone()),
+            (before.committed, before.bytes, before.sinks)
+        );
+        let mut store = open(&to);
+        assert_eq!(
+            store.read_after(2, 10).unwrap(),
+            (3..6).zip(spans(3..6)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            store.pending().unwrap(),
+            [(b"req".to_vec(), b"entry".to_vec())]
+        );
+        assert_eq!(store.checkpoint("file").unwrap(), Some(b"7".to_vec()));
+        drop(store);
+        assert!(matches!(
+            QueueStore::compact(dir.path(), &to),
+            Err(QueueError::DestinationNotEmpty { .. })
+        ));
+    }
+}
