@@ -67,6 +67,8 @@
 //! type = "stdout"                # only "stdout" so far; otlp, zipkin, honeycomb come later
 //! name = "stdout"                # default: the type name; unique among sinks; keep it stable:
 //!                                # it keys the sink's position in the queue
+//! batch_size = 512               # spans per export, 1..=100000
+//! max_retry_delay = "30s"        # cap of the exponential backoff between retries (forever)
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz; "" disables; port 0: any free port
@@ -113,6 +115,10 @@ const DEFAULT_MAX_DEPTH: usize = 32;
 const DEFAULT_MAX_ATTRIBUTES: usize = 256;
 const DEFAULT_MAX_VALUE_BYTES: usize = 4 * KIB as usize;
 const DEFAULT_MAX_SPAN_BYTES: usize = 256 * KIB as usize;
+const DEFAULT_SINK_BATCH_SIZE: usize = 512;
+/// Largest `batch_size`: a batch is read from the queue and held in memory at once.
+const MAX_SINK_BATCH_SIZE: i64 = 100_000;
+const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 const DEFAULT_PAIR_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 const DEFAULT_QUEUE_MAX_BYTES: u64 = GIB;
@@ -259,6 +265,22 @@ pub struct SinkConfig {
     /// Unique among sinks; keys the sink's queue cursor and its metric label.
     pub name: String,
     pub kind: SinkKind,
+    /// Spans handed to the backend per export, at most.
+    pub batch_size: usize,
+    /// The longest wait between two retries of a failed export.
+    pub max_retry_delay: Duration,
+}
+
+impl SinkConfig {
+    /// A sink with the default batch size and retry cap.
+    pub fn new(name: impl Into<String>, kind: SinkKind) -> SinkConfig {
+        SinkConfig {
+            name: name.into(),
+            kind,
+            batch_size: DEFAULT_SINK_BATCH_SIZE,
+            max_retry_delay: DEFAULT_MAX_RETRY_DELAY,
+        }
+    }
 }
 
 /// The sink types this version implements.
@@ -427,10 +449,7 @@ impl Default for Config {
                 max_bytes: DEFAULT_QUEUE_MAX_BYTES,
                 overflow: Overflow::DropOldest,
             },
-            sinks: vec![SinkConfig {
-                name: SinkKind::Stdout.as_str().to_owned(),
-                kind: SinkKind::Stdout,
-            }],
+            sinks: vec![SinkConfig::new(SinkKind::Stdout.as_str(), SinkKind::Stdout)],
             metrics: MetricsConfig {
                 listen: Some(DEFAULT_METRICS_LISTEN),
             },
@@ -614,6 +633,8 @@ struct RawSink {
     #[serde(rename = "type")]
     kind: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
+    batch_size: Option<Spanned<i64>>,
+    max_retry_delay: Option<Spanned<DurationText>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -950,7 +971,25 @@ impl Ctx<'_> {
                     ),
                 ));
             }
-            sinks.push(SinkConfig { name, kind });
+            let mut sink = SinkConfig::new(name, kind);
+            if let Some(v) = raw.batch_size {
+                sink.batch_size = match usize::try_from(*v.get_ref()) {
+                    Ok(n) if (1..=MAX_SINK_BATCH_SIZE).contains(v.get_ref()) => n,
+                    _ => {
+                        return Err(self.invalid(
+                            Some(v.span()),
+                            &format!("sink #{n}.batch_size"),
+                            format!("{} is out of range (1 to {MAX_SINK_BATCH_SIZE})", v.get_ref()),
+                        ));
+                    }
+                };
+            }
+            sink.max_retry_delay = self.duration(
+                raw.max_retry_delay,
+                &format!("sink #{n}.max_retry_delay"),
+                sink.max_retry_delay,
+            )?;
+            sinks.push(sink);
         }
         Ok(sinks)
     }
@@ -1291,6 +1330,10 @@ impl From<&Config> for RawConfig {
                         unspanned(RawSink {
                             kind: text(s.kind.as_str()),
                             name: text(s.name.as_str()),
+                            batch_size: Some(unspanned(
+                                i64::try_from(s.batch_size).unwrap_or(i64::MAX),
+                            )),
+                            max_retry_delay: duration_text(s.max_retry_delay),
                         })
                     })
                     .collect(),
@@ -1377,6 +1420,8 @@ type = "stdout"
 [[sink]]
 type = "stdout"
 name = "debug"
+batch_size = 64
+max_retry_delay = "2s"
 
 [metrics]
 listen = "[::1]:0"
@@ -1431,10 +1476,7 @@ listen = "[::1]:0"
         );
         assert_eq!(
             config.sinks,
-            vec![SinkConfig {
-                name: "stdout".into(),
-                kind: SinkKind::Stdout
-            }]
+            vec![SinkConfig::new("stdout", SinkKind::Stdout)]
         );
         assert_eq!(
             config.metrics.listen,
@@ -1472,6 +1514,9 @@ listen = "[::1]:0"
         assert_eq!(config.queue.overflow, Overflow::Block);
         assert_eq!(config.sinks[0].name, "stdout");
         assert_eq!(config.sinks[1].name, "debug");
+        assert_eq!(config.sinks[1].batch_size, 64);
+        assert_eq!(config.sinks[1].max_retry_delay, Duration::from_secs(2));
+        assert_eq!(config.sinks[0].batch_size, 512);
         assert_eq!(config.metrics.listen, Some("[::1]:0".parse().unwrap()));
 
         let printed = config.to_toml_redacted();

@@ -97,6 +97,7 @@
 //! every entry into a fresh database in another data directory (offline: it takes both
 //! locks); swapping the directories is the caller's step.
 
+pub mod actor;
 pub mod manifest;
 pub mod record;
 mod store;

@@ -13,6 +13,16 @@ pub const EVENTS_IGNORED: &str = "auditspan_events_ignored_total";
 pub const ATTRIBUTES_TRUNCATED: &str = "auditspan_attributes_truncated_total";
 pub const SPANS_CREATED: &str = "auditspan_spans_created_total";
 pub const CORRELATOR_PENDING: &str = "auditspan_correlator_pending";
+pub const QUEUE_SPANS: &str = "auditspan_queue_spans";
+pub const QUEUE_BYTES: &str = "auditspan_queue_bytes";
+pub const QUEUE_COMMITTED_SEQUENCE: &str = "auditspan_queue_committed_sequence";
+pub const QUEUE_DROPPED_SPANS: &str = "auditspan_queue_dropped_spans_total";
+pub const QUEUE_CORRUPT_RECORDS: &str = "auditspan_queue_corrupt_records_total";
+pub const QUEUE_DISK_FULL: &str = "auditspan_queue_disk_full";
+pub const SINK_EXPORTED_SPANS: &str = "auditspan_sink_exported_spans_total";
+pub const SINK_FAILED_EXPORTS: &str = "auditspan_sink_failed_exports_total";
+pub const SINK_RETRIES: &str = "auditspan_sink_retries_total";
+pub const SINK_LAG_SPANS: &str = "auditspan_sink_lag_spans";
 
 /// Installs the Prometheus recorder for this process and describes every metric. Returns
 /// the handle that renders `/metrics`.
@@ -84,4 +94,44 @@ pub fn spans_created(outcome: crate::span::Outcome) -> Counter {
 
 pub fn correlator_pending() -> Gauge {
     gauge!(CORRELATOR_PENDING)
+}
+
+pub fn queue_spans() -> Gauge {
+    gauge!(QUEUE_SPANS)
+}
+
+pub fn queue_bytes() -> Gauge {
+    gauge!(QUEUE_BYTES)
+}
+
+pub fn queue_committed_sequence() -> Gauge {
+    gauge!(QUEUE_COMMITTED_SEQUENCE)
+}
+
+pub fn queue_disk_full() -> Gauge {
+    gauge!(QUEUE_DISK_FULL)
+}
+
+pub fn queue_dropped_spans() -> Counter {
+    counter!(QUEUE_DROPPED_SPANS)
+}
+
+pub fn queue_corrupt_records() -> Counter {
+    counter!(QUEUE_CORRUPT_RECORDS)
+}
+
+pub fn sink_lag(sink: &str) -> Gauge {
+    gauge!(SINK_LAG_SPANS, "sink" => sink.to_owned())
+}
+
+pub fn sink_exported(sink: &str) -> Counter {
+    counter!(SINK_EXPORTED_SPANS, "sink" => sink.to_owned())
+}
+
+pub fn sink_failed(sink: &str, reason: &'static str) -> Counter {
+    counter!(SINK_FAILED_EXPORTS, "sink" => sink.to_owned(), "reason" => reason)
+}
+
+pub fn sink_retries(sink: &str) -> Counter {
+    counter!(SINK_RETRIES, "sink" => sink.to_owned())
 }

@@ -1,0 +1,240 @@
+//! [`SpanQueue`]: the actor that owns the [`QueueStore`], alone on its own thread because
+//! every sled call blocks.
+//!
+//! The correlator sends one [`Append`] per commit window; sink workers [`Read`] after their
+//! cursor and [`Ack`] what their backend took. After every commit the queue publishes the
+//! committed sequence on a `watch` channel, which idle sink workers wait on. The actor
+//! records the queue gauges and counters where the values change.
+//!
+//! After a failed commit (a full disk, or any sled I/O error, after which sled stays
+//! failed) the next [`Append`] first reopens the database; until one succeeds the queue
+//! reports `auditspan_queue_disk_full` = 1 (or the error) and the correlator keeps its
+//! window and retries.
+
+use actix::prelude::*;
+use metrics::{Counter, Gauge};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::{Commit, Committed, PendingEntry, QueueError, QueueStore, Stats};
+use crate::telemetry::metrics as m;
+
+/// Commit one window (see [`QueueStore::commit`]).
+#[derive(Message)]
+#[rtype(result = "Result<Committed, QueueError>")]
+pub struct Append(pub Commit);
+
+/// Up to `max` spans after sequence `after`, in order.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(u64, Vec<u8>)>, QueueError>")]
+pub struct Read {
+    pub after: u64,
+    pub max: usize,
+}
+
+/// `sink` has every span up to `seq`.
+#[derive(Message)]
+#[rtype(result = "Result<(), QueueError>")]
+pub struct Ack {
+    pub sink: String,
+    pub seq: u64,
+}
+
+/// The sink's cursor (0 when it has acknowledged nothing).
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct Cursor(pub String);
+
+/// A snapshot of the queue.
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+/// The correlator's waiting entries stored by earlier runs.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<PendingEntry>, QueueError>")]
+pub struct LoadPending;
+
+/// Whether the queue takes commits: false while the disk is full or the database failed,
+/// and under `overflow = "block"` while it is full.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Accepting;
+
+pub struct SpanQueue {
+    store: QueueStore,
+    committed: watch::Sender<u64>,
+    /// The last commit failed; reopen before the next.
+    failed: bool,
+    gauges: Gauges,
+    dropped: Counter,
+    corrupt: Counter,
+    /// `Stats` counters already added to the Prometheus counters.
+    reported_dropped: u64,
+    reported_corrupt: u64,
+}
+
+struct Gauges {
+    spans: Gauge,
+    bytes: Gauge,
+    committed: Gauge,
+    disk_full: Gauge,
+    lag: Vec<(String, Gauge)>,
+}
+
+impl SpanQueue {
+    /// `committed` is set to the last committed sequence after every commit.
+    pub fn new(store: QueueStore, committed: watch::Sender<u64>) -> Self {
+        let lag = store
+            .stats()
+            .sinks
+            .iter()
+            .map(|s| (s.name.clone(), m::sink_lag(&s.name)))
+            .collect();
+        let mut queue = SpanQueue {
+            store,
+            committed,
+            failed: false,
+            gauges: Gauges {
+                spans: m::queue_spans(),
+                bytes: m::queue_bytes(),
+                committed: m::queue_committed_sequence(),
+                disk_full: m::queue_disk_full(),
+                lag,
+            },
+            dropped: m::queue_dropped_spans(),
+            corrupt: m::queue_corrupt_records(),
+            reported_dropped: 0,
+            reported_corrupt: 0,
+        };
+        queue.record();
+        queue
+    }
+
+    fn record(&mut self) {
+        let stats = self.store.stats();
+        self.gauges.spans.set(stats.spans as f64);
+        self.gauges.bytes.set(stats.bytes as f64);
+        self.gauges.committed.set(stats.committed as f64);
+        for sink in &stats.sinks {
+            if let Some((_, gauge)) = self.gauges.lag.iter().find(|(n, _)| *n == sink.name) {
+                gauge.set(sink.lag as f64);
+            }
+        }
+        // The store's counters start at zero on every open (reopen included).
+        if stats.dropped_spans < self.reported_dropped {
+            self.reported_dropped = 0;
+        }
+        if stats.corrupt_records < self.reported_corrupt {
+            self.reported_corrupt = 0;
+        }
+        self.dropped.increment(stats.dropped_spans - self.reported_dropped);
+        self.corrupt.increment(stats.corrupt_records - self.reported_corrupt);
+        self.reported_dropped = stats.dropped_spans;
+        self.reported_corrupt = stats.corrupt_records;
+        self.committed.send_replace(stats.committed);
+    }
+
+    fn note_failure(&mut self, err: &QueueError) {
+        if !self.failed {
+            error!(error = %err, "The queue cannot write; holding spans in memory and retrying.");
+        }
+        self.failed = true;
+        self.gauges.disk_full.set(if err.is_disk_full() { 1.0 } else { 0.0 });
+    }
+}
+
+impl Actor for SpanQueue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Room for every sink worker's request plus the correlator's window.
+        ctx.set_mailbox_capacity(64);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        info!(committed = self.store.stats().committed, "Queue closed.");
+    }
+}
+
+impl Handler<Append> for SpanQueue {
+    type Result = Result<Committed, QueueError>;
+
+    fn handle(&mut self, msg: Append, _: &mut Self::Context) -> Self::Result {
+        if self.failed {
+            if let Err(err) = self.store.reopen() {
+                self.note_failure(&err);
+                return Err(err);
+            }
+            info!("The queue reopened its database and takes spans again.");
+        }
+        match self.store.commit(&msg.0) {
+            Ok(committed) => {
+                if self.failed {
+                    self.failed = false;
+                    self.gauges.disk_full.set(0.0);
+                }
+                self.record();
+                Ok(committed)
+            }
+            Err(err) => {
+                self.note_failure(&err);
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Handler<Read> for SpanQueue {
+    type Result = Result<Vec<(u64, Vec<u8>)>, QueueError>;
+
+    fn handle(&mut self, msg: Read, _: &mut Self::Context) -> Self::Result {
+        let spans = self.store.read_after(msg.after, msg.max);
+        if let Err(err) = &spans {
+            warn!(error = %err, "Reading the queue failed.");
+        }
+        spans
+    }
+}
+
+impl Handler<Ack> for SpanQueue {
+    type Result = Result<(), QueueError>;
+
+    fn handle(&mut self, msg: Ack, _: &mut Self::Context) -> Self::Result {
+        let result = self.store.ack(&msg.sink, msg.seq);
+        self.record();
+        result
+    }
+}
+
+impl Handler<Cursor> for SpanQueue {
+    type Result = u64;
+
+    fn handle(&mut self, msg: Cursor, _: &mut Self::Context) -> u64 {
+        self.store.cursor(&msg.0).unwrap_or(0)
+    }
+}
+
+impl Handler<GetStats> for SpanQueue {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.store.stats())
+    }
+}
+
+impl Handler<LoadPending> for SpanQueue {
+    type Result = Result<Vec<PendingEntry>, QueueError>;
+
+    fn handle(&mut self, _: LoadPending, _: &mut Self::Context) -> Self::Result {
+        self.store.pending()
+    }
+}
+
+impl Handler<Accepting> for SpanQueue {
+    type Result = bool;
+
+    fn handle(&mut self, _: Accepting, _: &mut Self::Context) -> bool {
+        !self.failed && !self.store.is_full()
+    }
+}
