@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, warn};
 
 use crate::{
-    attr::{AttrValue, Attributes},
+    attr::Attributes,
     event::{AuditEvent, EventKind},
     span::{self, Outcome, Span, Status},
     telemetry::metrics as m,
@@ -255,18 +255,23 @@ impl Pairing {
             (None, Some(q)) => (q, None),
             (None, None) => unreachable!("a span needs at least one event"),
         };
+        let max_attributes = self.settings.max_attributes;
         let mut attributes = std::mem::take(&mut first.attributes);
         if let Some(second) = second {
-            merge_attributes(&mut attributes, std::mem::take(&mut second.attributes));
+            let left_out = merge_attributes(&mut attributes, &second.attributes, max_attributes);
+            self.truncations.attributes += left_out as u64;
+        }
+        if attributes.len() > max_attributes {
+            self.truncations.attributes += (attributes.len() - max_attributes) as u64;
+            attributes.truncate(max_attributes);
         }
         let (request, response) = (request.as_ref(), response.as_ref());
-        let first = response.or(request).unwrap_or_else(|| unreachable!("checked above"));
+        let first = response
+            .or(request)
+            .unwrap_or_else(|| unreachable!("checked above"));
         let id = first.id.as_str();
-        let pick = |f: fn(&AuditEvent) -> Option<&str>| -> Option<String> {
-            response
-                .and_then(f)
-                .or_else(|| request.and_then(f))
-                .map(str::to_owned)
+        let pick = |f: fn(&AuditEvent) -> Option<&str>| -> Option<&str> {
+            response.and_then(f).or_else(|| request.and_then(f))
         };
         let operation = pick(|e| e.operation.as_deref());
         let mount_point = pick(|e| e.mount_point.as_deref());
@@ -295,52 +300,65 @@ impl Pairing {
             end = start;
         }
 
-        if attributes.len() > self.settings.max_attributes {
-            self.truncations.attributes += (attributes.len() - self.settings.max_attributes) as u64;
-            attributes.truncate(self.settings.max_attributes);
-        }
         self.truncations.span_bytes += u64::from(span::fit_span_bytes(
             &mut attributes,
             self.settings.max_span_bytes,
         ));
-        attributes.push(("vault.request.id".to_owned(), AttrValue::Str(id.to_owned())));
-        attributes.push((
-            "auditspan.outcome".to_owned(),
-            AttrValue::Str(outcome.as_str().to_owned()),
-        ));
-        if clock_skew {
-            attributes.push(("auditspan.clock_skew".to_owned(), AttrValue::Bool(true)));
-        }
+        let ours = [
+            attributes.push_str("vault.request.id", id),
+            attributes.push_str("auditspan.outcome", outcome.as_str()),
+            if clock_skew {
+                attributes.push_bool("auditspan.clock_skew", true)
+            } else {
+                Ok(())
+            },
+        ];
+        // Only a list at the text cap refuses these (see `attr`); count them as dropped.
+        self.truncations.attributes += ours.iter().filter(|r| r.is_err()).count() as u64;
 
         Span {
             trace_id,
             span_id: span::span_id_for(id),
             parent_span_id,
-            name: span::span_name(
-                operation.as_deref(),
-                mount_point.as_deref(),
-                path.as_deref(),
-            ),
+            name: span::span_name(operation, mount_point, path),
             start_unix_nano: start,
             end_unix_nano: end,
-            status: error.map_or(Status::Unset, Status::Error),
+            status: error.map_or(Status::Unset, |e| Status::Error(e.to_owned())),
             outcome,
             attributes,
         }
     }
 }
 
-/// Appends the attributes of `secondary` whose keys `attributes` lacks.
-fn merge_attributes(attributes: &mut Attributes, secondary: Attributes) {
-    let extra: Vec<_> = {
-        let seen: HashSet<&str, foldhash::fast::RandomState> =
-            attributes.iter().map(|(k, _)| k.as_str()).collect();
+/// Appends the attributes of `secondary` whose keys `attributes` lacks, in order, while
+/// `attributes` holds fewer than `max`; returns how many it left out for that (or for the
+/// text cap). Only what is appended is copied.
+fn merge_attributes(attributes: &mut Attributes, secondary: &Attributes, max: usize) -> usize {
+    let missing: Vec<usize> = {
+        let seen: HashSet<&str, foldhash::fast::RandomState> = attributes.keys().collect();
         secondary
-            .into_iter()
-            .filter(|(k, _)| !seen.contains(k.as_str()))
+            .keys()
+            .enumerate()
+            .filter(|(_, k)| !seen.contains(k))
+            .map(|(i, _)| i)
             .collect()
     };
-    attributes.extend(extra);
+    let room = max.saturating_sub(attributes.len()).min(missing.len());
+    let (copy, beyond) = missing.split_at(room);
+    let text: usize = copy
+        .iter()
+        .map(|&i| secondary.key(i).len() + secondary.value(i).byte_len())
+        .sum();
+    attributes.reserve(copy.len(), text);
+    let refused = copy
+        .iter()
+        .filter(|&&i| {
+            attributes
+                .push(secondary.key(i), secondary.value(i))
+                .is_err()
+        })
+        .count();
+    beyond.len() + refused
 }
 
 /// Spans handed to the span output, in the order they were made.
@@ -587,6 +605,7 @@ impl Correlator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attr::AttrValue;
     use crate::event::Truncations;
 
     const MS: i64 = 1_000_000;
@@ -616,10 +635,12 @@ mod tests {
             mount_point: Some("kv/".into()),
             namespace_path: None,
             traceparent: None,
-            attributes: vec![
-                ("type".into(), AttrValue::Str(side.into())),
+            attributes: [
+                ("type".to_owned(), AttrValue::Str(side.into())),
                 (format!("{side}.only"), AttrValue::Bool(true)),
-            ],
+            ]
+            .into_iter()
+            .collect(),
             truncations: Truncations::default(),
         }
     }
@@ -639,11 +660,8 @@ mod tests {
         }
     }
 
-    fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a AttrValue> {
-        span.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+    fn attr(span: &Span, key: &str) -> Option<AttrValue> {
+        span.attributes.get(key).map(|v| v.to_value())
     }
 
     #[test]
@@ -655,7 +673,7 @@ mod tests {
         assert_eq!(s.duration_nanos(), 12 * MS);
         assert_eq!(s.name, "read kv/");
         // Response attributes first, then what only the request has, then ours.
-        let keys: Vec<&str> = s.attributes.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = s.attributes.keys().collect();
         assert_eq!(
             keys,
             [
@@ -666,7 +684,7 @@ mod tests {
                 "auditspan.outcome"
             ]
         );
-        assert_eq!(attr(&s, "type"), Some(&AttrValue::Str("response".into())));
+        assert_eq!(attr(&s, "type"), Some(AttrValue::Str("response".into())));
 
         assert_eq!(p.ingest(0, resp("b", 2010), None), Step::Waiting);
         let s = span(p.ingest(0, req("b", 2000), None));
@@ -712,7 +730,7 @@ mod tests {
         assert_eq!(out[1].duration_nanos(), 0);
         assert_eq!(
             attr(&out[1], "auditspan.outcome"),
-            Some(&AttrValue::Str("response_missing".into()))
+            Some(AttrValue::Str("response_missing".into()))
         );
     }
 
@@ -741,10 +759,7 @@ mod tests {
         p.ingest(0, resp("b", 2_000), None);
         let mut out = Vec::new();
         p.expire_all(&mut out);
-        let ids: Vec<_> = out
-            .iter()
-            .map(|s| attr(s, "vault.request.id").cloned())
-            .collect();
+        let ids: Vec<_> = out.iter().map(|s| attr(s, "vault.request.id")).collect();
         assert_eq!(ids, ["a", "b", "c"].map(|i| Some(AttrValue::Str(i.into()))));
         assert_eq!(p.pending(), 0);
     }
@@ -757,7 +772,7 @@ mod tests {
         assert_eq!(s.duration_nanos(), 0);
         assert_eq!(
             attr(&s, "auditspan.clock_skew"),
-            Some(&AttrValue::Bool(true))
+            Some(AttrValue::Bool(true))
         );
     }
 
@@ -805,14 +820,14 @@ mod tests {
             ..settings()
         });
         let mut q = req("a", 1_000);
-        q.attributes
-            .push(("big".into(), AttrValue::Str("x".repeat(1000))));
+        q.attributes.push_str("big", &"x".repeat(1000)).unwrap();
         p.ingest(0, q, None);
         let mut r = resp("a", 1_001);
-        r.attributes
-            .insert(0, ("huge".into(), AttrValue::Str("y".repeat(1000))));
+        r.attributes = std::iter::once(("huge".to_owned(), AttrValue::Str("y".repeat(1000))))
+            .chain(r.attributes.to_vec())
+            .collect();
         let s = span(p.ingest(0, r, None));
-        let event_attrs = &s.attributes[..s.attributes.len() - 2];
+        let event_attrs: Vec<_> = s.attributes.iter().take(s.attributes.len() - 2).collect();
         assert_eq!(event_attrs.len(), 2);
         assert!(
             event_attrs
@@ -826,7 +841,7 @@ mod tests {
         assert!(t.span_bytes >= 1);
         assert_eq!(
             attr(&s, "auditspan.outcome"),
-            Some(&AttrValue::Str("paired".into()))
+            Some(AttrValue::Str("paired".into()))
         );
     }
 }

@@ -275,7 +275,12 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(input: InputId, correlator: Addr<Correlator>, deadletter: Addr<DeadLetter>) -> Self {
-        Delivery { input, correlator, deadletter, in_flight: None }
+        Delivery {
+            input,
+            correlator,
+            deadletter,
+            in_flight: None,
+        }
     }
 
     pub async fn send(&mut self, lines: &mut LineHandler) {
@@ -283,7 +288,10 @@ impl Delivery {
         if !rejected.is_empty() {
             // The dead-letter actor logs its own write failures.
             if self.deadletter.send(Append(rejected)).await.is_err() {
-                warn!(input = self.input, "The dead-letter writer is gone; rejected lines dropped.");
+                warn!(
+                    input = self.input,
+                    "The dead-letter writer is gone; rejected lines dropped."
+                );
             }
         }
         if events.is_empty() {
@@ -291,7 +299,10 @@ impl Delivery {
         }
         self.settle().await;
         // `send` queues the message at once; awaiting it only waits for the answer.
-        self.in_flight = Some(self.correlator.send(Ingest { input: self.input, events }));
+        self.in_flight = Some(self.correlator.send(Ingest {
+            input: self.input,
+            events,
+        }));
     }
 
     /// Waits until the correlator has taken the batch in flight.
@@ -299,7 +310,10 @@ impl Delivery {
         if let Some(request) = self.in_flight.take()
             && request.await.is_err()
         {
-            warn!(input = self.input, "The correlator is gone; events dropped.");
+            warn!(
+                input = self.input,
+                "The correlator is gone; events dropped."
+            );
         }
     }
 }

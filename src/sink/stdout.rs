@@ -14,7 +14,6 @@ use serde::ser::SerializeMap;
 
 use super::{Resource, SinkError};
 use crate::{
-    attr::AttrValue,
     correlate::SpanBatch,
     span::{Span, Status, hex},
 };
@@ -96,7 +95,7 @@ impl Serialize for StdoutSpan<'_> {
         map.serialize_entry("end_time_unix_nano", &span.end_unix_nano.to_string())?;
         map.serialize_entry("duration_ms", &(span.duration_nanos() as f64 / 1e6))?;
         map.serialize_entry("status", &StatusJson(&span.status))?;
-        map.serialize_entry("attributes", &AttributesJson(&span.attributes))?;
+        map.serialize_entry("attributes", &span.attributes)?;
         map.serialize_entry("resource", &ResourceJson(self.resource))?;
         map.end()
     }
@@ -122,18 +121,6 @@ impl Serialize for StatusJson<'_> {
     }
 }
 
-struct AttributesJson<'a>(&'a [(String, AttrValue)]);
-
-impl Serialize for AttributesJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
 struct ResourceJson<'a>(&'a Resource);
 
 impl Serialize for ResourceJson<'_> {
@@ -150,6 +137,7 @@ impl Serialize for ResourceJson<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attr::AttrValue;
     use crate::span::Outcome;
 
     #[test]
@@ -163,10 +151,12 @@ mod tests {
             end_unix_nano: 1_741_708_800_001_500_000,
             status: Status::Error("permission denied".into()),
             outcome: Outcome::Paired,
-            attributes: vec![
-                ("b".into(), AttrValue::Bool(true)),
-                ("a".into(), AttrValue::IntArray(vec![1, 2])),
-            ],
+            attributes: [
+                ("b", AttrValue::Bool(true)),
+                ("a", AttrValue::IntArray(vec![1, 2])),
+            ]
+            .into_iter()
+            .collect(),
         };
         let resource = Resource {
             service_name: "vault".into(),
