@@ -438,6 +438,10 @@ impl Attributes {
     /// appended one by one with [`StrArrayWriter::push`].
     pub fn push_str_array(&mut self, key: &str) -> Result<StrArrayWriter<'_>, TextFull> {
         let key = self.push_text(key)?;
+        if self.strs.capacity() == 0 {
+            // Lists with string arrays tend to have several (Vault: policies).
+            self.strs.reserve(16);
+        }
         let at = bound(self.strs.len());
         self.entries.push(Entry {
             key,

@@ -330,18 +330,34 @@ impl Pairing {
     }
 }
 
+/// How far ahead of the last match [`merge_attributes`] looks for the next key before it
+/// falls back to a hash set.
+const MERGE_WINDOW: usize = 8;
+
 /// Appends the attributes of `secondary` whose keys `attributes` lacks, in order, while
 /// `attributes` holds fewer than `max`; returns how many it left out for that (or for the
 /// text cap). Only what is appended is copied.
 fn merge_attributes(attributes: &mut Attributes, secondary: &Attributes, max: usize) -> usize {
     let missing: Vec<usize> = {
-        let seen: HashSet<&str, foldhash::fast::RandomState> = attributes.keys().collect();
-        secondary
-            .keys()
-            .enumerate()
-            .filter(|(_, k)| !seen.contains(k))
-            .map(|(i, _)| i)
-            .collect()
+        // Vault writes both events of a pair in the same key order, and the response holds
+        // (nearly) every key of the request: walking `attributes` in step finds most keys
+        // with one comparison. A key not found just ahead is looked up in a hash set of all
+        // keys, built at most once, so the answer is exact whatever the order.
+        let mut next = 0;
+        let mut all: Option<HashSet<&str, foldhash::fast::RandomState>> = None;
+        let mut missing = Vec::new();
+        for (i, key) in secondary.keys().enumerate() {
+            let ahead = next..attributes.len().min(next + MERGE_WINDOW);
+            if let Some(at) = ahead.into_iter().find(|&j| attributes.key(j) == key) {
+                next = at + 1;
+            } else if !all
+                .get_or_insert_with(|| attributes.keys().collect())
+                .contains(key)
+            {
+                missing.push(i);
+            }
+        }
+        missing
     };
     let room = max.saturating_sub(attributes.len()).min(missing.len());
     let (copy, beyond) = missing.split_at(room);
@@ -810,6 +826,55 @@ mod tests {
         let s = span(off.ingest(0, resp("5f9a2c3e-0000-0000-0000-000000000002", 1_001), None));
         assert_eq!(span::hex(&s.trace_id), "5f9a2c3e000000000000000000000002");
         assert_eq!(s.parent_span_id, None);
+    }
+
+    /// The merge gives what "every key of the response, then each request key the
+    /// response lacks, cut at the limit" gives, whatever the key orders.
+    #[test]
+    fn merge_matches_the_plain_rule() {
+        fn list(keys: &[&str]) -> Attributes {
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| (*k, AttrValue::Int(i as i64)))
+                .collect()
+        }
+        fn plain(primary: &Attributes, secondary: &Attributes, max: usize) -> (Attributes, usize) {
+            let mut all = primary.to_vec();
+            for (k, v) in secondary {
+                if !primary.contains_key(k) {
+                    all.push((k.to_owned(), v.to_value()));
+                }
+            }
+            // The primary's own excess is cut (and counted) by the caller.
+            let keep = max.max(primary.len());
+            let dropped = all.len().saturating_sub(keep);
+            all.truncate(keep);
+            (all.into_iter().collect(), dropped)
+        }
+        let abc: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+        let k: Vec<&str> = abc.iter().map(String::as_str).collect();
+        let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+            (k[..20].to_vec(), k[..12].to_vec()),
+            // Extra response keys between shared ones, beyond the look-ahead.
+            (
+                [&k[..3], &k[10..25], &k[3..6]].concat(),
+                [&k[..6], &k[25..28]].concat(),
+            ),
+            // Reversed and interleaved request keys.
+            (k[..10].to_vec(), k[5..15].iter().rev().copied().collect()),
+            (vec![], k[..4].to_vec()),
+            (k[..4].to_vec(), vec![]),
+        ];
+        for (primary, secondary) in cases {
+            let (p, s) = (list(&primary), list(&secondary));
+            for max in [0, 3, 12, 20, 100] {
+                let mut merged = p.clone();
+                let dropped = merge_attributes(&mut merged, &s, max);
+                let (want, want_dropped) = plain(&p, &s, max);
+                assert_eq!(merged, want, "{primary:?} {secondary:?} {max}");
+                assert_eq!(dropped, want_dropped, "{primary:?} {secondary:?} {max}");
+            }
+        }
     }
 
     #[test]

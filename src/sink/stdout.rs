@@ -15,7 +15,7 @@ use serde::ser::SerializeMap;
 use super::{Resource, SinkError};
 use crate::{
     correlate::SpanBatch,
-    span::{Span, Status, hex},
+    span::{Span, Status},
 };
 
 /// Writes spans to the process's stdout (or any writer, for tests and benches).
@@ -86,18 +86,45 @@ impl Serialize for StdoutSpan<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let span = self.span;
         let mut map = s.serialize_map(Some(11))?;
-        map.serialize_entry("trace_id", &hex(&span.trace_id))?;
-        map.serialize_entry("span_id", &hex(&span.span_id))?;
-        map.serialize_entry("parent_span_id", &span.parent_span_id.map(|p| hex(&p)))?;
+        map.serialize_entry("trace_id", &Hex(&span.trace_id))?;
+        map.serialize_entry("span_id", &Hex(&span.span_id))?;
+        map.serialize_entry("parent_span_id", &span.parent_span_id.as_ref().map(Hex))?;
         map.serialize_entry("name", &span.name)?;
         map.serialize_entry("kind", "server")?;
-        map.serialize_entry("start_time_unix_nano", &span.start_unix_nano.to_string())?;
-        map.serialize_entry("end_time_unix_nano", &span.end_unix_nano.to_string())?;
+        map.serialize_entry("start_time_unix_nano", &Decimal(span.start_unix_nano))?;
+        map.serialize_entry("end_time_unix_nano", &Decimal(span.end_unix_nano))?;
         map.serialize_entry("duration_ms", &(span.duration_nanos() as f64 / 1e6))?;
         map.serialize_entry("status", &StatusJson(&span.status))?;
         map.serialize_entry("attributes", &span.attributes)?;
         map.serialize_entry("resource", &ResourceJson(self.resource))?;
         map.end()
+    }
+}
+
+/// Lowercase hex of an id as a JSON string, formatted on the stack.
+struct Hex<'a, const N: usize>(&'a [u8; N]);
+
+impl<const N: usize> Serialize for Hex<'_, N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // Ids are 8 or 16 bytes.
+        let mut buf = [0u8; 32];
+        let digits = &mut buf[..(2 * N).min(32)];
+        for (pair, b) in digits.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        // Hex digits are ASCII, so this never takes the error branch.
+        s.serialize_str(std::str::from_utf8(digits).unwrap_or_default())
+    }
+}
+
+/// An integer as a JSON string of its decimal digits, without a temporary `String`.
+struct Decimal(i64);
+
+impl Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
 }
 
@@ -139,6 +166,28 @@ mod tests {
     use super::*;
     use crate::attr::AttrValue;
     use crate::span::Outcome;
+
+    /// The stack-formatted ids and times are the strings `span::hex` and `to_string` give.
+    #[test]
+    fn ids_and_times_match_their_string_forms() {
+        let id16: [u8; 16] = core::array::from_fn(|i| (i * 37 + 5) as u8);
+        let id8: [u8; 8] = [0, 0xff, 0x10, 0x0a, 0xa0, 1, 2, 3];
+        let quoted = |s: String| format!("\"{s}\"");
+        assert_eq!(
+            serde_json::to_string(&Hex(&id16)).unwrap(),
+            quoted(crate::span::hex(&id16))
+        );
+        assert_eq!(
+            serde_json::to_string(&Hex(&id8)).unwrap(),
+            quoted(crate::span::hex(&id8))
+        );
+        for n in [0, -1, 7, 1_741_708_800_001_500_000, i64::MIN, i64::MAX] {
+            assert_eq!(
+                serde_json::to_string(&Decimal(n)).unwrap(),
+                quoted(n.to_string())
+            );
+        }
+    }
 
     #[test]
     fn field_order_and_types() {
