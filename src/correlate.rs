@@ -242,7 +242,8 @@ impl Pairing {
         out.push(span);
     }
 
-    /// Assembles the span, taking the events' attributes rather than copying them.
+    /// Assembles the span. It takes the response's attributes (the request's, for
+    /// `response_missing`) as they are and copies in only the other event's missing ones.
     fn build(&mut self, mut request: Option<AuditEvent>, mut response: Option<AuditEvent>) -> Span {
         let outcome = match (&request, &response) {
             (Some(_), Some(_)) => Outcome::Paired,
