@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, warn};
 
 use crate::{
-    attr::{AttrValue, Attributes},
+    attr::Attributes,
     event::{AuditEvent, EventKind},
     span::{self, Outcome, Span, Status},
     telemetry::metrics as m,
@@ -242,7 +242,8 @@ impl Pairing {
         out.push(span);
     }
 
-    /// Assembles the span, taking the events' attributes rather than copying them.
+    /// Assembles the span. It takes the response's attributes (the request's, for
+    /// `response_missing`) as they are and copies in only the other event's missing ones.
     fn build(&mut self, mut request: Option<AuditEvent>, mut response: Option<AuditEvent>) -> Span {
         let outcome = match (&request, &response) {
             (Some(_), Some(_)) => Outcome::Paired,
@@ -255,20 +256,23 @@ impl Pairing {
             (None, Some(q)) => (q, None),
             (None, None) => unreachable!("a span needs at least one event"),
         };
+        let max_attributes = self.settings.max_attributes;
         let mut attributes = std::mem::take(&mut first.attributes);
         if let Some(second) = second {
-            merge_attributes(&mut attributes, std::mem::take(&mut second.attributes));
+            let left_out = merge_attributes(&mut attributes, &second.attributes, max_attributes);
+            self.truncations.attributes += left_out as u64;
+        }
+        if attributes.len() > max_attributes {
+            self.truncations.attributes += (attributes.len() - max_attributes) as u64;
+            attributes.truncate(max_attributes);
         }
         let (request, response) = (request.as_ref(), response.as_ref());
         let first = response
             .or(request)
             .unwrap_or_else(|| unreachable!("checked above"));
         let id = first.id.as_str();
-        let pick = |f: fn(&AuditEvent) -> Option<&str>| -> Option<String> {
-            response
-                .and_then(f)
-                .or_else(|| request.and_then(f))
-                .map(str::to_owned)
+        let pick = |f: fn(&AuditEvent) -> Option<&str>| -> Option<&str> {
+            response.and_then(f).or_else(|| request.and_then(f))
         };
         let operation = pick(|e| e.operation.as_deref());
         let mount_point = pick(|e| e.mount_point.as_deref());
@@ -297,52 +301,81 @@ impl Pairing {
             end = start;
         }
 
-        if attributes.len() > self.settings.max_attributes {
-            self.truncations.attributes += (attributes.len() - self.settings.max_attributes) as u64;
-            attributes.truncate(self.settings.max_attributes);
-        }
         self.truncations.span_bytes += u64::from(span::fit_span_bytes(
             &mut attributes,
             self.settings.max_span_bytes,
         ));
-        attributes.push(("vault.request.id".to_owned(), AttrValue::Str(id.to_owned())));
-        attributes.push((
-            "auditspan.outcome".to_owned(),
-            AttrValue::Str(outcome.as_str().to_owned()),
-        ));
-        if clock_skew {
-            attributes.push(("auditspan.clock_skew".to_owned(), AttrValue::Bool(true)));
-        }
+        let ours = [
+            attributes.push_str("vault.request.id", id),
+            attributes.push_str("auditspan.outcome", outcome.as_str()),
+            if clock_skew {
+                attributes.push_bool("auditspan.clock_skew", true)
+            } else {
+                Ok(())
+            },
+        ];
+        // Only a list at the text cap refuses these (see `attr`); count them as dropped.
+        self.truncations.attributes += ours.iter().filter(|r| r.is_err()).count() as u64;
 
         Span {
             trace_id,
             span_id: span::span_id_for(id),
             parent_span_id,
-            name: span::span_name(
-                operation.as_deref(),
-                mount_point.as_deref(),
-                path.as_deref(),
-            ),
+            name: span::span_name(operation, mount_point, path),
             start_unix_nano: start,
             end_unix_nano: end,
-            status: error.map_or(Status::Unset, Status::Error),
+            status: error.map_or(Status::Unset, |e| Status::Error(e.to_owned())),
             outcome,
             attributes,
         }
     }
 }
 
-/// Appends the attributes of `secondary` whose keys `attributes` lacks.
-fn merge_attributes(attributes: &mut Attributes, secondary: Attributes) {
-    let extra: Vec<_> = {
-        let seen: HashSet<&str, foldhash::fast::RandomState> =
-            attributes.iter().map(|(k, _)| k.as_str()).collect();
-        secondary
-            .into_iter()
-            .filter(|(k, _)| !seen.contains(k.as_str()))
-            .collect()
+/// How far ahead of the last match [`merge_attributes`] looks for the next key before it
+/// falls back to a hash set.
+const MERGE_WINDOW: usize = 8;
+
+/// Appends the attributes of `secondary` whose keys `attributes` lacks, in order, while
+/// `attributes` holds fewer than `max`; returns how many it left out for that (or for the
+/// text cap). Only what is appended is copied.
+fn merge_attributes(attributes: &mut Attributes, secondary: &Attributes, max: usize) -> usize {
+    let missing: Vec<usize> = {
+        // Vault writes both events of a pair in the same key order, and the response holds
+        // (nearly) every key of the request: walking `attributes` in step finds most keys
+        // with one comparison. A key not found just ahead is looked up in a hash set of all
+        // keys, built at most once, so the answer is exact whatever the order.
+        let mut next = 0;
+        let mut all: Option<HashSet<&str, foldhash::fast::RandomState>> = None;
+        let mut missing = Vec::new();
+        for (i, key) in secondary.keys().enumerate() {
+            let ahead = next..attributes.len().min(next + MERGE_WINDOW);
+            if let Some(at) = ahead.into_iter().find(|&j| attributes.key(j) == key) {
+                next = at + 1;
+            } else if !all
+                .get_or_insert_with(|| attributes.keys().collect())
+                .contains(key)
+            {
+                missing.push(i);
+            }
+        }
+        missing
     };
-    attributes.extend(extra);
+    let room = max.saturating_sub(attributes.len()).min(missing.len());
+    let (copy, beyond) = missing.split_at(room);
+    let text: usize = copy
+        .iter()
+        .map(|&i| secondary.key(i).len() + secondary.value(i).byte_len())
+        .sum();
+    attributes.reserve(copy.len(), text);
+    let refused = copy
+        .iter()
+        .filter(|&&i| {
+            attributes
+                .push(secondary.key(i), secondary.value(i))
+                .is_err()
+        })
+        .count();
+    beyond.len() + refused
 }
 
 /// Spans handed to the span output, in the order they were made.
@@ -589,6 +622,7 @@ impl Correlator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attr::AttrValue;
     use crate::event::Truncations;
 
     const MS: i64 = 1_000_000;
@@ -618,10 +652,12 @@ mod tests {
             mount_point: Some("kv/".into()),
             namespace_path: None,
             traceparent: None,
-            attributes: vec![
-                ("type".into(), AttrValue::Str(side.into())),
+            attributes: [
+                ("type".to_owned(), AttrValue::Str(side.into())),
                 (format!("{side}.only"), AttrValue::Bool(true)),
-            ],
+            ]
+            .into_iter()
+            .collect(),
             truncations: Truncations::default(),
         }
     }
@@ -641,11 +677,8 @@ mod tests {
         }
     }
 
-    fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a AttrValue> {
-        span.attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+    fn attr(span: &Span, key: &str) -> Option<AttrValue> {
+        span.attributes.get(key).map(|v| v.to_value())
     }
 
     #[test]
@@ -657,7 +690,7 @@ mod tests {
         assert_eq!(s.duration_nanos(), 12 * MS);
         assert_eq!(s.name, "read kv/");
         // Response attributes first, then what only the request has, then ours.
-        let keys: Vec<&str> = s.attributes.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = s.attributes.keys().collect();
         assert_eq!(
             keys,
             [
@@ -668,7 +701,7 @@ mod tests {
                 "auditspan.outcome"
             ]
         );
-        assert_eq!(attr(&s, "type"), Some(&AttrValue::Str("response".into())));
+        assert_eq!(attr(&s, "type"), Some(AttrValue::Str("response".into())));
 
         assert_eq!(p.ingest(0, resp("b", 2010), None), Step::Waiting);
         let s = span(p.ingest(0, req("b", 2000), None));
@@ -714,7 +747,7 @@ mod tests {
         assert_eq!(out[1].duration_nanos(), 0);
         assert_eq!(
             attr(&out[1], "auditspan.outcome"),
-            Some(&AttrValue::Str("response_missing".into()))
+            Some(AttrValue::Str("response_missing".into()))
         );
     }
 
@@ -743,10 +776,7 @@ mod tests {
         p.ingest(0, resp("b", 2_000), None);
         let mut out = Vec::new();
         p.expire_all(&mut out);
-        let ids: Vec<_> = out
-            .iter()
-            .map(|s| attr(s, "vault.request.id").cloned())
-            .collect();
+        let ids: Vec<_> = out.iter().map(|s| attr(s, "vault.request.id")).collect();
         assert_eq!(ids, ["a", "b", "c"].map(|i| Some(AttrValue::Str(i.into()))));
         assert_eq!(p.pending(), 0);
     }
@@ -759,7 +789,7 @@ mod tests {
         assert_eq!(s.duration_nanos(), 0);
         assert_eq!(
             attr(&s, "auditspan.clock_skew"),
-            Some(&AttrValue::Bool(true))
+            Some(AttrValue::Bool(true))
         );
     }
 
@@ -799,6 +829,55 @@ mod tests {
         assert_eq!(s.parent_span_id, None);
     }
 
+    /// The merge gives what "every key of the response, then each request key the
+    /// response lacks, cut at the limit" gives, whatever the key orders.
+    #[test]
+    fn merge_matches_the_plain_rule() {
+        fn list(keys: &[&str]) -> Attributes {
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| (*k, AttrValue::Int(i as i64)))
+                .collect()
+        }
+        fn plain(primary: &Attributes, secondary: &Attributes, max: usize) -> (Attributes, usize) {
+            let mut all = primary.to_vec();
+            for (k, v) in secondary {
+                if !primary.contains_key(k) {
+                    all.push((k.to_owned(), v.to_value()));
+                }
+            }
+            // The primary's own excess is cut (and counted) by the caller.
+            let keep = max.max(primary.len());
+            let dropped = all.len().saturating_sub(keep);
+            all.truncate(keep);
+            (all.into_iter().collect(), dropped)
+        }
+        let abc: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+        let k: Vec<&str> = abc.iter().map(String::as_str).collect();
+        let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+            (k[..20].to_vec(), k[..12].to_vec()),
+            // Extra response keys between shared ones, beyond the look-ahead.
+            (
+                [&k[..3], &k[10..25], &k[3..6]].concat(),
+                [&k[..6], &k[25..28]].concat(),
+            ),
+            // Reversed and interleaved request keys.
+            (k[..10].to_vec(), k[5..15].iter().rev().copied().collect()),
+            (vec![], k[..4].to_vec()),
+            (k[..4].to_vec(), vec![]),
+        ];
+        for (primary, secondary) in cases {
+            let (p, s) = (list(&primary), list(&secondary));
+            for max in [0, 3, 12, 20, 100] {
+                let mut merged = p.clone();
+                let dropped = merge_attributes(&mut merged, &s, max);
+                let (want, want_dropped) = plain(&p, &s, max);
+                assert_eq!(merged, want, "{primary:?} {secondary:?} {max}");
+                assert_eq!(dropped, want_dropped, "{primary:?} {secondary:?} {max}");
+            }
+        }
+    }
+
     #[test]
     fn span_limits_hold() {
         let mut p = Pairing::new(Settings {
@@ -807,14 +886,14 @@ mod tests {
             ..settings()
         });
         let mut q = req("a", 1_000);
-        q.attributes
-            .push(("big".into(), AttrValue::Str("x".repeat(1000))));
+        q.attributes.push_str("big", &"x".repeat(1000)).unwrap();
         p.ingest(0, q, None);
         let mut r = resp("a", 1_001);
-        r.attributes
-            .insert(0, ("huge".into(), AttrValue::Str("y".repeat(1000))));
+        r.attributes = std::iter::once(("huge".to_owned(), AttrValue::Str("y".repeat(1000))))
+            .chain(r.attributes.to_vec())
+            .collect();
         let s = span(p.ingest(0, r, None));
-        let event_attrs = &s.attributes[..s.attributes.len() - 2];
+        let event_attrs: Vec<_> = s.attributes.iter().take(s.attributes.len() - 2).collect();
         assert_eq!(event_attrs.len(), 2);
         assert!(
             event_attrs
@@ -828,7 +907,7 @@ mod tests {
         assert!(t.span_bytes >= 1);
         assert_eq!(
             attr(&s, "auditspan.outcome"),
-            Some(&AttrValue::Str("paired".into()))
+            Some(AttrValue::Str("paired".into()))
         );
     }
 }

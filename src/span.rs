@@ -164,29 +164,29 @@ pub fn span_name(operation: Option<&str>, mount_point: Option<&str>, path: Optio
 }
 
 /// Cuts the largest values first until the attributes fit `max_bytes` (keys and values
-/// counted by [`AttrValue::byte_len`]); returns how many values were cut.
+/// counted by [`crate::attr::AttrRef::byte_len`]); returns how many values were cut.
 pub fn fit_span_bytes(attributes: &mut Attributes, max_bytes: usize) -> u32 {
     let mut total: usize = attributes.iter().map(|(k, v)| k.len() + v.byte_len()).sum();
     let mut cut = 0;
     while total > max_bytes {
-        let Some((index, _)) = attributes
+        // `max_by_key` keeps the last of equal maxima.
+        let Some((index, before)) = attributes
             .iter()
+            .map(|(_, v)| v.byte_len())
             .enumerate()
-            .max_by_key(|(_, (_, v))| v.byte_len())
+            .max_by_key(|&(_, len)| len)
         else {
             break;
         };
-        let value = &mut attributes[index].1;
-        let before = value.byte_len();
         let excess = total - max_bytes;
         // Cut at least half of the largest value so that many similar values converge fast.
         let keep = before.saturating_sub(excess.max(before / 2));
-        value.truncate(keep);
-        let after = value.byte_len();
+        attributes.truncate_value(index, keep);
+        let after = attributes.value(index).byte_len();
         if after >= before {
             // Numbers and bools cannot shrink: drop the attribute instead.
-            let (key, value) = attributes.remove(index);
-            total -= key.len() + value.byte_len();
+            total -= attributes.key(index).len() + after;
+            attributes.remove(index);
         } else {
             total -= before - after;
         }
@@ -263,25 +263,59 @@ mod tests {
 
     #[test]
     fn span_bytes_cut_largest_first() {
-        let mut attrs: Attributes = vec![
-            ("small".into(), AttrValue::Str("x".repeat(10))),
-            ("big".into(), AttrValue::Str("y".repeat(1000))),
-            ("n".into(), AttrValue::Int(1)),
-        ];
+        let mut attrs: Attributes = [
+            ("small", AttrValue::Str("x".repeat(10))),
+            ("big", AttrValue::Str("y".repeat(1000))),
+            ("n", AttrValue::Int(1)),
+        ]
+        .into_iter()
+        .collect();
         let cut = fit_span_bytes(&mut attrs, 500);
         assert!(cut >= 1);
         let total: usize = attrs.iter().map(|(k, v)| k.len() + v.byte_len()).sum();
         assert!(total <= 500);
-        assert_eq!(attrs[0].1, AttrValue::Str("x".repeat(10)));
+        assert_eq!(attrs.value(0), AttrValue::Str("x".repeat(10)));
     }
 
+    /// The exact sequence of cuts: ties go to the last largest value, at least half of a
+    /// value goes, and numbers that cannot shrink are dropped.
     #[test]
-    fn truncate_respects_char_boundaries() {
-        let mut v = AttrValue::Str("é".repeat(10));
-        v.truncate(5);
-        assert_eq!(v, AttrValue::Str("éé".into()));
-        let mut a = AttrValue::StrArray(vec!["abc".into(), "def".into(), "ghi".into()]);
-        a.truncate(7);
-        assert_eq!(a, AttrValue::StrArray(vec!["abc".into(), "def".into()]));
+    fn span_bytes_cut_sequence() {
+        let mut attrs: Attributes = [
+            ("a", AttrValue::Str("a".repeat(40))),
+            (
+                "b",
+                AttrValue::StrArray(vec!["b".repeat(20), "c".repeat(20)]),
+            ),
+            ("i", AttrValue::IntArray(vec![1, 2, 3, 4, 5])),
+            ("n", AttrValue::Int(1)),
+            ("f", AttrValue::Float(2.0)),
+        ]
+        .into_iter()
+        .collect();
+        // Keys 5 bytes, values 40 + 40 + 40 + 8 + 8 = 136: total 141. The int array (last
+        // of the three largest) goes first, then the string array (its single too-long
+        // first element cut to nothing), then half of the string.
+        assert_eq!(fit_span_bytes(&mut attrs, 60), 3);
+        assert_eq!(
+            attrs.to_vec(),
+            vec![
+                ("a".to_owned(), AttrValue::Str("a".repeat(20))),
+                ("b".to_owned(), AttrValue::StrArray(vec![String::new()])),
+                ("i".to_owned(), AttrValue::IntArray(vec![])),
+                ("n".to_owned(), AttrValue::Int(1)),
+                ("f".to_owned(), AttrValue::Float(2.0)),
+            ]
+        );
+        // Now the string goes whole, then the numbers, last first.
+        assert_eq!(fit_span_bytes(&mut attrs, 10), 3);
+        assert_eq!(
+            attrs.to_vec(),
+            vec![
+                ("a".to_owned(), AttrValue::Str(String::new())),
+                ("b".to_owned(), AttrValue::StrArray(vec![String::new()])),
+                ("i".to_owned(), AttrValue::IntArray(vec![])),
+            ]
+        );
     }
 }

@@ -105,7 +105,7 @@ proptest! {
         let flat = flatten(&text, &limits).unwrap();
         let mut keys = HashSet::new();
         for (k, v) in &flat.attributes {
-            prop_assert!(keys.insert(k.clone()), "duplicate key {:?}", k);
+            prop_assert!(keys.insert(k), "duplicate key {:?}", k);
             prop_assert!(v.byte_len() <= limits.max_value_bytes, "{:?} too long", k);
         }
         prop_assert!(flat.attributes.len() <= limits.max_attributes);
@@ -134,9 +134,9 @@ proptest! {
         prop_assert_eq!(flat.attributes.len(), expected.len());
         for ((k, v), (ek, ev)) in flat.attributes.iter().zip(&expected) {
             prop_assert_eq!(k, ek);
-            match (v, ev) {
+            match (v.to_value(), ev) {
                 (AttrValue::Float(a), AttrValue::Float(b)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
-                _ => prop_assert_eq!(v, ev),
+                (v, ev) => prop_assert_eq!(&v, ev),
             }
         }
         prop_assert_eq!(flat.truncations, Default::default());

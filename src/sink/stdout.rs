@@ -14,9 +14,9 @@ use serde::ser::SerializeMap;
 
 use super::{Resource, SinkError};
 use crate::{
-    attr::AttrValue,
+    attr::{AttrRef, Attributes},
     correlate::SpanBatch,
-    span::{Span, Status, hex},
+    span::{Span, Status},
 };
 
 /// Writes spans to the process's stdout (or any writer, for tests and benches).
@@ -70,35 +70,115 @@ impl Handler<SpanBatch> for StdoutSink {
 }
 
 /// Appends the span's JSON line, newline included, to `out`.
+///
+/// The line is written piecewise rather than as one serde map: the attributes are most of
+/// it, and their strings rarely need escaping, so [`write_str`] copies those whole instead
+/// of going through serde_json's byte-by-byte escaper. Everything else, and every string
+/// that does need escaping, is serde_json's own output, so the bytes are the same.
 pub fn encode(span: &Span, resource: &Resource, out: &mut Vec<u8>) {
-    let line = StdoutSpan { span, resource };
-    // Serializing to a Vec cannot fail: every map key is a string, every float finite.
-    if serde_json::to_writer(&mut *out, &line).is_ok() {
-        out.push(b'\n');
+    out.extend_from_slice(b"{\"trace_id\":");
+    json(out, &Hex(&span.trace_id));
+    out.extend_from_slice(b",\"span_id\":");
+    json(out, &Hex(&span.span_id));
+    out.extend_from_slice(b",\"parent_span_id\":");
+    json(out, &span.parent_span_id.as_ref().map(Hex));
+    out.extend_from_slice(b",\"name\":");
+    write_str(out, &span.name);
+    out.extend_from_slice(b",\"kind\":\"server\",\"start_time_unix_nano\":");
+    json(out, &Decimal(span.start_unix_nano));
+    out.extend_from_slice(b",\"end_time_unix_nano\":");
+    json(out, &Decimal(span.end_unix_nano));
+    out.extend_from_slice(b",\"duration_ms\":");
+    json(out, &(span.duration_nanos() as f64 / 1e6));
+    out.extend_from_slice(b",\"status\":");
+    json(out, &StatusJson(&span.status));
+    out.extend_from_slice(b",\"attributes\":");
+    write_attributes(out, &span.attributes);
+    out.extend_from_slice(b",\"resource\":");
+    json(out, &ResourceJson(resource));
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends serde_json's compact form of `value`.
+fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing to a Vec cannot fail, and none of our values fails to serialize: map keys
+    // are strings, and a non-finite float is written as `null`.
+    serde_json::to_writer(&mut *out, value).ok();
+}
+
+/// Appends `s` as a JSON string, byte for byte what serde_json writes.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json escapes exactly `"`, `\\` and the control characters below 0x20. Without
+    // an early exit per byte the compiler vectorises the scan.
+    let needs_escape = s.as_bytes().chunks(64).any(|chunk| {
+        chunk.iter().fold(false, |acc, &b| {
+            acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    });
+    if needs_escape {
+        json(out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
     }
 }
 
-struct StdoutSpan<'a> {
-    span: &'a Span,
-    resource: &'a Resource,
+/// Appends the attributes as a JSON object: the bytes serde_json writes for
+/// [`Attributes`]'s `Serialize`.
+fn write_attributes(out: &mut Vec<u8>, attributes: &Attributes) {
+    out.push(b'{');
+    for (i, (key, value)) in attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, key);
+        out.push(b':');
+        match value {
+            AttrRef::Str(s) => write_str(out, s),
+            AttrRef::StrArray(items) => {
+                out.push(b'[');
+                for (j, s) in items.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, s);
+                }
+                out.push(b']');
+            }
+            AttrRef::Bool(true) => out.extend_from_slice(b"true"),
+            AttrRef::Bool(false) => out.extend_from_slice(b"false"),
+            other => json(out, &other),
+        }
+    }
+    out.push(b'}');
 }
 
-impl Serialize for StdoutSpan<'_> {
+/// Lowercase hex of an id as a JSON string, formatted on the stack.
+struct Hex<'a, const N: usize>(&'a [u8; N]);
+
+impl<const N: usize> Serialize for Hex<'_, N> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let span = self.span;
-        let mut map = s.serialize_map(Some(11))?;
-        map.serialize_entry("trace_id", &hex(&span.trace_id))?;
-        map.serialize_entry("span_id", &hex(&span.span_id))?;
-        map.serialize_entry("parent_span_id", &span.parent_span_id.map(|p| hex(&p)))?;
-        map.serialize_entry("name", &span.name)?;
-        map.serialize_entry("kind", "server")?;
-        map.serialize_entry("start_time_unix_nano", &span.start_unix_nano.to_string())?;
-        map.serialize_entry("end_time_unix_nano", &span.end_unix_nano.to_string())?;
-        map.serialize_entry("duration_ms", &(span.duration_nanos() as f64 / 1e6))?;
-        map.serialize_entry("status", &StatusJson(&span.status))?;
-        map.serialize_entry("attributes", &AttributesJson(&span.attributes))?;
-        map.serialize_entry("resource", &ResourceJson(self.resource))?;
-        map.end()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // Ids are 8 or 16 bytes.
+        let mut buf = [0u8; 32];
+        let digits = &mut buf[..(2 * N).min(32)];
+        for (pair, b) in digits.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        // Hex digits are ASCII, so this never takes the error branch.
+        s.serialize_str(std::str::from_utf8(digits).unwrap_or_default())
+    }
+}
+
+/// An integer as a JSON string of its decimal digits, without a temporary `String`.
+struct Decimal(i64);
+
+impl Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
 }
 
@@ -122,18 +202,6 @@ impl Serialize for StatusJson<'_> {
     }
 }
 
-struct AttributesJson<'a>(&'a [(String, AttrValue)]);
-
-impl Serialize for AttributesJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
 struct ResourceJson<'a>(&'a Resource);
 
 impl Serialize for ResourceJson<'_> {
@@ -150,7 +218,77 @@ impl Serialize for ResourceJson<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attr::AttrValue;
     use crate::span::Outcome;
+
+    /// The stack-formatted ids and times are the strings `span::hex` and `to_string` give.
+    #[test]
+    fn ids_and_times_match_their_string_forms() {
+        let id16: [u8; 16] = core::array::from_fn(|i| (i * 37 + 5) as u8);
+        let id8: [u8; 8] = [0, 0xff, 0x10, 0x0a, 0xa0, 1, 2, 3];
+        let quoted = |s: String| format!("\"{s}\"");
+        assert_eq!(
+            serde_json::to_string(&Hex(&id16)).unwrap(),
+            quoted(crate::span::hex(&id16))
+        );
+        assert_eq!(
+            serde_json::to_string(&Hex(&id8)).unwrap(),
+            quoted(crate::span::hex(&id8))
+        );
+        for n in [0, -1, 7, 1_741_708_800_001_500_000, i64::MIN, i64::MAX] {
+            assert_eq!(
+                serde_json::to_string(&Decimal(n)).unwrap(),
+                quoted(n.to_string())
+            );
+        }
+    }
+
+    /// The direct writer gives serde_json's bytes for every value type and for strings
+    /// that need escaping, or look as if they might.
+    #[test]
+    fn attributes_are_serde_jsons_bytes() {
+        let tricky = [
+            "",
+            "plain",
+            "quote \" inside",
+            "back\\slash",
+            "ctl \u{0} \u{1f} \n\r\t\u{8}\u{c}",
+            "del \u{7f} é 😀 \u{2028} </script>",
+            &"long-and-clean-".repeat(20),
+            &format!("{}\"", "x".repeat(100)),
+        ];
+        let mut attrs: Attributes = tricky
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("k{i}{s}"), AttrValue::Str((*s).to_owned())))
+            .collect();
+        for (k, v) in [
+            ("b", AttrValue::Bool(false)),
+            ("i", AttrValue::Int(i64::MIN)),
+            ("f", AttrValue::Float(-0.0)),
+            ("f2", AttrValue::Float(1e20)),
+            ("f3", AttrValue::Float(0.1 + 0.2)),
+            (
+                "sa",
+                AttrValue::StrArray(tricky.iter().map(|s| (*s).to_owned()).collect()),
+            ),
+            ("ba", AttrValue::BoolArray(vec![true, false])),
+            ("ia", AttrValue::IntArray(vec![-1, 0, i64::MAX])),
+            ("fa", AttrValue::FloatArray(vec![1.5, 2.0, 1e-7])),
+            ("empty", AttrValue::StrArray(vec![])),
+        ] {
+            attrs.push_value(k, &v).unwrap();
+        }
+        let mut direct = Vec::new();
+        write_attributes(&mut direct, &attrs);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            serde_json::to_string(&attrs).unwrap()
+        );
+        let mut empty = Vec::new();
+        write_attributes(&mut empty, &Attributes::new());
+        assert_eq!(empty, b"{}");
+    }
 
     #[test]
     fn field_order_and_types() {
@@ -163,10 +301,12 @@ mod tests {
             end_unix_nano: 1_741_708_800_001_500_000,
             status: Status::Error("permission denied".into()),
             outcome: Outcome::Paired,
-            attributes: vec![
-                ("b".into(), AttrValue::Bool(true)),
-                ("a".into(), AttrValue::IntArray(vec![1, 2])),
-            ],
+            attributes: [
+                ("b", AttrValue::Bool(true)),
+                ("a", AttrValue::IntArray(vec![1, 2])),
+            ]
+            .into_iter()
+            .collect(),
         };
         let resource = Resource {
             service_name: "vault".into(),
