@@ -979,7 +979,10 @@ impl Ctx<'_> {
                         return Err(self.invalid(
                             Some(v.span()),
                             &format!("sink #{n}.batch_size"),
-                            format!("{} is out of range (1 to {MAX_SINK_BATCH_SIZE})", v.get_ref()),
+                            format!(
+                                "{} is out of range (1 to {MAX_SINK_BATCH_SIZE})",
+                                v.get_ref()
+                            ),
                         ));
                     }
                 };

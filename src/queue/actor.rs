@@ -128,8 +128,10 @@ impl SpanQueue {
         if stats.corrupt_records < self.reported_corrupt {
             self.reported_corrupt = 0;
         }
-        self.dropped.increment(stats.dropped_spans - self.reported_dropped);
-        self.corrupt.increment(stats.corrupt_records - self.reported_corrupt);
+        self.dropped
+            .increment(stats.dropped_spans - self.reported_dropped);
+        self.corrupt
+            .increment(stats.corrupt_records - self.reported_corrupt);
         self.reported_dropped = stats.dropped_spans;
         self.reported_corrupt = stats.corrupt_records;
         self.committed.send_replace(stats.committed);
@@ -140,7 +142,9 @@ impl SpanQueue {
             error!(error = %err, "The queue cannot write; holding spans in memory and retrying.");
         }
         self.failed = true;
-        self.gauges.disk_full.set(if err.is_disk_full() { 1.0 } else { 0.0 });
+        self.gauges
+            .disk_full
+            .set(if err.is_disk_full() { 1.0 } else { 0.0 });
     }
 }
 
