@@ -1,26 +1,38 @@
-//! Starts the pipeline's actors in order (sinks → correlator → listeners) and stops them
-//! in the reverse order, so that every event read before shutdown reaches the sinks.
+//! Starts the pipeline's actors in order (queue → sinks → correlator → listeners) and stops
+//! them in the reverse order, so that every event read before shutdown is committed.
 //!
 //! Threads: the correlator, the dead-letter writer and the accept loops run on the
-//! calling (system) arbiter; each sink has its own arbiter, because writing may block;
-//! connections are read on a pool of listener arbiters, one per core, because parsing is
-//! the most expensive step.
+//! calling (system) arbiter; the queue has its own arbiter, because every sled call
+//! blocks; each sink has its own, because writing may block; connections are read on a
+//! pool of listener arbiters, one per core, because parsing is the most expensive step.
 
-use std::{future::Future, path::PathBuf};
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use actix::prelude::*;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::{
+    codec,
     config::{Config, SinkKind},
-    correlate::{self, Correlator, Drain, SpanBatch},
+    correlate::{self, Correlator, Drain},
     deadletter::{DeadLetter, Reopen},
     listener::unix::{self, ConnectionSettings, UnixIngest},
-    sink::{Resource, SinkError, stdout::StdoutSink},
+    queue::{
+        QueueError, QueueStore, StoreOptions,
+        actor::{GetStats, LoadPending, SpanQueue},
+    },
+    sink::{Resource, stdout::StdoutSink, worker::SinkWorker},
     telemetry,
 };
+
+/// How often shutdown and `import` look at the sinks' progress.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Why the daemon could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +45,16 @@ pub enum AppError {
     },
     #[error(transparent)]
     Listener(#[from] unix::ListenerError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     #[error("metrics server on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
     },
+    #[error("the queue stopped unexpectedly")]
+    QueueGone,
 }
 
 /// The resource of this process's spans.
@@ -60,60 +76,123 @@ pub fn correlator_settings(config: &Config) -> correlate::Settings {
     }
 }
 
-/// Starts one actor per configured sink, each on its own arbiter, and returns the single
-/// span output the correlator hands its batches to.
-pub fn start_sinks(
-    config: &Config,
-    stdout: impl Fn() -> Box<dyn std::io::Write + Send>,
-) -> Recipient<SpanBatch> {
-    let resource = resource(config);
-    let mut outputs: Vec<Recipient<SpanBatch>> = config
-        .sinks
-        .iter()
-        .map(|sink| match sink.kind {
-            SinkKind::Stdout => {
-                let actor = StdoutSink::with_writer(sink.name.clone(), resource.clone(), stdout());
-                let arbiter = Arbiter::new();
-                StdoutSink::start_in_arbiter(&arbiter.handle(), move |_| actor).recipient()
-            }
-        })
-        .collect();
-    if outputs.len() == 1 {
-        outputs.remove(0)
-    } else {
-        Fanout { outputs }.start().recipient()
-    }
+/// The queue, its sink workers and the correlator in front of them: the part of the
+/// pipeline the daemon and `import` share.
+pub struct Core {
+    pub queue: Addr<SpanQueue>,
+    pub correlator: Addr<Correlator>,
+    sink_names: Vec<String>,
+    sink_threads: Vec<Arbiter>,
+    queue_thread: Arbiter,
 }
 
-/// Hands each batch to every sink and answers once all have answered.
-struct Fanout {
-    outputs: Vec<Recipient<SpanBatch>>,
-}
+impl Core {
+    /// Opens the queue in `data_dir`, starts one worker per configured sink (stdout goes to
+    /// what `stdout` returns) and a correlator with the waiting entries of the last run.
+    pub async fn start(
+        config: &Config,
+        data_dir: &Path,
+        inputs: &[String],
+        live: bool,
+        stdout: impl Fn() -> Box<dyn std::io::Write + Send>,
+    ) -> Result<Core, AppError> {
+        let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
+        let mut store = QueueStore::open(data_dir, options)?;
+        let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+        store.set_sinks(&sink_names)?;
+        let (committed_tx, committed_rx) = watch::channel(store.stats().committed);
+        let queue_thread = Arbiter::new();
+        let queue = SpanQueue::start_in_arbiter(&queue_thread.handle(), move |_| {
+            SpanQueue::new(store, committed_tx)
+        });
 
-impl Actor for Fanout {
-    type Context = Context<Self>;
-}
+        let resource = resource(config);
+        let mut sink_threads = Vec::new();
+        for sink in &config.sinks {
+            let thread = Arbiter::new();
+            let worker = match sink.kind {
+                SinkKind::Stdout => SinkWorker::new(
+                    StdoutSink::with_writer(sink.name.clone(), resource.clone(), stdout()),
+                    sink.batch_size,
+                    sink.max_retry_delay,
+                    queue.clone(),
+                    committed_rx.clone(),
+                ),
+            };
+            thread.spawn(worker.run());
+            sink_threads.push(thread);
+        }
 
-impl Handler<SpanBatch> for Fanout {
-    type Result = ResponseFuture<Result<(), SinkError>>;
-
-    fn handle(&mut self, msg: SpanBatch, _: &mut Self::Context) -> Self::Result {
-        let sends: Vec<_> = self
-            .outputs
-            .iter()
-            .map(|o| o.send(SpanBatch(msg.0.clone())))
-            .collect();
-        Box::pin(async move {
-            let mut result = Ok(());
-            for send in sends {
-                match send.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => result = Err(err),
-                    Err(err) => error!(error = %err, "A sink is gone."),
+        let pending = queue
+            .send(LoadPending)
+            .await
+            .map_err(|_| AppError::QueueGone)??;
+        let mut restored = Vec::with_capacity(pending.len());
+        for (key, bytes) in pending {
+            match codec::decode_waiting(&bytes) {
+                Ok(entry) => restored.push(entry),
+                Err(err) => {
+                    warn!(key = ?key, error = %err, "Skipping a stored waiting entry that does not decode.")
                 }
             }
-            result
+        }
+        let mut correlator = Correlator::new(
+            correlator_settings(config),
+            inputs,
+            queue.clone(),
+            config.queue.flush_interval,
+            live,
+        );
+        correlator.restore(restored);
+        let correlator = correlator.start();
+        Ok(Core {
+            queue,
+            correlator,
+            sink_names,
+            sink_threads,
+            queue_thread,
         })
+    }
+
+    /// Commits everything the correlator holds; with `expire_all`, it first turns every
+    /// waiting entry into a span (end of an import).
+    pub async fn commit_all(&self, expire_all: bool) -> Result<correlate::Counts, MailboxError> {
+        if expire_all {
+            self.correlator.send(correlate::Finish).await
+        } else {
+            self.correlator.send(Drain).await
+        }
+    }
+
+    /// Waits until every sink has acknowledged every committed span; false on timeout.
+    pub async fn wait_delivered(&self, timeout: Duration) -> bool {
+        let done = async {
+            loop {
+                let Ok(stats) = self.queue.send(GetStats).await else {
+                    return;
+                };
+                let behind = stats
+                    .sinks
+                    .iter()
+                    .filter(|s| self.sink_names.contains(&s.name))
+                    .any(|s| s.cursor < stats.committed);
+                if !behind {
+                    return;
+                }
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        };
+        tokio::time::timeout(timeout, done).await.is_ok()
+    }
+
+    /// Stops the sink workers and closes the queue (flushing the manifest).
+    pub fn stop(self) {
+        for thread in &self.sink_threads {
+            thread.stop();
+        }
+        drop(self.queue);
+        drop(self.correlator);
+        self.queue_thread.stop();
     }
 }
 
@@ -134,6 +213,11 @@ pub async fn run(
     for input in &config.inputs {
         listeners.push(unix::bind(&input.path, input.mode)?);
     }
+    let names: Vec<String> = config.inputs.iter().map(|i| i.name.clone()).collect();
+    let core = Core::start(&config, &config.data_dir, &names, true, || {
+        Box::new(std::io::stdout())
+    })
+    .await?;
 
     let http = match (config.metrics.listen, metrics) {
         (Some(addr), Some(handle)) => Some(
@@ -149,14 +233,11 @@ pub async fn run(
         config.deadletter_max_bytes,
     )
     .start();
-    let output = start_sinks(&config, || Box::new(std::io::stdout()));
-    let names: Vec<String> = config.inputs.iter().map(|i| i.name.clone()).collect();
-    let correlator = Correlator::new(correlator_settings(&config), &names, output, true).start();
 
-    let readers: Vec<ArbiterHandle> = (0..std::thread::available_parallelism()
-        .map_or(1, usize::from))
-        .map(|_| Arbiter::new().handle())
+    let readers: Vec<Arbiter> = (0..std::thread::available_parallelism().map_or(1, usize::from))
+        .map(|_| Arbiter::new())
         .collect();
+    let reader_handles: Vec<ArbiterHandle> = readers.iter().map(Arbiter::handle).collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let mut ingests = Vec::new();
@@ -167,7 +248,7 @@ pub async fn run(
             prefix: input.prefix.clone(),
             max_line_bytes: input.max_line_bytes,
             limits: config.parse.limits(),
-            correlator: correlator.clone(),
+            correlator: core.correlator.clone(),
             deadletter: deadletter.clone(),
         };
         ingests.push(
@@ -175,7 +256,7 @@ pub async fn run(
                 input.path.clone(),
                 listener,
                 settings,
-                readers.clone(),
+                reader_handles.clone(),
                 stop_rx.clone(),
                 done_tx.clone(),
             )
@@ -207,22 +288,27 @@ pub async fn run(
     if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
         warn!(timeout = ?grace, "Connections did not finish in time.");
     }
-    match tokio::time::timeout(grace, correlator.send(Drain)).await {
-        Ok(Ok(counts)) => info!(
+    match core.commit_all(false).await {
+        Ok(counts) if counts.held > 0 => warn!(
+            spans = counts.held,
+            "The queue could not take these spans before exit; they are lost."
+        ),
+        Ok(counts) => info!(
             paired = counts.spans[0],
             response_missing = counts.spans[1],
             request_missing = counts.spans[2],
-            lost_pending = counts.pending,
-            "Stopped."
+            waiting = counts.pending,
+            "Committed; requests still waiting are kept for the next start."
         ),
-        Ok(Err(err)) => warn!(error = %err, "The correlator stopped before draining."),
-        Err(_) => {
-            warn!(timeout = ?grace, "Sinks did not drain in time; undelivered spans are lost.")
-        }
+        Err(err) => warn!(error = %err, "The correlator stopped before committing."),
+    }
+    if !core.wait_delivered(grace).await {
+        warn!(timeout = ?grace, "Sinks did not catch up in time; the rest is delivered after the next start.");
     }
     for reader in readers {
         reader.stop();
     }
+    core.stop();
     if let Some(http) = http {
         http.stop(true).await;
     }

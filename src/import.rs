@@ -3,8 +3,11 @@
 //!
 //! Files are read in the order of their first event's time, as one input with one event
 //! clock, so that rotated logs of one device pair across file boundaries. When the last
-//! file ends, every entry still waiting expires. Rejected lines go to the dead-letter file
-//! given on the command line, created only when the first one arrives.
+//! file ends, every entry still waiting expires. Spans go through a queue like the
+//! daemon's, in a fresh temporary data directory unless one is given (so an import never
+//! fights a running daemon for its lock), and the import ends once every sink has
+//! acknowledged every span. Rejected lines go to the dead-letter file given on the
+//! command line, created only when the first one arrives.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use crate::{
     app,
     config::Config,
-    correlate::{Correlator, Counts, Finish},
+    correlate::Counts,
     deadletter::DeadLetter,
     event::{Parsed, parse_line},
     listener::{Frame, Framer, LineCounts, LineHandler, unix::Delivery},
@@ -32,6 +35,8 @@ pub struct ImportOptions {
     /// Overrides the first input's `prefix`.
     pub prefix: Option<String>,
     pub deadletter: PathBuf,
+    /// Keep the queue here instead of in a temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// What an import did.
@@ -56,8 +61,12 @@ pub enum ImportError {
     },
     #[error("sinks did not acknowledge every span within import_timeout ({0:?})")]
     Timeout(std::time::Duration),
-    #[error("{0} spans could not be delivered to the sinks")]
+    #[error("{0} spans could not be committed to the queue")]
     Undelivered(u64),
+    #[error("temporary data directory: {0}")]
+    TempDir(std::io::Error),
+    #[error(transparent)]
+    App(#[from] app::AppError),
     #[error("the pipeline stopped unexpectedly: {0}")]
     Mailbox(#[from] MailboxError),
 }
@@ -88,14 +97,19 @@ pub async fn run(
     files.sort_by_key(|(time, _)| time.unwrap_or(i64::MAX));
     let files: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
 
-    let output = app::start_sinks(config, stdout);
-    let correlator = Correlator::new(
-        app::correlator_settings(config),
-        &[INPUT.to_owned()],
-        output,
-        false,
-    )
-    .start();
+    let temp;
+    let data_dir = match &options.data_dir {
+        Some(dir) => dir.as_path(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("auditspan-import-")
+                .tempdir()
+                .map_err(ImportError::TempDir)?;
+            temp.path()
+        }
+    };
+    let core = app::Core::start(config, data_dir, &[INPUT.to_owned()], false, stdout).await?;
+    let correlator = core.correlator.clone();
     let deadletter =
         DeadLetter::new(options.deadletter.clone(), config.deadletter_max_bytes).start();
 
@@ -132,13 +146,15 @@ pub async fn run(
     }
 
     delivery.settle().await;
-    let counts = tokio::time::timeout(config.import_timeout, correlator.send(Finish))
-        .await
-        .map_err(|_| ImportError::Timeout(config.import_timeout))??;
-    let dead_letters = lines.counts().invalid.iter().sum();
-    if counts.output_failures > 0 {
-        return Err(ImportError::Undelivered(counts.output_failures));
+    let counts = core.commit_all(true).await?;
+    if counts.held > 0 {
+        return Err(ImportError::Undelivered(counts.held));
     }
+    if !core.wait_delivered(config.import_timeout).await {
+        return Err(ImportError::Timeout(config.import_timeout));
+    }
+    core.stop();
+    let dead_letters = lines.counts().invalid.iter().sum();
     Ok(ImportSummary {
         files,
         lines: lines.counts(),

@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod attr;
+pub mod codec;
 pub mod config;
 pub mod correlate;
 pub mod deadletter;

@@ -146,6 +146,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         files: args.files,
         prefix: args.prefix,
         deadletter: args.deadletter,
+        data_dir: args.config.data_dir.clone(),
     };
     let summary = actix_rt::System::new().block_on(import::run(&config, options, || {
         Box::new(std::io::stdout())

@@ -11,6 +11,8 @@
 //! reports `auditspan_queue_disk_full` = 1 (or the error) and the correlator keeps its
 //! window and retries.
 
+use std::time::{Duration, Instant};
+
 use actix::prelude::*;
 use metrics::{Counter, Gauge};
 use tokio::sync::watch;
@@ -21,8 +23,18 @@ use crate::telemetry::metrics as m;
 
 /// Commit one window (see [`QueueStore::commit`]).
 #[derive(Message)]
-#[rtype(result = "Result<Committed, QueueError>")]
+#[rtype(result = "Result<Committed, AppendError>")]
 pub struct Append(pub Commit);
+
+/// A refused commit, handed back so that the caller can keep it and retry.
+#[derive(Debug)]
+pub struct AppendError {
+    pub error: QueueError,
+    pub commit: Commit,
+}
+
+/// How often a failed queue tries to reopen its database.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Up to `max` spans after sequence `after`, in order.
 #[derive(Message)]
@@ -64,8 +76,9 @@ pub struct Accepting;
 pub struct SpanQueue {
     store: QueueStore,
     committed: watch::Sender<u64>,
-    /// The last commit failed; reopen before the next.
-    failed: bool,
+    /// Since when the queue fails to write (a full disk, a sled error); it reopens the
+    /// database before a commit, at most every [`REOPEN_INTERVAL`].
+    failed: Option<Instant>,
     gauges: Gauges,
     dropped: Counter,
     corrupt: Counter,
@@ -94,7 +107,7 @@ impl SpanQueue {
         let mut queue = SpanQueue {
             store,
             committed,
-            failed: false,
+            failed: None,
             gauges: Gauges {
                 spans: m::queue_spans(),
                 bytes: m::queue_bytes(),
@@ -138,10 +151,10 @@ impl SpanQueue {
     }
 
     fn note_failure(&mut self, err: &QueueError) {
-        if !self.failed {
+        if self.failed.is_none() {
             error!(error = %err, "The queue cannot write; holding spans in memory and retrying.");
         }
-        self.failed = true;
+        self.failed = Some(Instant::now());
         self.gauges
             .disk_full
             .set(if err.is_disk_full() { 1.0 } else { 0.0 });
@@ -162,28 +175,34 @@ impl Actor for SpanQueue {
 }
 
 impl Handler<Append> for SpanQueue {
-    type Result = Result<Committed, QueueError>;
+    type Result = Result<Committed, AppendError>;
 
     fn handle(&mut self, msg: Append, _: &mut Self::Context) -> Self::Result {
-        if self.failed {
-            if let Err(err) = self.store.reopen() {
-                self.note_failure(&err);
-                return Err(err);
+        let commit = msg.0;
+        if let Some(since) = self.failed {
+            if since.elapsed() < REOPEN_INTERVAL {
+                let error = QueueError::Failed {
+                    path: self.store.path().to_owned(),
+                };
+                return Err(AppendError { error, commit });
             }
-            info!("The queue reopened its database and takes spans again.");
+            if let Err(error) = self.store.reopen() {
+                self.note_failure(&error);
+                return Err(AppendError { error, commit });
+            }
         }
-        match self.store.commit(&msg.0) {
+        match self.store.commit(&commit) {
             Ok(committed) => {
-                if self.failed {
-                    self.failed = false;
+                if self.failed.take().is_some() {
                     self.gauges.disk_full.set(0.0);
+                    info!("The queue writes again.");
                 }
                 self.record();
                 Ok(committed)
             }
-            Err(err) => {
-                self.note_failure(&err);
-                Err(err)
+            Err(error) => {
+                self.note_failure(&error);
+                Err(AppendError { error, commit })
             }
         }
     }
@@ -239,6 +258,6 @@ impl Handler<Accepting> for SpanQueue {
     type Result = bool;
 
     fn handle(&mut self, _: Accepting, _: &mut Self::Context) -> bool {
-        !self.failed && !self.store.is_full()
+        self.failed.is_none() && !self.store.is_full()
     }
 }

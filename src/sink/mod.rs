@@ -1,21 +1,24 @@
-//! Sinks: where spans go. Each sink is an actor that takes [`SpanBatch`]es
-//! (`crate::correlate::SpanBatch`) and answers once the batch is delivered.
+//! Sinks: where spans go. A [`Sink`] only encodes and sends a batch; its
+//! [`worker::SinkWorker`] owns the rest (cursor, batching, retries, acknowledgement).
 //!
-//! Only stdout exists so far; the durable queue will sit between the correlator and the
-//! sinks and drive them from per-sink cursors.
+//! Only stdout exists so far; OTLP, Zipkin and Honeycomb come next.
 
 pub mod stdout;
+pub mod worker;
 
-/// Why a sink could not deliver a batch.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Writing to the sink's output failed (e.g. stdout closed).
-    #[error("write to {sink} failed: {source}")]
-    Write {
-        sink: String,
-        #[source]
-        source: std::io::Error,
-    },
+use std::future::Future;
+
+use crate::span::Span;
+
+/// A backend. `export` delivers the batch or says which spans failed and why.
+pub trait Sink: Send + 'static {
+    /// The configured name: the key of the sink's cursor and its metric label.
+    fn name(&self) -> &str;
+
+    fn export(
+        &mut self,
+        spans: &[Span],
+    ) -> impl Future<Output = Result<(), worker::ExportFailure>> + Send;
 }
 
 /// The resource every span of this process carries (DESIGN "Span contract").

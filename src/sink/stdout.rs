@@ -8,18 +8,22 @@
 
 use std::io::Write;
 
-use actix::prelude::*;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::{Resource, SinkError};
+use super::{
+    Resource, Sink,
+    worker::{ExportFailure, FailureReason},
+};
 use crate::{
     attr::{AttrRef, Attributes},
-    correlate::SpanBatch,
     span::{Span, Status},
 };
 
 /// Writes spans to the process's stdout (or any writer, for tests and benches).
+///
+/// The write blocks while stdout is a full pipe; the sink runs on its own thread, so
+/// only this sink waits, and the queue keeps the spans meanwhile.
 pub struct StdoutSink {
     name: String,
     resource: Resource,
@@ -42,29 +46,26 @@ impl StdoutSink {
     }
 }
 
-impl Actor for StdoutSink {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Room for every batch the correlator may have in flight.
-        ctx.set_mailbox_capacity(crate::correlate::MAX_IN_FLIGHT * 2);
+impl Sink for StdoutSink {
+    fn name(&self) -> &str {
+        &self.name
     }
-}
 
-impl Handler<SpanBatch> for StdoutSink {
-    type Result = Result<(), SinkError>;
-
-    fn handle(&mut self, msg: SpanBatch, _: &mut Self::Context) -> Self::Result {
+    async fn export(&mut self, spans: &[Span]) -> Result<(), ExportFailure> {
         self.buf.clear();
-        for span in &msg.0 {
+        for span in spans {
             encode(span, &self.resource, &mut self.buf);
         }
+        // A failed write may have written part of the batch: all of it is retried, so a
+        // reader can see a few lines twice (at-least-once).
         self.out
             .write_all(&self.buf)
             .and_then(|()| self.out.flush())
-            .map_err(|source| SinkError::Write {
-                sink: self.name.clone(),
-                source,
+            .map_err(|err| ExportFailure {
+                reason: FailureReason::Connect,
+                message: err.to_string(),
+                failed: (0..spans.len()).collect(),
+                retry_after: None,
             })
     }
 }

@@ -20,8 +20,9 @@ use tracing::{error, info, warn};
 
 use super::Sink;
 use crate::{
+    codec::decode_span,
     queue::actor::{Ack, Cursor, Read, SpanQueue},
-    span::{Span, decode},
+    span::Span,
     telemetry::metrics as m,
 };
 
@@ -106,7 +107,14 @@ impl<S: Sink> SinkWorker<S> {
         };
         info!(sink = %self.name, cursor, "Sink started.");
         loop {
-            let batch = match self.queue.send(Read { after: cursor, max: self.batch_size }).await {
+            let batch = match self
+                .queue
+                .send(Read {
+                    after: cursor,
+                    max: self.batch_size,
+                })
+                .await
+            {
                 Ok(Ok(batch)) => batch,
                 Ok(Err(err)) => {
                     warn!(sink = %self.name, error = %err, "Reading the queue failed; retrying.");
@@ -127,7 +135,14 @@ impl<S: Sink> SinkWorker<S> {
             };
             let spans = self.decode(batch);
             self.deliver(&spans).await;
-            match self.queue.send(Ack { sink: self.name.clone(), seq: last }).await {
+            match self
+                .queue
+                .send(Ack {
+                    sink: self.name.clone(),
+                    seq: last,
+                })
+                .await
+            {
                 Ok(Ok(())) => cursor = last,
                 Ok(Err(err)) => {
                     error!(sink = %self.name, error = %err, "Acknowledging to the queue failed; the batch will be sent again.");
@@ -144,7 +159,7 @@ impl<S: Sink> SinkWorker<S> {
     fn decode(&self, batch: Vec<(u64, Vec<u8>)>) -> Vec<Span> {
         batch
             .into_iter()
-            .filter_map(|(seq, bytes)| match decode(&bytes) {
+            .filter_map(|(seq, bytes)| match decode_span(&bytes) {
                 Ok(span) => Some(span),
                 Err(err) => {
                     error!(sink = %self.name, seq, error = %err, "Skipping a span that does not decode.");
@@ -170,7 +185,13 @@ impl<S: Sink> SinkWorker<S> {
             self.exported.increment(delivered as u64);
             m::sink_failed(&self.name, failure.reason.as_str()).increment(1);
             if failure.failed.len() < current.len() {
-                current = Cow::Owned(failure.failed.iter().filter_map(|&i| current.get(i).cloned()).collect());
+                current = Cow::Owned(
+                    failure
+                        .failed
+                        .iter()
+                        .filter_map(|&i| current.get(i).cloned())
+                        .collect(),
+                );
             }
             let delay = delays
                 .next()

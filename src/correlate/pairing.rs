@@ -1,45 +1,29 @@
-//! The correlator: pairs each request event with its response by `request.id` and turns
-//! the pair into a [`Span`] (DESIGN "Span contract").
-//!
-//! [`Pairing`] is the pure state machine; [`Correlator`] is the actor around it that
-//! records metrics and hands finished spans, in order, to one span output address.
+//! The pairing state machine: requests and responses in, spans out (DESIGN "Span
+//! contract"). Time comes in as arguments, so tests and `import` are deterministic.
 //!
 //! Invariants:
 //! - An id is waiting at most once: a second request (or response) for a waiting id is a
-//!   duplicate and dropped, and so is any event for an id paired within `pair_timeout`.
+//!   duplicate and dropped, and so is any event for an id paired within `pair_timeout`
+//!   (remembered in memory only: a repeat that straddles a restart is not recognised).
 //! - A waiting entry expires when its input's newest event time passes the entry's time +
 //!   `pair_timeout`, or, on a live input, when `pair_timeout` has passed on the wall clock
 //!   since it arrived. Each input has its own event clock, so a device with a skewed clock
 //!   or an old file never expires another input's entries.
-//! - Spans leave in the order they were made; at most [`MAX_IN_FLIGHT`] batches are
-//!   offered to the output at once, and the correlator stops taking events while they are
-//!   all outstanding, so a slow output slows the listeners instead of growing memory.
-//! - Until the durable queue keeps them, entries still waiting at shutdown are lost.
+//! - Persistence is incremental: [`Pairing::persist`] hands out the entries that arrived
+//!   since its last call and are still waiting, and the persisted entries answered or
+//!   expired since. A pair that completes between two calls never reaches the disk.
 
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, HashSet, VecDeque},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
     time::{Duration, Instant},
 };
-
-use actix::prelude::*;
-use metrics::{Counter, Gauge};
-use tokio::sync::Semaphore;
-use tracing::{error, warn};
 
 use crate::{
     attr::Attributes,
     event::{AuditEvent, EventKind},
     span::{self, Outcome, Span, Status},
-    telemetry::metrics as m,
 };
-
-/// Batches offered to the span output and not yet answered, at most.
-pub const MAX_IN_FLIGHT: usize = 4;
 
 /// Index of an input in the order the correlator was told about them.
 pub type InputId = usize;
@@ -53,12 +37,23 @@ pub struct Settings {
     pub max_span_bytes: usize,
 }
 
+/// Wall clock now, nanoseconds since the epoch.
+fn now_unix_nano() -> i64 {
+    i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
+}
+
 /// The key of an id in the maps: the UUID's bytes, or 16 bytes of SHA-256 for other ids.
-type IdKey = [u8; 16];
+pub type IdKey = [u8; 16];
 
 struct Waiting {
     event: AuditEvent,
     seq: u64,
+    input: InputId,
+    /// Wall clock at arrival, nanoseconds since the epoch (stored with the entry, so that
+    /// its wall-clock expiry continues across a restart).
+    arrived_unix_nano: i64,
+    /// Whether a commit has stored it (its removal must then be committed too).
+    persisted: bool,
 }
 
 /// What happened to one event.
@@ -95,6 +90,10 @@ pub struct Pairing {
     arrivals: VecDeque<(Instant, u64, IdKey)>,
     next_seq: u64,
     truncations: SpanTruncations,
+    /// Entries inserted since the last [`Pairing::persist`] (stale ones are skipped there).
+    added: Vec<(IdKey, u64)>,
+    /// Persisted entries answered or expired since the last [`Pairing::persist`].
+    unpersisted: Vec<IdKey>,
 }
 
 impl Pairing {
@@ -111,6 +110,8 @@ impl Pairing {
             arrivals: VecDeque::new(),
             next_seq: 0,
             truncations: SpanTruncations::default(),
+            added: Vec::new(),
+            unpersisted: Vec::new(),
         }
     }
 
@@ -146,7 +147,7 @@ impl Pairing {
         match self.waiting.get(&key) {
             Some(w) if w.event.kind == event.kind => Step::Duplicate,
             Some(_) => {
-                let partner = self.waiting.remove(&key).map(|w| w.event);
+                let partner = self.remove(&key).map(|w| w.event);
                 let (request, response) = match (event.kind, partner) {
                     (EventKind::Request, Some(response)) => (event, response),
                     (EventKind::Response, Some(request)) => (request, event),
@@ -156,21 +157,96 @@ impl Pairing {
                 Step::Span(Box::new(self.build(Some(request), Some(response))))
             }
             None => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.deadlines[input].push(Reverse((
-                    time.saturating_add(self.timeout_nanos),
-                    seq,
-                    key,
-                )));
-                if let Some(arrived) = arrived {
-                    self.arrivals
-                        .push_back((arrived + self.settings.pair_timeout, seq, key));
-                }
-                self.waiting.insert(key, Waiting { event, seq });
+                self.insert(input, key, event, arrived, now_unix_nano(), false);
                 Step::Waiting
             }
         }
+    }
+
+    fn insert(
+        &mut self,
+        input: InputId,
+        key: IdKey,
+        event: AuditEvent,
+        arrived: Option<Instant>,
+        arrived_unix_nano: i64,
+        persisted: bool,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let deadline = event.time_unix_nano.saturating_add(self.timeout_nanos);
+        self.deadlines[input].push(Reverse((deadline, seq, key)));
+        if let Some(arrived) = arrived {
+            let deadline = arrived + self.settings.pair_timeout;
+            // Live arrivals come in order; restored ones may not, and must not hide behind a
+            // later deadline (at the end when they are in order, so this stays cheap).
+            let at = self.arrivals.partition_point(|(d, _, _)| *d <= deadline);
+            self.arrivals.insert(at, (deadline, seq, key));
+        }
+        if !persisted {
+            self.added.push((key, seq));
+        }
+        let waiting = Waiting {
+            event,
+            seq,
+            input,
+            arrived_unix_nano,
+            persisted,
+        };
+        self.waiting.insert(key, waiting);
+    }
+
+    fn remove(&mut self, key: &IdKey) -> Option<Waiting> {
+        let w = self.waiting.remove(key)?;
+        if w.persisted {
+            self.unpersisted.push(*key);
+        }
+        Some(w)
+    }
+
+    /// Puts back an entry an earlier run persisted. `live` inputs also expire it on the
+    /// wall clock, counting from when it first arrived: one that is overdue expires at the
+    /// next [`Pairing::expire`].
+    pub fn restore(
+        &mut self,
+        input: InputId,
+        event: AuditEvent,
+        arrived_unix_nano: i64,
+        live: bool,
+    ) {
+        self.ensure_input(input);
+        let key = span::trace_id_for(&event.id);
+        if self.waiting.contains_key(&key) {
+            return;
+        }
+        if event.time_unix_nano > self.clocks[input] {
+            self.clocks[input] = event.time_unix_nano;
+        }
+        let arrived = live.then(|| {
+            let age = u64::try_from(now_unix_nano().saturating_sub(arrived_unix_nano)).unwrap_or(0);
+            let now = Instant::now();
+            now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
+        });
+        self.insert(input, key, event, arrived, arrived_unix_nano, true);
+    }
+
+    /// Hands each entry inserted since the last call and still unpersisted to `put` (key,
+    /// input, arrival, event) and marks it persisted; returns the keys of persisted entries
+    /// that left since the last call. A commit stores both, atomically.
+    pub fn persist(
+        &mut self,
+        mut put: impl FnMut(&IdKey, InputId, i64, &AuditEvent),
+    ) -> Vec<IdKey> {
+        for (key, seq) in std::mem::take(&mut self.added) {
+            if let Some(w) = self.waiting.get_mut(&key)
+                && w.seq == seq
+                && !w.persisted
+            {
+                w.persisted = true;
+                put(&key, w.input, w.arrived_unix_nano, &w.event);
+            }
+        }
+        std::mem::take(&mut self.unpersisted)
     }
 
     fn remember_paired(&mut self, input: InputId, key: IdKey, time: i64) {
@@ -232,7 +308,7 @@ impl Pairing {
         if self.waiting.get(&key).is_none_or(|w| w.seq != seq) {
             return;
         }
-        let Some(w) = self.waiting.remove(&key) else {
+        let Some(w) = self.remove(&key) else {
             return;
         };
         let span = match w.event.kind {
@@ -378,247 +454,6 @@ fn merge_attributes(attributes: &mut Attributes, secondary: &Attributes, max: us
     beyond.len() + refused
 }
 
-/// Spans handed to the span output, in the order they were made.
-#[derive(Message)]
-#[rtype(result = "Result<(), crate::sink::SinkError>")]
-pub struct SpanBatch(pub Vec<Span>);
-
-/// Events from one input, in the order they were read.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Ingest {
-    pub input: InputId,
-    pub events: Vec<AuditEvent>,
-}
-
-/// Expire everything still waiting and wait until every span made so far has been
-/// answered by the output (end of `import`).
-#[derive(Message)]
-#[rtype(result = "Counts")]
-pub struct Finish;
-
-/// Wait until every span made so far has been answered by the output (shutdown).
-#[derive(Message)]
-#[rtype(result = "Counts")]
-pub struct Drain;
-
-/// What the correlator did since it started.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub spans: [u64; 3],
-    pub duplicates: u64,
-    /// Spans the output answered with an error (lost until the queue keeps them).
-    pub output_failures: u64,
-    pub pending: u64,
-}
-
-/// The correlator actor.
-pub struct Correlator {
-    pairing: Pairing,
-    output: Recipient<SpanBatch>,
-    in_flight: Arc<Semaphore>,
-    /// Live inputs expire on the wall clock too; `import` is not live.
-    live: bool,
-    outbox: Vec<Span>,
-    counts: Counts,
-    output_failures: Arc<AtomicU64>,
-    /// Per input: `events_ignored_total{reason="duplicate"}`.
-    duplicates: Vec<Counter>,
-    spans_created: [Counter; 3],
-    truncated_attributes: Counter,
-    truncated_span_bytes: Counter,
-    pending_gauge: Gauge,
-}
-
-impl Correlator {
-    /// `inputs` are the input names, indexed by [`InputId`].
-    pub fn new(
-        settings: Settings,
-        inputs: &[String],
-        output: Recipient<SpanBatch>,
-        live: bool,
-    ) -> Self {
-        Correlator {
-            pairing: Pairing::new(settings),
-            output,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            live,
-            outbox: Vec::new(),
-            counts: Counts::default(),
-            output_failures: Arc::new(AtomicU64::new(0)),
-            duplicates: inputs
-                .iter()
-                .map(|i| m::events_ignored(i, "duplicate"))
-                .collect(),
-            spans_created: Outcome::ALL.map(m::spans_created),
-            truncated_attributes: m::attributes_truncated("attributes"),
-            truncated_span_bytes: m::attributes_truncated("span_bytes"),
-            pending_gauge: m::correlator_pending(),
-        }
-    }
-
-    fn tick_interval(&self) -> Duration {
-        (self.pairing.settings.pair_timeout / 10)
-            .clamp(Duration::from_millis(10), Duration::from_secs(1))
-    }
-
-    fn record(&mut self, span: Span) {
-        let i = Outcome::ALL
-            .iter()
-            .position(|o| *o == span.outcome)
-            .unwrap_or(0);
-        self.counts.spans[i] += 1;
-        self.spans_created[i].increment(1);
-        self.outbox.push(span);
-    }
-
-    fn expire(&mut self, all: bool) {
-        let mut expired = Vec::new();
-        if all {
-            self.pairing.expire_all(&mut expired);
-        } else {
-            self.pairing
-                .expire(self.live.then(Instant::now), &mut expired);
-        }
-        for span in expired {
-            self.record(span);
-        }
-    }
-
-    fn account(&mut self) {
-        let t = self.pairing.take_truncations();
-        if t.attributes > 0 {
-            self.truncated_attributes.increment(t.attributes);
-        }
-        if t.span_bytes > 0 {
-            self.truncated_span_bytes.increment(t.span_bytes);
-        }
-        self.pending_gauge.set(self.pairing.pending() as f64);
-    }
-
-    /// Offers the outbox to the output. The returned future finishes once the batch is in
-    /// the output's mailbox, which is when fewer than `MAX_IN_FLIGHT` batches are
-    /// unanswered; run it with `ctx.wait` so that no other message overtakes it.
-    fn ship(&mut self) -> Option<ResponseActFuture<Self, ()>> {
-        self.account();
-        if self.outbox.is_empty() {
-            return None;
-        }
-        let batch = std::mem::take(&mut self.outbox);
-        let output = self.output.clone();
-        let in_flight = Arc::clone(&self.in_flight);
-        let failures = Arc::clone(&self.output_failures);
-        let fut = async move {
-            let Ok(permit) = in_flight.acquire_owned().await else {
-                return;
-            };
-            let count = batch.len() as u64;
-            // `send` queues synchronously, so batches reach the output in order.
-            let answer = output.send(SpanBatch(batch));
-            actix::spawn(async move {
-                let failure = match answer.await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(err)) => Some(err.to_string()),
-                    Err(err) => Some(err.to_string()),
-                };
-                if let Some(err) = failure {
-                    error!(error = %err, spans = count, "Span output failed; spans lost.");
-                    failures.fetch_add(count, Ordering::Relaxed);
-                }
-                drop(permit);
-            });
-        };
-        Some(Box::pin(fut.into_actor(self)))
-    }
-
-    /// Waits until every batch offered so far has been answered.
-    fn settle(&self) -> impl Future<Output = ()> + use<> {
-        let in_flight = Arc::clone(&self.in_flight);
-        async move {
-            // Taking every permit means no batch is outstanding.
-            drop(in_flight.acquire_many(MAX_IN_FLIGHT as u32).await);
-        }
-    }
-}
-
-impl Actor for Correlator {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64);
-        let interval = self.tick_interval();
-        ctx.run_interval(interval, |act, ctx| {
-            act.expire(false);
-            if let Some(fut) = act.ship() {
-                ctx.wait(fut);
-            }
-        });
-    }
-}
-
-impl Handler<Ingest> for Correlator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) {
-        let arrived = self.live.then(Instant::now);
-        for event in msg.events {
-            match self.pairing.ingest(msg.input, event, arrived) {
-                Step::Waiting => {}
-                Step::Span(span) => self.record(*span),
-                Step::Duplicate => {
-                    self.counts.duplicates += 1;
-                    if let Some(c) = self.duplicates.get(msg.input) {
-                        c.increment(1);
-                    }
-                }
-            }
-        }
-        self.expire(false);
-        if let Some(fut) = self.ship() {
-            ctx.wait(fut);
-        }
-    }
-}
-
-impl Handler<Finish> for Correlator {
-    type Result = ResponseActFuture<Self, Counts>;
-
-    fn handle(&mut self, _: Finish, ctx: &mut Self::Context) -> Self::Result {
-        self.expire(true);
-        if let Some(fut) = self.ship() {
-            ctx.wait(fut);
-        }
-        self.settled_counts()
-    }
-}
-
-impl Handler<Drain> for Correlator {
-    type Result = ResponseActFuture<Self, Counts>;
-
-    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(fut) = self.ship() {
-            ctx.wait(fut);
-        }
-        if self.pairing.pending() > 0 {
-            warn!(
-                pending = self.pairing.pending(),
-                "Entries still waiting for their partner are lost at shutdown."
-            );
-        }
-        self.settled_counts()
-    }
-}
-
-impl Correlator {
-    fn settled_counts(&self) -> ResponseActFuture<Self, Counts> {
-        Box::pin(self.settle().into_actor(self).map(|(), act, _| Counts {
-            pending: act.pairing.pending() as u64,
-            output_failures: act.output_failures.load(Ordering::Relaxed),
-            ..act.counts
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,6 +514,49 @@ mod tests {
 
     fn attr(span: &Span, key: &str) -> Option<AttrValue> {
         span.attributes.get(key).map(|v| v.to_value())
+    }
+
+    fn persisted(p: &mut Pairing) -> (Vec<String>, Vec<IdKey>) {
+        let mut put = Vec::new();
+        let removed = p.persist(|_, _, _, e| put.push(e.id.clone()));
+        (put, removed)
+    }
+
+    #[test]
+    fn persistence_is_incremental_and_pairs_within_a_window_never_persist() {
+        let mut p = Pairing::new(settings());
+        p.ingest(0, req("quick", 1_000), None);
+        span(p.ingest(0, resp("quick", 1_001), None));
+        p.ingest(0, req("slow", 1_000), None);
+        assert_eq!(persisted(&mut p), (vec!["slow".to_owned()], vec![]));
+        assert_eq!(persisted(&mut p), (vec![], vec![]), "nothing new");
+        span(p.ingest(0, resp("slow", 1_500), None));
+        assert_eq!(
+            persisted(&mut p),
+            (vec![], vec![span::trace_id_for("slow")])
+        );
+    }
+
+    #[test]
+    fn restored_entries_pair_and_expire() {
+        let mut p = Pairing::new(settings());
+        p.restore(0, req("before-restart", 1_000), now_unix_nano(), true);
+        assert_eq!(p.pending(), 1);
+        let s = span(p.ingest(0, resp("before-restart", 1_020), None));
+        assert_eq!(s.outcome, Outcome::Paired);
+        assert_eq!(s.duration_nanos(), 20 * MS);
+        assert_eq!(
+            persisted(&mut p).1,
+            vec![span::trace_id_for("before-restart")]
+        );
+
+        // Arrived long ago on the wall clock: overdue at once after the restart.
+        let old = now_unix_nano() - 60_000 * MS;
+        p.restore(0, req("expired-while-down", 1_000), old, true);
+        let mut out = Vec::new();
+        p.expire(Some(Instant::now()), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].outcome, Outcome::ResponseMissing);
     }
 
     #[test]

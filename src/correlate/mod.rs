@@ -1,0 +1,370 @@
+//! The correlator actor: pairs each request with its response ([`pairing`]) and commits
+//! what it made to the durable queue in group-commit windows (DESIGN "Queue").
+//!
+//! Every `queue.flush_interval` (or sooner, once [`WINDOW_SPANS`] spans are ready) it sends
+//! the queue ONE [`Append`]: the spans completed in the window, the waiting entries that
+//! arrived in it and are still waiting, and the removals of persisted entries answered or
+//! expired since. Only one commit is in flight; the next window gathers while it runs.
+//!
+//! Invariants:
+//! - Spans reach the queue in the order they were made, and a span reaches a sink only
+//!   after the queue flushed it.
+//! - A request whose response has not come is on disk after the first commit that follows
+//!   its arrival, so a restart loses it only within one window (DESIGN invariant 3).
+//! - Back-pressure: while a commit is running and [`WINDOW_SPANS`] more spans are ready,
+//!   the correlator answers a listener's batch only once that commit is done; under
+//!   `overflow = "block"` only once the queue takes spans again. Listeners keep one batch
+//!   in flight, so they then stop reading, which in turn slows Vault.
+//! - A commit that fails (full disk, sled error) is kept and retried with the next window;
+//!   past [`MAX_HELD_SPANS`] held spans the oldest are dropped and counted in
+//!   `queue_dropped_spans_total`, so memory stays bounded while the disk is full.
+
+pub mod pairing;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use metrics::{Counter, Gauge};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+pub use pairing::{InputId, Pairing, Settings, Step};
+
+use crate::{
+    codec,
+    event::AuditEvent,
+    queue::{
+        Commit,
+        actor::{Accepting, Append, SpanQueue},
+    },
+    span::{Outcome, Span},
+    telemetry::metrics as m,
+};
+
+/// Spans that make a window commit before its interval is over.
+pub const WINDOW_SPANS: usize = 2048;
+
+/// Spans kept in memory while the queue cannot write, at most.
+pub const MAX_HELD_SPANS: usize = 200_000;
+
+/// How often a blocked correlator asks the queue whether it takes spans again.
+const BLOCKED_POLL: Duration = Duration::from_millis(50);
+
+/// Events from one input, in the order they were read.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ingest {
+    pub input: InputId,
+    pub events: Vec<AuditEvent>,
+}
+
+/// Expire everything still waiting, commit, and answer once the queue has it all (end of
+/// `import`).
+#[derive(Message)]
+#[rtype(result = "Counts")]
+pub struct Finish;
+
+/// Commit every span and every waiting entry, and answer once the queue has them
+/// (shutdown).
+#[derive(Message)]
+#[rtype(result = "Counts")]
+pub struct Drain;
+
+/// What the correlator did since it started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub spans: [u64; 3],
+    pub duplicates: u64,
+    /// Entries waiting for their partner (on disk after a [`Drain`]).
+    pub pending: u64,
+    /// Spans held in memory because the queue could not take them (lost at exit).
+    pub held: u64,
+}
+
+/// The correlator actor.
+pub struct Correlator {
+    pairing: Pairing,
+    queue: Addr<SpanQueue>,
+    /// Input names, by [`InputId`], stored with waiting entries.
+    inputs: Vec<String>,
+    /// Live inputs expire on the wall clock too; `import` is not live.
+    live: bool,
+    flush_interval: Duration,
+    /// Spans of the current window.
+    outbox: Vec<Span>,
+    /// A commit the queue refused, retried (with newer windows appended) at the next one.
+    held: Option<Commit>,
+    /// One permit: held by the commit in flight.
+    committing: Arc<Semaphore>,
+    /// `overflow = "block"` and the queue said it is full.
+    blocked: bool,
+    counts: Counts,
+    duplicates: Vec<Counter>,
+    spans_created: [Counter; 3],
+    truncated_attributes: Counter,
+    truncated_span_bytes: Counter,
+    dropped: Counter,
+    pending_gauge: Gauge,
+}
+
+impl Correlator {
+    /// `inputs` are the input names, indexed by [`InputId`].
+    pub fn new(
+        settings: Settings,
+        inputs: &[String],
+        queue: Addr<SpanQueue>,
+        flush_interval: Duration,
+        live: bool,
+    ) -> Self {
+        Correlator {
+            pairing: Pairing::new(settings),
+            queue,
+            inputs: inputs.to_vec(),
+            live,
+            flush_interval,
+            outbox: Vec::new(),
+            held: None,
+            committing: Arc::new(Semaphore::new(1)),
+            blocked: false,
+            counts: Counts::default(),
+            duplicates: inputs
+                .iter()
+                .map(|i| m::events_ignored(i, "duplicate"))
+                .collect(),
+            spans_created: Outcome::ALL.map(m::spans_created),
+            truncated_attributes: m::attributes_truncated("attributes"),
+            truncated_span_bytes: m::attributes_truncated("span_bytes"),
+            dropped: m::queue_dropped_spans(),
+            pending_gauge: m::correlator_pending(),
+        }
+    }
+
+    /// Puts back the waiting entries an earlier run committed. Entries of an input no
+    /// longer configured join the first input.
+    pub fn restore(&mut self, mut entries: Vec<codec::WaitingEntry>) {
+        let count = entries.len();
+        entries.sort_by_key(|e| e.arrived_unix_nano);
+        for entry in entries {
+            let input = self
+                .inputs
+                .iter()
+                .position(|i| *i == entry.input)
+                .unwrap_or(0);
+            self.pairing
+                .restore(input, entry.event, entry.arrived_unix_nano, self.live);
+        }
+        if count > 0 {
+            info!(
+                entries = count,
+                "Restored the requests that were waiting for their response."
+            );
+        }
+        // They are on disk already; what persist() reports now is only their removals.
+        self.pending_gauge.set(self.pairing.pending() as f64);
+    }
+
+    fn record(&mut self, span: Span) {
+        let i = Outcome::ALL
+            .iter()
+            .position(|o| *o == span.outcome)
+            .unwrap_or(0);
+        self.counts.spans[i] += 1;
+        self.spans_created[i].increment(1);
+        self.outbox.push(span);
+    }
+
+    fn expire(&mut self, all: bool) {
+        let mut expired = Vec::new();
+        if all {
+            self.pairing.expire_all(&mut expired);
+        } else {
+            self.pairing
+                .expire(self.live.then(Instant::now), &mut expired);
+        }
+        for span in expired {
+            self.record(span);
+        }
+    }
+
+    fn account(&mut self) {
+        let t = self.pairing.take_truncations();
+        if t.attributes > 0 {
+            self.truncated_attributes.increment(t.attributes);
+        }
+        if t.span_bytes > 0 {
+            self.truncated_span_bytes.increment(t.span_bytes);
+        }
+        self.pending_gauge.set(self.pairing.pending() as f64);
+    }
+
+    /// Builds the window's commit: held spans first, then this window's, then the waiting
+    /// entries' changes.
+    fn take_window(&mut self) -> Commit {
+        let mut commit = self.held.take().unwrap_or_default();
+        commit.spans.reserve(self.outbox.len());
+        for span in self.outbox.drain(..) {
+            let mut bytes = Vec::with_capacity(1024);
+            codec::encode_span(&span, &mut bytes);
+            commit.spans.push(bytes);
+        }
+        let inputs = &self.inputs;
+        let mut puts = Vec::new();
+        let removed = self.pairing.persist(|key, input, arrived, event| {
+            let mut bytes = Vec::with_capacity(1024);
+            let name = inputs.get(input).map_or("", String::as_str);
+            codec::encode_waiting(name, arrived, event, &mut bytes);
+            puts.push((key.to_vec(), bytes));
+        });
+        commit.pending_put.extend(puts);
+        commit
+            .pending_remove
+            .extend(removed.iter().map(|k| k.to_vec()));
+        commit
+    }
+
+    /// Starts a commit of the current window unless one is running.
+    fn commit(&mut self, ctx: &mut Context<Self>) {
+        self.account();
+        let Ok(permit) = Arc::clone(&self.committing).try_acquire_owned() else {
+            return;
+        };
+        let commit = self.take_window();
+        if commit.spans.is_empty()
+            && commit.pending_put.is_empty()
+            && commit.pending_remove.is_empty()
+        {
+            return;
+        }
+        let send = self.queue.send(Append(commit));
+        ctx.spawn(send.into_actor(self).map(move |result, act, ctx| {
+            drop(permit);
+            match result {
+                Ok(Ok(committed)) => {
+                    act.blocked = committed.full;
+                    if act.outbox.len() >= WINDOW_SPANS {
+                        act.commit(ctx);
+                    }
+                }
+                Ok(Err(failed)) => act.hold(failed.commit),
+                Err(_) => error!("The queue is gone; spans are lost."),
+            }
+        }));
+    }
+
+    /// Keeps a refused commit for the next window, dropping the oldest spans beyond
+    /// [`MAX_HELD_SPANS`].
+    fn hold(&mut self, mut commit: Commit) {
+        if commit.spans.len() > MAX_HELD_SPANS {
+            let excess = commit.spans.len() - MAX_HELD_SPANS;
+            commit.spans.drain(..excess);
+            self.dropped.increment(excess as u64);
+            warn!(
+                dropped = excess,
+                "The queue cannot write; dropped the oldest spans held in memory."
+            );
+        }
+        self.held = Some(commit);
+    }
+
+    /// Waits until the commit in flight is done.
+    fn settle(&self) -> impl ActorFuture<Self, Output = ()> + use<> {
+        let committing = Arc::clone(&self.committing);
+        async move {
+            drop(committing.acquire().await);
+        }
+        .into_actor(self)
+    }
+
+    /// Waits until the queue takes spans again (`overflow = "block"`).
+    fn wait_unblocked(&self) -> impl ActorFuture<Self, Output = ()> + use<> {
+        let queue = self.queue.clone();
+        async move {
+            while let Ok(false) = queue.send(Accepting).await {
+                tokio::time::sleep(BLOCKED_POLL).await;
+            }
+        }
+        .into_actor(self)
+        .map(|(), act: &mut Self, _| act.blocked = false)
+    }
+
+    /// Commits everything (the held commit, the window, every waiting entry) and answers
+    /// with the counts once the queue has it, retrying while the queue refuses.
+    fn flush_all(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Counts> {
+        self.commit(ctx);
+        Box::pin(self.settle().then(|(), act, ctx| {
+            // What gathered while the last window committed, and anything held.
+            act.commit(ctx);
+            act.settle().map(|(), act, _| Counts {
+                pending: act.pairing.pending() as u64,
+                held: act.held.as_ref().map_or(0, |c| c.spans.len() as u64),
+                ..act.counts
+            })
+        }))
+    }
+}
+
+impl Actor for Correlator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        ctx.run_interval(self.flush_interval, |act, ctx| {
+            act.expire(false);
+            act.commit(ctx);
+        });
+    }
+}
+
+impl Handler<Ingest> for Correlator {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// Answers once the events are taken, or, when a whole window waits behind a running
+    /// commit (or the queue blocks), only once that is over: the listener holds its next
+    /// batch until then. (Not `ctx.wait`: that would also stop the commit's own answer.)
+    fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) -> Self::Result {
+        let arrived = self.live.then(Instant::now);
+        for event in msg.events {
+            match self.pairing.ingest(msg.input, event, arrived) {
+                Step::Waiting => {}
+                Step::Span(span) => self.record(*span),
+                Step::Duplicate => {
+                    self.counts.duplicates += 1;
+                    if let Some(c) = self.duplicates.get(msg.input) {
+                        c.increment(1);
+                    }
+                }
+            }
+        }
+        self.expire(false);
+        if self.outbox.len() >= WINDOW_SPANS {
+            self.commit(ctx);
+        }
+        if self.blocked {
+            return Box::pin(self.wait_unblocked());
+        }
+        if self.outbox.len() >= WINDOW_SPANS {
+            return Box::pin(self.settle().map(|(), act, ctx| act.commit(ctx)));
+        }
+        Box::pin(actix::fut::ready(()))
+    }
+}
+
+impl Handler<Finish> for Correlator {
+    type Result = ResponseActFuture<Self, Counts>;
+
+    fn handle(&mut self, _: Finish, ctx: &mut Self::Context) -> Self::Result {
+        self.expire(true);
+        self.flush_all(ctx)
+    }
+}
+
+impl Handler<Drain> for Correlator {
+    type Result = ResponseActFuture<Self, Counts>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.flush_all(ctx)
+    }
+}
