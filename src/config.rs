@@ -52,7 +52,7 @@
 //! max_depth = 32                 # 1..=128; deeper subtrees become one JSON-text attribute
 //! max_attributes = 256           # attributes past this many are dropped
 //! max_value_bytes = "4KiB"       # longer values are cut; at most max_span_bytes
-//! max_span_bytes = "256KiB"      # per span; the largest values are truncated first
+//! max_span_bytes = "256KiB"      # per span; the largest values are truncated first; ≤ 384KiB
 //!
 //! [correlate]
 //! pair_timeout = "10s"           # a half still unpaired after this becomes a span on its own
@@ -116,6 +116,9 @@ const DEFAULT_MAX_ATTRIBUTES: usize = 256;
 const DEFAULT_MAX_VALUE_BYTES: usize = 4 * KIB as usize;
 const DEFAULT_MAX_SPAN_BYTES: usize = 256 * KIB as usize;
 const DEFAULT_SINK_BATCH_SIZE: usize = 512;
+/// Largest `parse.max_span_bytes`: a span's attributes plus its other fields must stay under
+/// the queue's `MAX_SPAN_BYTES` (448 KiB).
+const MAX_SPAN_BYTES_LIMIT: usize = 384 << 10;
 /// Largest `batch_size`: a batch is read from the queue and held in memory at once.
 const MAX_SINK_BATCH_SIZE: i64 = 100_000;
 const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -1030,11 +1033,21 @@ impl Ctx<'_> {
             "parse.max_value_bytes",
             defaults.max_value_bytes,
         )?;
+        let span_span = raw.max_span_bytes.as_ref().map(|v| v.span());
         let max_span_bytes = self.size_usize(
             raw.max_span_bytes,
             "parse.max_span_bytes",
             defaults.max_span_bytes,
         )?;
+        if max_span_bytes > MAX_SPAN_BYTES_LIMIT {
+            return Err(self.invalid(
+                span_span,
+                "parse.max_span_bytes",
+                format!(
+                    "{max_span_bytes} bytes is more than {MAX_SPAN_BYTES_LIMIT} bytes (384 KiB), the largest span the queue stores"
+                ),
+            ));
+        }
         if max_value_bytes > max_span_bytes {
             return Err(self.invalid(
                 value_span,
@@ -1406,7 +1419,7 @@ mode = "640"
 max_depth = 16
 max_attributes = 1000
 max_value_bytes = "8KiB"
-max_span_bytes = "1 MiB"
+max_span_bytes = "300KiB"
 
 [correlate]
 pair_timeout = "30s"
@@ -1511,7 +1524,7 @@ listen = "[::1]:0"
         assert_eq!(config.inputs[0].max_line_bytes, 1 << 20);
         assert_eq!(config.inputs[1].mode, 0o640);
         assert_eq!(config.inputs[1].max_line_bytes, 4 << 20);
-        assert_eq!(config.parse.max_span_bytes, 1 << 20);
+        assert_eq!(config.parse.max_span_bytes, 300 << 10);
         assert_eq!(config.queue.flush_interval, Duration::from_micros(1500));
         assert_eq!(config.queue.max_bytes, 10_000_000_000);
         assert_eq!(config.queue.overflow, Overflow::Block);

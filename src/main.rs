@@ -92,6 +92,9 @@ fn main() -> ExitCode {
     telemetry::init_logging();
     // Every file auditspan creates holds audit data: owner-only unless configured otherwise.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // Transparent huge pages turn every freshly touched allocator arena into 2 MiB of
+    // resident memory; measured with the queue on, peak RSS fell by a third without them.
+    nix::sys::prctl::set_thp_disable(true).ok();
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),

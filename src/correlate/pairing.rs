@@ -37,6 +37,10 @@ pub struct Settings {
     pub max_span_bytes: usize,
 }
 
+/// The status message is Vault's `error` string, cut to this (the full text is also the
+/// `error` attribute, under `parse.max_value_bytes`).
+const MAX_STATUS_MESSAGE_BYTES: usize = 8 << 10;
+
 /// Wall clock now, nanoseconds since the epoch.
 fn now_unix_nano() -> i64 {
     i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
@@ -400,7 +404,9 @@ impl Pairing {
             name: span::span_name(operation, mount_point, path),
             start_unix_nano: start,
             end_unix_nano: end,
-            status: error.map_or(Status::Unset, |e| Status::Error(e.to_owned())),
+            status: error.map_or(Status::Unset, |e| {
+                Status::Error(e[..e.floor_char_boundary(MAX_STATUS_MESSAGE_BYTES)].to_owned())
+            }),
             outcome,
             attributes,
         }

@@ -19,9 +19,10 @@ use super::{
 };
 use crate::config::Overflow;
 
-/// Largest span the store accepts: with the 8 MiB segment a one-span record stays far below
-/// sled's blob cutoff (a quarter of the segment).
-pub const MAX_SPAN_BYTES: usize = 1 << 20;
+/// Largest span the store accepts: with the 2 MiB segment a one-span record stays below
+/// sled's blob cutoff (a quarter of the segment, 512 KiB). `parse.max_span_bytes` is capped
+/// so that every span the correlator makes fits.
+pub const MAX_SPAN_BYTES: usize = 448 << 10;
 /// A commit's spans are packed into records of about this many bytes (a span is never
 /// split; a record holds at least one span).
 pub const RECORD_TARGET_BYTES: usize = 256 << 10;
