@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod durability;
 mod golden;
 mod openbao;
 mod socket;

@@ -9,6 +9,8 @@
 //! - [`Metrics`] is one scrape of `/metrics`, keyed by name and sorted labels.
 //! - Every wait polls with a deadline ([`DEADLINE`]) and fails naming what it waited for,
 //!   with the daemon's stderr tail; no test sleeps to synchronise.
+//! - [`Daemon::pause_stdout`] stops reading the child's stdout, so the pipe fills and the
+//!   stdout sink blocks in its write (a backend outage); [`Daemon::resume_stdout`] reads on.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::collections::BTreeMap;
@@ -17,7 +19,7 @@ use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,10 @@ type Labels = Vec<(String, String)>;
 /// Lines a reader thread collected from one of the child's pipes.
 type Lines = Arc<Mutex<Vec<String>>>;
 
+/// Whether the stdout reader may read (`true`) or must wait (`false`), and the condition it
+/// waits on.
+type Gate = Arc<(Mutex<bool>, Condvar)>;
+
 /// A running `auditspan run --config <dir>/auditspan.toml`.
 pub struct Daemon {
     /// The child; in a mutex so that waits polling it can borrow `self` immutably.
@@ -53,6 +59,11 @@ pub struct Daemon {
     stdout: Lines,
     /// Every stderr line of every run.
     stderr: Lines,
+    /// Open unless a test paused reading stdout ([`Daemon::pause_stdout`]).
+    stdout_gate: Gate,
+    /// The unfinished last stdout line of each run that ended mid-line (a SIGKILL during a
+    /// write); not in `stdout`.
+    stdout_truncated: Lines,
     /// Index in `stderr` where the current run's lines start.
     run_stderr_start: usize,
     /// Threads copying the pipes into `stdout`/`stderr`; joined once the child has exited so
@@ -98,11 +109,22 @@ impl Daemon {
 
         let stdout = Lines::default();
         let stderr = Lines::default();
-        let (child, readers) = spawn_child(&config_path, dir.path(), &stdout, &stderr);
+        let stdout_gate: Gate = Arc::new((Mutex::new(true), Condvar::new()));
+        let stdout_truncated = Lines::default();
+        let (child, readers) = spawn_child(
+            &config_path,
+            dir.path(),
+            &stdout,
+            &stderr,
+            &stdout_gate,
+            &stdout_truncated,
+        );
         let mut daemon = Daemon {
             child: Mutex::new(child),
             stdout,
             stderr,
+            stdout_gate,
+            stdout_truncated,
             run_stderr_start: 0,
             readers,
             metrics_addr: None,
@@ -141,8 +163,8 @@ impl Daemon {
         self.child.lock().unwrap().id()
     }
 
-    /// Every line printed on stdout so far, parsed as JSON (one span each). Panics naming the
-    /// line if one is not JSON: stdout carries nothing but spans.
+    /// Every complete line printed on stdout so far, parsed as JSON (one span each). Panics
+    /// naming the line if one is not JSON: stdout carries nothing but spans.
     pub fn spans(&self) -> Vec<Value> {
         let lines = self.stdout.lock().unwrap().clone();
         lines
@@ -161,6 +183,41 @@ impl Daemon {
             self.stdout.lock().unwrap().len() >= n
         });
         self.spans()
+    }
+
+    /// How many complete lines were read from stdout so far (every run).
+    pub fn stdout_count(&self) -> usize {
+        self.stdout.lock().unwrap().len()
+    }
+
+    /// Every complete stdout line so far (every run), as printed, without its newline.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// The unfinished last line of every run killed in the middle of writing one (a pipe
+    /// write is not atomic beyond `PIPE_BUF`); these are not in [`Daemon::spans`].
+    pub fn truncated_stdout(&self) -> Vec<String> {
+        self.stdout_truncated.lock().unwrap().clone()
+    }
+
+    /// Stops reading the child's stdout: no line is added to [`Daemon::spans`] until
+    /// [`Daemon::resume_stdout`], the pipe fills, and then the daemon's stdout sink blocks
+    /// in its write, as if its backend were down. [`Daemon::wait_exit`] (and so
+    /// [`Daemon::restart`]) resumes reading, since a run's output must be read to its end.
+    pub fn pause_stdout(&self) {
+        self.set_stdout_gate(false);
+    }
+
+    /// Reads the child's stdout again after [`Daemon::pause_stdout`].
+    pub fn resume_stdout(&self) {
+        self.set_stdout_gate(true);
+    }
+
+    fn set_stdout_gate(&self, open: bool) {
+        let (lock, changed) = &*self.stdout_gate;
+        *lock.lock().unwrap() = open;
+        changed.notify_all();
     }
 
     /// Everything the daemon wrote on stderr so far, one line per line.
@@ -220,6 +277,7 @@ impl Daemon {
             status = self.try_exit_status();
             status.is_some()
         });
+        self.resume_stdout();
         for reader in std::mem::take(&mut self.readers) {
             reader.join().unwrap();
         }
@@ -241,6 +299,8 @@ impl Daemon {
             self.dir.path(),
             &self.stdout,
             &self.stderr,
+            &self.stdout_gate,
+            &self.stdout_truncated,
         );
         *self.child.lock().unwrap() = child;
         self.readers = readers;
@@ -322,16 +382,21 @@ impl Drop for Daemon {
             child.kill().ok();
             child.wait().ok();
         }
+        // A paused stdout reader would otherwise wait forever.
+        self.resume_stdout();
     }
 }
 
 /// Starts `auditspan run --config <config_path>` in `dir` with its pipes copied into
-/// `stdout` and `stderr` by the returned threads.
+/// `stdout` (while `stdout_gate` is open; an unfinished last line into
+/// `stdout_truncated`) and `stderr` by the returned threads.
 fn spawn_child(
     config_path: &Path,
     dir: &Path,
     stdout: &Lines,
     stderr: &Lines,
+    stdout_gate: &Gate,
+    stdout_truncated: &Lines,
 ) -> (Child, Vec<JoinHandle<()>>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
     command
@@ -351,8 +416,13 @@ fn spawn_child(
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {}: {e}", env!("CARGO_BIN_EXE_auditspan")));
     let readers = vec![
-        collect_lines(child.stdout.take().unwrap(), stdout.clone()),
-        collect_lines(child.stderr.take().unwrap(), stderr.clone()),
+        collect_lines(
+            child.stdout.take().unwrap(),
+            stdout.clone(),
+            Some(stdout_gate.clone()),
+            Some(stdout_truncated.clone()),
+        ),
+        collect_lines(child.stderr.take().unwrap(), stderr.clone(), None, None),
     ];
     (child, readers)
 }
@@ -417,7 +487,15 @@ fn metrics_enabled(config: &toml::Table) -> bool {
 }
 
 /// Copies a pipe into `into` line by line until EOF (invalid UTF-8 is replaced, not lost).
-fn collect_lines(stream: impl Read + Send + 'static, into: Lines) -> JoinHandle<()> {
+/// With a `gate`, a line read is added only once the gate is open, and the next read waits
+/// for that (so while the gate is closed, `into` does not grow and the pipe fills). With
+/// `truncated`, a last line without its newline goes there instead of into `into`.
+fn collect_lines(
+    stream: impl Read + Send + 'static,
+    into: Lines,
+    gate: Option<Gate>,
+    truncated: Option<Lines>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
@@ -426,10 +504,21 @@ fn collect_lines(stream: impl Read + Send + 'static, into: Lines) -> JoinHandle<
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    if let Some(gate) = &gate {
+                        let (lock, changed) = &**gate;
+                        drop(
+                            changed
+                                .wait_while(lock.lock().unwrap(), |open| !*open)
+                                .unwrap(),
+                        );
+                    }
+                    let complete = line.ends_with(b"\n");
                     let text = String::from_utf8_lossy(&line);
-                    into.lock()
-                        .unwrap()
-                        .push(text.trim_end_matches(['\n', '\r']).to_owned());
+                    let text = text.trim_end_matches(['\n', '\r']).to_owned();
+                    match &truncated {
+                        Some(truncated) if !complete => truncated.lock().unwrap().push(text),
+                        _ => into.lock().unwrap().push(text),
+                    }
                 }
             }
         }
