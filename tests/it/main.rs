@@ -8,5 +8,6 @@ mod cli;
 mod durability;
 mod golden;
 mod openbao;
+mod sink;
 mod socket;
 mod support;
