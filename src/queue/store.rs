@@ -207,8 +207,7 @@ impl QueueStore {
 
     fn install(&mut self, db: sled::Db, manifest: Manifest) -> Result<(), QueueError> {
         let path = self.db_path.clone();
-        let loaded = catch_unwind(AssertUnwindSafe(|| load(&db, &path)))
-            .map_err(|panic| unreadable(&path, panic))??;
+        let loaded = quietly(|| load(&db, &path)).map_err(|panic| unreadable(&path, panic))??;
         if loaded.committed < manifest.committed {
             return Err(QueueError::Truncated {
                 path,
@@ -774,6 +773,19 @@ fn decode_u64(value: &[u8]) -> Result<u64, RecordError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// Runs `f`, catching a panic (sled panics on garbage in its files) without the default
+/// hook's message and backtrace on stderr: the operator gets our error naming the path
+/// instead. The hook is process-wide, so a panic on another thread during `f` is silent
+/// too: `f` is only ever sled's open and the scan after it (at start-up, in offline
+/// commands, and in the rare [`QueueStore::reopen`] after a failure), so the window is short.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result
+}
+
 fn unreadable(path: &Path, panic: Box<dyn std::any::Any + Send>) -> QueueError {
     let detail = panic
         .downcast_ref::<String>()
@@ -815,7 +827,7 @@ fn open_checked(data_dir: &Path, db_path: &Path) -> Result<(sled::Db, Manifest),
     }
     let segment_size = manifest.as_ref().map_or(SEGMENT_SIZE, |m| m.segment_size);
     let config = sled_config(db_path, segment_size);
-    let db = match catch_unwind(AssertUnwindSafe(|| config.open())) {
+    let db = match quietly(|| config.open()) {
         Ok(Ok(db)) => db,
         Ok(Err(sled::Error::Io(err))) if err.to_string().contains("could not acquire lock") => {
             return Err(QueueError::Locked {

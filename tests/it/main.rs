@@ -7,5 +7,6 @@
 mod cli;
 mod golden;
 mod openbao;
+mod queue_ops;
 mod socket;
 mod support;
