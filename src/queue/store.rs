@@ -773,16 +773,27 @@ fn decode_u64(value: &[u8]) -> Result<u64, RecordError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// Runs `f`, catching a panic (sled panics on garbage in its files) without the default
+/// Runs `f`, catching a panic (sled panics on garbage in its files) without the panic
 /// hook's message and backtrace on stderr: the operator gets our error naming the path
-/// instead. The hook is process-wide, so a panic on another thread during `f` is silent
-/// too: `f` is only ever sled's open and the scan after it (at start-up, in offline
-/// commands, and in the rare [`QueueStore::reopen`] after a failure), so the window is short.
+/// instead. The hook is replaced once by one that stays silent only on a thread inside
+/// `quietly` and otherwise calls the previous hook, so that concurrent opens (tests run in
+/// parallel) cannot leave a silent hook behind, and other threads' panics are still shown.
 fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    thread_local! {
+        static QUIET: Cell<bool> = const { Cell::new(false) };
+    }
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was_quiet = QUIET.with(|quiet| quiet.replace(true));
     let result = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
+    QUIET.with(|quiet| quiet.set(was_quiet));
     result
 }
 
