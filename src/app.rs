@@ -185,7 +185,10 @@ impl Core {
         tokio::time::timeout(timeout, done).await.is_ok()
     }
 
-    /// Stops the sink workers and closes the queue (flushing the manifest).
+    /// Stops the sink workers and closes the queue, waiting until the store is dropped: its
+    /// `Drop` brings `queue.manifest` up to the last committed sequence, so that a `db` file
+    /// truncated after a clean stop is detected at the next start. (Sink threads are not
+    /// waited for: one may be blocked writing to a stalled backend or pipe.)
     pub fn stop(self) {
         for thread in &self.sink_threads {
             thread.stop();
@@ -193,6 +196,9 @@ impl Core {
         drop(self.queue);
         drop(self.correlator);
         self.queue_thread.stop();
+        if self.queue_thread.join().is_err() {
+            warn!("The queue thread panicked while closing.");
+        }
     }
 }
 

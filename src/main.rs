@@ -4,7 +4,14 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use auditspan::{app, config, event::InvalidReason, import, span::Outcome, telemetry};
+use auditspan::{
+    app, config,
+    event::InvalidReason,
+    import,
+    queue::{StoreOptions, offline},
+    span::Outcome,
+    telemetry,
+};
 use clap::{Args, Parser, Subcommand};
 
 #[global_allocator]
@@ -35,6 +42,60 @@ enum Command {
     /// Feed captured audit log files through the pipeline and exit once the sinks have
     /// everything. Exit status 0 on success; a summary goes to stderr.
     Import(ImportArgs),
+    /// Inspect or compact the durable queue while the daemon is stopped.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Print the queue's counts, size, sequences and each sink's cursor and lag.
+    ///
+    /// Offline: refused (exit status 1) while a daemon holds the queue; read its /metrics
+    /// instead. Output, one `key value` line each: queue (path), spans, bytes (what
+    /// queue.max_bytes bounds), disk (bytes of the files under the queue directory),
+    /// committed (last sequence), oldest (first sequence kept), waiting (requests stored
+    /// without their response), and one `sink NAME  cursor N  lag N` line per sink.
+    /// Nothing in the queue is changed (cursors of sinks missing from the config are kept).
+    Stats(QueueArgs),
+    /// Rewrite the queue into fresh files, giving back the space of delivered spans.
+    ///
+    /// sled never shrinks its files; this copies what the queue still holds (spans, sink
+    /// cursors, waiting requests, input checkpoints, the sequence) into a new database and
+    /// swaps it in. Procedure: stop the daemon (compact refuses while it runs); make sure
+    /// the data directory's filesystem has room for a second copy of the queue (see
+    /// `auditspan queue stats`: bytes); run `auditspan queue compact`; start the daemon.
+    /// The copy is built in <data_dir>/queue.compacting/, checked against the original,
+    /// then swapped in under the queue lock: the old queue goes to
+    /// <data_dir>/queue.precompact/ and is removed once the new one is in place. If it is
+    /// interrupted, the daemon either starts with a complete queue or refuses to start with
+    /// a message; a leftover queue.precompact/ then holds the old queue (its `queue`
+    /// directory and `queue.manifest` go back into the data directory). Prints the disk
+    /// size before and after.
+    Compact(QueueArgs),
+}
+
+/// Where the queue is: the config's data_dir, or --data-dir.
+#[derive(Args)]
+struct QueueArgs {
+    /// Configuration file (TOML); without one, the defaults apply.
+    #[arg(short, long, value_name = "FILE", env = config::ENV_CONFIG)]
+    config: Option<PathBuf>,
+    /// Directory holding the queue [default: the config's data_dir, ./auditspan-data].
+    #[arg(long, value_name = "DIR", env = config::ENV_DATA_DIR)]
+    data_dir: Option<PathBuf>,
+}
+
+impl QueueArgs {
+    fn load(&self) -> anyhow::Result<config::Config> {
+        let overrides = config::Overrides {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            metrics_listen: None,
+            service_name: None,
+        };
+        Ok(config::load(&overrides)?)
+    }
 }
 
 /// Options shared by every subcommand. Precedence: flags > AUDITSPAN_* environment >
@@ -100,6 +161,8 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         Some(Command::Check(args)) => check(&args),
         Some(Command::Import(args)) => import(args),
+        Some(Command::Queue(QueueCommand::Stats(args))) => queue_stats(&args),
+        Some(Command::Queue(QueueCommand::Compact(args))) => queue_compact(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,6 +203,21 @@ fn check(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
     print!("{}", config.to_toml_redacted());
     eprintln!("auditspan: configuration OK");
+    Ok(())
+}
+
+fn queue_stats(args: &QueueArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
+    let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+    print!("{}", offline::stats(&config.data_dir, options, &sinks)?);
+    Ok(())
+}
+
+fn queue_compact(args: &QueueArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
+    print!("{}", offline::compact(&config.data_dir, options)?);
     Ok(())
 }
 

@@ -95,10 +95,12 @@
 //! ## Compaction
 //! sled 0.34 files never shrink (freed space is reused). [`QueueStore::compact`] copies
 //! every entry into a fresh database in another data directory (offline: it takes both
-//! locks); swapping the directories is the caller's step.
+//! locks); swapping the directories is the caller's step: `auditspan queue compact`
+//! ([`offline`]) does it under the queue lock, in a crash-safe order.
 
 pub mod actor;
 pub mod manifest;
+pub mod offline;
 pub mod record;
 mod store;
 

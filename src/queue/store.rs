@@ -208,8 +208,7 @@ impl QueueStore {
 
     fn install(&mut self, db: sled::Db, manifest: Manifest) -> Result<(), QueueError> {
         let path = self.db_path.clone();
-        let loaded = catch_unwind(AssertUnwindSafe(|| load(&db, &path)))
-            .map_err(|panic| unreadable(&path, panic))??;
+        let loaded = quietly(|| load(&db, &path)).map_err(|panic| unreadable(&path, panic))??;
         if loaded.committed < manifest.committed {
             return Err(QueueError::Truncated {
                 path,
@@ -775,6 +774,30 @@ fn decode_u64(value: &[u8]) -> Result<u64, RecordError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// Runs `f`, catching a panic (sled panics on garbage in its files) without the panic
+/// hook's message and backtrace on stderr: the operator gets our error naming the path
+/// instead. The hook is replaced once by one that stays silent only on a thread inside
+/// `quietly` and otherwise calls the previous hook, so that concurrent opens (tests run in
+/// parallel) cannot leave a silent hook behind, and other threads' panics are still shown.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    thread_local! {
+        static QUIET: Cell<bool> = const { Cell::new(false) };
+    }
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was_quiet = QUIET.with(|quiet| quiet.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|quiet| quiet.set(was_quiet));
+    result
+}
+
 fn unreadable(path: &Path, panic: Box<dyn std::any::Any + Send>) -> QueueError {
     let detail = panic
         .downcast_ref::<String>()
@@ -816,7 +839,7 @@ fn open_checked(data_dir: &Path, db_path: &Path) -> Result<(sled::Db, Manifest),
     }
     let segment_size = manifest.as_ref().map_or(SEGMENT_SIZE, |m| m.segment_size);
     let config = sled_config(db_path, segment_size);
-    let db = match catch_unwind(AssertUnwindSafe(|| config.open())) {
+    let db = match quietly(|| config.open()) {
         Ok(Ok(db)) => db,
         Ok(Err(sled::Error::Io(err))) if err.to_string().contains("could not acquire lock") => {
             return Err(QueueError::Locked {

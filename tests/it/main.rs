@@ -8,6 +8,7 @@ mod cli;
 mod durability;
 mod golden;
 mod openbao;
+mod queue_ops;
 mod sink;
 mod socket;
 mod support;

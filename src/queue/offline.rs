@@ -1,0 +1,397 @@
+//! The offline queue commands, `auditspan queue stats` and `auditspan queue compact`: they
+//! open the queue while the daemon is stopped (the queue lock says whether it is) and never
+//! change which spans it holds.
+//!
+//! - **stats** opens the store and reads its in-memory snapshot; it does not call
+//!   [`QueueStore::set_sinks`] (that would delete the cursors of sinks missing from the
+//!   config), so nothing but sled's own recovery and a manifest catching up is written.
+//! - **compact** copies the queue with [`QueueStore::compact`] into
+//!   `<data_dir>/queue.compacting/`, checks the copy, then swaps it in while holding the
+//!   queue lock, in an order where a crash at any step leaves a queue that either opens
+//!   complete or fails to open with a clear error (never silently empty):
+//!   1. `queue.manifest` is copied into `<data_dir>/queue.precompact/` (for rolling back);
+//!   2. `queue/` is renamed to `queue.precompact/queue` (a crash here: the manifest names a
+//!      missing database, so the daemon refuses to start);
+//!   3. `queue.compacting/queue` is renamed to `queue/` (a crash here: the database and the
+//!      manifest have different ids, so the daemon refuses to start);
+//!   4. `queue.compacting/queue.manifest` replaces `queue.manifest` (atomic rename);
+//!   5. `queue.precompact/` and `queue.compacting/` are removed.
+//!
+//!   Both directories live inside the data directory, so every rename stays on one
+//!   filesystem even when the data directory is a mount point.
+
+use std::{
+    fmt,
+    fs::{self, File},
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    QueueError, QueueStore, Stats, StoreOptions,
+    manifest::{DirLock, lock_path, manifest_path},
+};
+
+/// Where `compact` builds the new queue, inside the data directory.
+pub const COMPACTING_DIR: &str = "queue.compacting";
+/// Where `compact` moves the old queue until the new one is in place.
+pub const PRECOMPACT_DIR: &str = "queue.precompact";
+
+/// Why an offline queue command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The data directory holds no queue (neither `queue/` nor `queue.manifest`).
+    #[error(
+        "there is no queue in {0} (no queue directory, no queue.manifest); check --data-dir \
+         or data_dir in the config"
+    )]
+    NoQueue(PathBuf),
+    /// The daemon (or another command) holds the queue lock.
+    #[error(
+        "the queue {path} is in use by a running auditspan{}; {hint}",
+        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        path: PathBuf,
+        pid: Option<u32>,
+        hint: &'static str,
+    },
+    /// A directory an interrupted compaction left behind.
+    #[error(
+        "{0} exists, left by an interrupted `auditspan queue compact`: if {1} opens (try \
+         `auditspan queue stats`), remove it; otherwise its `queue` directory and \
+         `queue.manifest` are the queue to put back"
+    )]
+    Leftover(PathBuf, PathBuf),
+    /// Another process opened the queue while it was being copied.
+    #[error(
+        "another process (pid {0}) opened the queue while it was being compacted; nothing \
+         was swapped: stop it and run `auditspan queue compact` again"
+    )]
+    Changed(String),
+    /// The copy does not hold what the original did.
+    #[error("the compacted copy differs from the queue ({0}); nothing was swapped")]
+    CopyDiffers(String),
+    #[error(transparent)]
+    Queue(QueueError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl OfflineError {
+    fn queue(err: QueueError, hint: &'static str) -> OfflineError {
+        match err {
+            QueueError::Locked { path, pid } => OfflineError::InUse { path, pid, hint },
+            err => OfflineError::Queue(err),
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError + '_ {
+    move |source| OfflineError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+const STATS_HINT: &str =
+    "stop it, or read its /metrics (auditspan_queue_*, auditspan_sink_lag_spans)";
+const COMPACT_HINT: &str = "stop it first: compaction works only while the daemon is stopped";
+
+/// What `auditspan queue stats` prints.
+#[derive(Debug, Clone)]
+pub struct StatsReport {
+    /// `<data_dir>/queue`.
+    pub path: PathBuf,
+    pub stats: Stats,
+    /// Requests stored while waiting for their response.
+    pub waiting: usize,
+    /// Bytes of every file under `<data_dir>/queue` (sled never shrinks them).
+    pub disk_bytes: u64,
+    /// The sinks of the config (a cursor of another name is deleted at the next start).
+    pub configured_sinks: Vec<String>,
+}
+
+impl fmt::Display for StatsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        writeln!(f, "queue      {}", self.path.display())?;
+        writeln!(f, "spans      {} in {} records", s.spans, s.records)?;
+        writeln!(f, "bytes      {} (max_bytes {})", s.bytes, s.max_bytes)?;
+        writeln!(f, "disk       {} bytes", self.disk_bytes)?;
+        writeln!(f, "committed  {}", s.committed)?;
+        match s.oldest {
+            Some(oldest) => writeln!(f, "oldest     {oldest}")?,
+            None => writeln!(f, "oldest     - (empty)")?,
+        }
+        writeln!(f, "waiting    {}", self.waiting)?;
+        if s.corrupt_records > 0 {
+            writeln!(f, "corrupt    {} (counted at open)", s.corrupt_records)?;
+        }
+        for sink in &s.sinks {
+            let note = if self.configured_sinks.contains(&sink.name) {
+                ""
+            } else {
+                "  (not in the config: deleted at the next start)"
+            };
+            writeln!(
+                f,
+                "sink       {}  cursor {}  lag {}{note}",
+                sink.name, sink.cursor, sink.lag
+            )?;
+        }
+        for name in &self.configured_sinks {
+            if !s.sinks.iter().any(|sink| sink.name == *name) {
+                writeln!(
+                    f,
+                    "sink       {name}  no cursor yet (starts at the oldest span)"
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `auditspan queue compact` did.
+#[derive(Debug, Clone)]
+pub struct CompactReport {
+    pub path: PathBuf,
+    pub disk_before: u64,
+    pub disk_after: u64,
+    pub stats: Stats,
+}
+
+impl fmt::Display for CompactReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "queue      {}", self.path.display())?;
+        writeln!(f, "before     {} bytes", self.disk_before)?;
+        writeln!(f, "after      {} bytes", self.disk_after)?;
+        writeln!(
+            f,
+            "kept       {} spans, committed {}, {} cursors",
+            self.stats.spans,
+            self.stats.committed,
+            self.stats.sinks.len()
+        )
+    }
+}
+
+/// Fails unless `data_dir` holds a queue, so that an offline command never creates one.
+fn require_queue(data_dir: &Path) -> Result<(), OfflineError> {
+    if data_dir.join("queue").exists() || manifest_path(data_dir).exists() {
+        Ok(())
+    } else {
+        Err(OfflineError::NoQueue(data_dir.to_owned()))
+    }
+}
+
+/// `auditspan queue stats`: opens the queue in `data_dir` and reports it.
+pub fn stats(
+    data_dir: &Path,
+    options: StoreOptions,
+    configured_sinks: &[String],
+) -> Result<StatsReport, OfflineError> {
+    require_queue(data_dir)?;
+    let store =
+        QueueStore::open(data_dir, options).map_err(|e| OfflineError::queue(e, STATS_HINT))?;
+    let waiting = store.pending().map_err(OfflineError::Queue)?.len();
+    let path = store.path().to_owned();
+    let stats = store.stats();
+    drop(store);
+    Ok(StatsReport {
+        disk_bytes: dir_bytes(&path)?,
+        path,
+        stats,
+        waiting,
+        configured_sinks: configured_sinks.to_vec(),
+    })
+}
+
+/// `auditspan queue compact`: rewrites the queue in `data_dir` into fresh files and swaps
+/// them in (procedure in the module doc).
+pub fn compact(data_dir: &Path, options: StoreOptions) -> Result<CompactReport, OfflineError> {
+    require_queue(data_dir)?;
+    let compacting = data_dir.join(COMPACTING_DIR);
+    let precompact = data_dir.join(PRECOMPACT_DIR);
+    for dir in [&precompact, &compacting] {
+        if dir.exists() {
+            return Err(OfflineError::Leftover(dir.clone(), data_dir.join("queue")));
+        }
+    }
+    let before = {
+        let store = QueueStore::open(data_dir, options)
+            .map_err(|e| OfflineError::queue(e, COMPACT_HINT))?;
+        store.stats()
+    };
+    let queue = data_dir.join("queue");
+    let disk_before = dir_bytes(&queue)?;
+    let copied = match QueueStore::compact(data_dir, &compacting) {
+        Ok(stats) => stats,
+        Err(err) => {
+            fs::remove_dir_all(&compacting).ok();
+            return Err(OfflineError::queue(err, COMPACT_HINT));
+        }
+    };
+    let result = swap_in(data_dir, &before, &copied);
+    fs::remove_dir_all(&compacting).ok();
+    result?;
+    fs::remove_dir_all(&precompact).map_err(io(&precompact))?;
+    Ok(CompactReport {
+        disk_after: dir_bytes(&queue)?,
+        path: queue,
+        disk_before,
+        stats: copied,
+    })
+}
+
+/// Steps 1–4 of the module doc, under the queue lock; rolls back on failure.
+fn swap_in(data_dir: &Path, before: &Stats, copied: &Stats) -> Result<(), OfflineError> {
+    // The last opener wrote its pid into the lock file: `compact` opened the source as this
+    // process, so any other pid there means someone opened the queue after it.
+    let lock_file = lock_path(data_dir);
+    let mut holder = String::new();
+    File::open(&lock_file)
+        .and_then(|mut f| f.read_to_string(&mut holder))
+        .map_err(io(&lock_file))?;
+    let _lock = DirLock::acquire(&lock_file, &data_dir.join("queue"))
+        .map_err(|e| OfflineError::queue(e, COMPACT_HINT))?;
+    if holder.trim() != std::process::id().to_string() {
+        return Err(OfflineError::Changed(holder.trim().to_owned()));
+    }
+    let same = (before.spans, before.committed, &before.sinks)
+        == (copied.spans, copied.committed, &copied.sinks);
+    if !same {
+        return Err(OfflineError::CopyDiffers(format!(
+            "{} spans up to {} before, {} spans up to {} in the copy",
+            before.spans, before.committed, copied.spans, copied.committed
+        )));
+    }
+
+    let queue = data_dir.join("queue");
+    let manifest = manifest_path(data_dir);
+    let compacting = data_dir.join(COMPACTING_DIR);
+    let precompact = data_dir.join(PRECOMPACT_DIR);
+    fs::create_dir(&precompact).map_err(io(&precompact))?;
+    let old_manifest = precompact.join("queue.manifest");
+    fs::copy(&manifest, &old_manifest).map_err(io(&manifest))?;
+    sync_dir(&precompact)?;
+    let old_queue = precompact.join("queue");
+    fs::rename(&queue, &old_queue).map_err(io(&queue))?;
+    if let Err(source) = fs::rename(compacting.join("queue"), &queue) {
+        fs::rename(&old_queue, &queue).ok();
+        return Err(OfflineError::Io {
+            path: queue,
+            source,
+        });
+    }
+    if let Err(source) = fs::rename(manifest_path(&compacting), &manifest) {
+        // Put the old queue back, so that manifest and database match again.
+        fs::rename(&queue, compacting.join("queue")).ok();
+        fs::rename(&old_queue, &queue).ok();
+        return Err(OfflineError::Io {
+            path: manifest,
+            source,
+        });
+    }
+    sync_dir(data_dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), OfflineError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Total size of the files under `dir`.
+pub fn dir_bytes(dir: &Path) -> Result<u64, OfflineError> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let meta = entry.metadata().map_err(io(&entry.path()))?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Overflow, queue::Commit};
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            max_bytes: u64::MAX,
+            overflow: Overflow::DropOldest,
+            min_free_bytes: 0,
+        }
+    }
+
+    /// Stats and compact refuse a directory without a queue, and create nothing there.
+    #[test]
+    fn no_queue_is_an_error_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        assert!(matches!(
+            stats(&data, options(), &[]),
+            Err(OfflineError::NoQueue(_))
+        ));
+        assert!(matches!(
+            compact(&data, options()),
+            Err(OfflineError::NoQueue(_))
+        ));
+        assert!(!data.exists());
+    }
+
+    /// Compaction keeps spans, cursors and waiting entries and leaves no staging directory.
+    #[test]
+    fn compact_swaps_in_a_complete_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = QueueStore::open(dir.path(), options()).unwrap();
+        store.set_sinks(&["a".to_owned()]).unwrap();
+        for n in 0..20u8 {
+            store
+                .commit(&Commit {
+                    spans: vec![vec![n; 5000]; 20],
+                    pending_put: vec![(vec![n], b"entry".to_vec())],
+                    ..Commit::default()
+                })
+                .unwrap();
+        }
+        store.ack("a", 390).unwrap();
+        drop(store);
+        let report = compact(dir.path(), options()).unwrap();
+        assert_eq!(
+            (report.stats.spans, report.stats.committed),
+            (20, 400),
+            "the last record"
+        );
+        assert!(report.disk_after <= report.disk_before, "{report}");
+        assert!(!dir.path().join(COMPACTING_DIR).exists());
+        assert!(!dir.path().join(PRECOMPACT_DIR).exists());
+        let report = stats(dir.path(), options(), &["a".to_owned()]).unwrap();
+        assert_eq!(report.waiting, 20);
+        assert_eq!(report.stats.sinks[0].cursor, 390);
+        assert!(
+            report
+                .to_string()
+                .contains("sink       a  cursor 390  lag 10")
+        );
+    }
+
+    /// While the queue is open elsewhere, both commands name the holder and what to do.
+    #[test]
+    fn a_held_lock_is_reported_with_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = QueueStore::open(dir.path(), options()).unwrap();
+        let err = stats(dir.path(), options(), &[]).unwrap_err().to_string();
+        assert!(err.contains("in use by a running auditspan (pid"), "{err}");
+        assert!(err.contains("/metrics"), "{err}");
+        let err = compact(dir.path(), options()).unwrap_err().to_string();
+        assert!(err.contains("stop it first"), "{err}");
+    }
+}

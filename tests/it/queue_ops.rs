@@ -1,0 +1,665 @@
+//! The queue under pressure and offline, through the real binary: overflow (`drop_oldest`,
+//! `block`) with a sink that cannot write, a full disk (a real tmpfs), damaged `db` files,
+//! and `auditspan queue stats|compact`.
+//!
+//! The stalled sink is the stdout sink writing into a pipe nobody reads ([`Stalled`]):
+//! once the pipe buffer is full its writes block, so it acknowledges nothing more.
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader, Read, Write},
+    net::SocketAddr,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::{DEADLINE, Daemon, Metrics, http_agent, poll_until, toml_string};
+
+const RECEIVED: &str = "auditspan_events_received_total";
+const CREATED: &str = "auditspan_spans_created_total";
+const DROPPED: &str = "auditspan_queue_dropped_spans_total";
+const QUEUE_BYTES: &str = "auditspan_queue_bytes";
+const COMMITTED: &str = "auditspan_queue_committed_sequence";
+const DISK_FULL: &str = "auditspan_queue_disk_full";
+
+fn uuid(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+/// A request and its response for request id `uuid(n)`: one paired span.
+fn pair(n: u64) -> String {
+    let id = uuid(n);
+    let event = |kind: &str, extra: &str| {
+        format!(
+            r#"{{"time":"2025-03-11T14:00:{:02}.{:03}Z","type":"{kind}","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}}{extra}}}"#,
+            (n / 1000) % 60,
+            n % 1000
+        ) + "\n"
+    };
+    event("request", "")
+        + &event(
+            "response",
+            r#","response":{"mount_type":"kv","data":{"v":"hmac-sha256:00"}}"#,
+        )
+}
+
+/// `pair(n)` for every `n` in `range`, as one string.
+fn pairs(range: std::ops::Range<u64>) -> String {
+    range.map(pair).collect()
+}
+
+/// The `vault.request.id` of every span line.
+fn ids(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| {
+            let span: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a stdout line is not JSON ({e}): {line}"));
+            span["attributes"]["vault.request.id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A config with one unix input at `<dir>/audit.sock`, `data_dir` `data`, metrics on an
+/// ephemeral port, and `extra` appended.
+fn config(dir: &Path, data: &Path, extra: &str) -> String {
+    format!(
+        "data_dir = {}\nshutdown_timeout = \"1s\"\n\n[[input]]\ntype = \"unix\"\nname = \"unix\"\npath = {}\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{extra}",
+        toml_string(data),
+        toml_string(&dir.join("audit.sock")),
+    )
+}
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+fn collect_lines(stream: impl Read + Send + 'static, into: Lines) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            into.lock().unwrap().push(line);
+        }
+    })
+}
+
+/// `auditspan run` whose stdout is a pipe this test reads only when it says so.
+struct Stalled {
+    /// In a mutex so that waits borrowing `self` can poll it.
+    child: Mutex<Child>,
+    stdout: Option<ChildStdout>,
+    /// Lines read from stdout once [`Stalled::read_stdout`] was called.
+    spans: Lines,
+    stderr: Lines,
+    metrics: SocketAddr,
+    socket: PathBuf,
+    config: PathBuf,
+    dir: TempDir,
+}
+
+impl Stalled {
+    /// Writes `config(dir)` to `<dir>/auditspan.toml`, starts the daemon and waits for its
+    /// metrics address and socket.
+    fn start(config: impl FnOnce(&Path) -> String) -> Stalled {
+        let dir = tempfile::Builder::new()
+            .prefix("auditspan-qops-")
+            .tempdir()
+            .unwrap();
+        let config_path = dir.path().join("auditspan.toml");
+        std::fs::write(&config_path, config(dir.path())).unwrap();
+        let mut child = auditspan(dir.path())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Lines::default();
+        collect_lines(child.stderr.take().unwrap(), stderr.clone());
+        let stdout = child.stdout.take();
+        let mut stalled = Stalled {
+            child: Mutex::new(child),
+            stdout,
+            spans: Lines::default(),
+            stderr,
+            metrics: "127.0.0.1:1".parse().unwrap(),
+            socket: dir.path().join("audit.sock"),
+            config: config_path,
+            dir,
+        };
+        let mut addr = None;
+        stalled.wait_until("the metrics address in stderr", |s| {
+            assert!(
+                s.child.lock().unwrap().try_wait().unwrap().is_none(),
+                "the daemon exited"
+            );
+            addr = s.stderr.lock().unwrap().iter().find_map(|line| {
+                let rest = line.split("Serving metrics. addr=").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            });
+            addr.is_some()
+        });
+        stalled.metrics = addr.unwrap();
+        stalled.wait_until("the socket to accept", |s| {
+            UnixStream::connect(&s.socket).is_ok()
+        });
+        stalled
+    }
+
+    fn metrics(&self) -> Metrics {
+        let body = http_agent()
+            .get(&format!("http://{}/metrics", self.metrics))
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string())
+            .unwrap_or_else(|e| self.fail(&format!("scraping /metrics: {e}")));
+        Metrics::parse(&body)
+    }
+
+    fn connect(&self) -> UnixStream {
+        UnixStream::connect(&self.socket).unwrap()
+    }
+
+    /// Starts reading stdout (the sink can write again).
+    fn read_stdout(&mut self) {
+        let stdout = self.stdout.take().expect("stdout is read once");
+        collect_lines(stdout, self.spans.clone());
+    }
+
+    fn span_lines(&self) -> Vec<String> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    fn wait_until(&self, what: &str, mut f: impl FnMut(&Self) -> bool) {
+        if !poll_until(DEADLINE, || f(self)) {
+            self.fail(&format!("timed out after {DEADLINE:?} waiting for {what}"));
+        }
+    }
+
+    fn fail(&self, message: &str) -> ! {
+        let stderr = self.stderr.lock().unwrap();
+        let tail = stderr[stderr.len().saturating_sub(40)..].join("\n");
+        panic!("{message}\n--- auditspan stderr ---\n{tail}")
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        if let Ok(child) = self.child.get_mut() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// The binary, in `dir`, without the developer's AUDITSPAN_* settings.
+fn auditspan(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
+    command.current_dir(dir);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("AUDITSPAN_")) {
+        command.env_remove(key);
+    }
+    command
+}
+
+/// Runs `command` to its exit (killed and failed after [`DEADLINE`]): status, stdout, stderr.
+fn run_to_exit(command: &mut Command) -> (ExitStatus, String, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, err) = (Lines::default(), Lines::default());
+    let readers = [
+        collect_lines(child.stdout.take().unwrap(), out.clone()),
+        collect_lines(child.stderr.take().unwrap(), err.clone()),
+    ];
+    let mut status = None;
+    let exited = poll_until(DEADLINE, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        child.kill().ok();
+        child.wait().ok();
+    }
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    let (out, err) = (
+        out.lock().unwrap().join("\n"),
+        err.lock().unwrap().join("\n"),
+    );
+    assert!(
+        exited,
+        "{command:?} did not exit within {DEADLINE:?}\n{out}\n{err}"
+    );
+    (status.unwrap(), out, err)
+}
+
+/// `drop_oldest` with a sink that cannot write: the queue stays within `max_bytes` by
+/// dropping the oldest spans (counted), intake never stops, and once the sink writes again
+/// it delivers the newest spans: what is missing is one run of old spans, never the newest,
+/// and delivered + dropped == created, except that spans the sink had already read (one
+/// batch, blocked in its write) are delivered although the queue counted them as dropped.
+#[test]
+fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
+    const MAX_BYTES: f64 = 256.0 * 1024.0;
+    const BATCHES: u64 = 40;
+    const PER_BATCH: u64 = 100;
+    let mut daemon = Stalled::start(|dir| {
+        config(
+            dir,
+            &dir.join("data"),
+            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n\n\
+             [[sink]]\ntype = \"stdout\"\nbatch_size = 100\n",
+        )
+    });
+    let mut conn = daemon.connect();
+    let mut max_seen: f64 = 0.0;
+    for batch in 0..BATCHES {
+        // Small windows: each commit stays far below max_bytes, so the bound is exact.
+        conn.write_all(pairs(batch * PER_BATCH..(batch + 1) * PER_BATCH).as_bytes())
+            .unwrap();
+        let want = ((batch + 1) * PER_BATCH) as f64;
+        daemon.wait_until("the batch's spans to be committed", |d| {
+            let m = d.metrics();
+            max_seen = max_seen.max(m.get(QUEUE_BYTES, &[]));
+            m.sum(CREATED) >= want && m.get(COMMITTED, &[]) >= want
+        });
+    }
+    let total = (BATCHES * PER_BATCH) as f64;
+    let m = daemon.metrics();
+    assert_eq!(
+        m.get(RECEIVED, &[("input", "unix")]),
+        2.0 * total,
+        "intake never stopped"
+    );
+    let dropped = m.get(DROPPED, &[]);
+    assert!(
+        dropped > 0.0,
+        "nothing was dropped; the sink was not stalled?"
+    );
+    assert!(
+        max_seen <= MAX_BYTES,
+        "queue_bytes {max_seen} above max_bytes"
+    );
+    assert!(
+        m.get(QUEUE_BYTES, &[]) >= MAX_BYTES / 2.0,
+        "the queue should stay near max_bytes: {}",
+        m.get(QUEUE_BYTES, &[])
+    );
+    assert!(
+        daemon
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("dropped the oldest spans")),
+        "the drop is logged"
+    );
+
+    daemon.read_stdout();
+    let kept = total - dropped;
+    daemon.wait_until("every kept span on stdout", |d| {
+        d.span_lines().len() as f64 >= kept
+    });
+    daemon.wait_until("the newest span on stdout", |d| {
+        ids(&d.span_lines()).last() == Some(&uuid(BATCHES * PER_BATCH - 1))
+    });
+    let lines = daemon.span_lines();
+    let unique: HashSet<String> = ids(&lines).into_iter().collect();
+    let in_flight = unique.len() as f64 - kept;
+    assert!(
+        (0.0..=100.0).contains(&in_flight),
+        "delivered {} + dropped {dropped} == created {total}, give or take the one batch \
+         (batch_size 100) the sink had read before the drop",
+        unique.len()
+    );
+    let delivered_at: Vec<bool> = (0..BATCHES * PER_BATCH)
+        .map(|n| unique.contains(&uuid(n)))
+        .collect();
+    assert!(
+        delivered_at[0],
+        "the first spans reached the pipe before it filled"
+    );
+    assert!(*delivered_at.last().unwrap(), "the newest span is kept");
+    let runs_missing = delivered_at.windows(2).filter(|w| w[0] && !w[1]).count();
+    assert_eq!(runs_missing, 1, "one run of old spans was dropped");
+}
+
+/// `block` with a sink that cannot write: the daemon stops reading once the queue is full
+/// (the writer's socket writes block, `events_received_total` stops growing), drops
+/// nothing, and once the sink writes again every span is delivered exactly as created.
+#[test]
+fn block_stops_intake_and_loses_nothing() {
+    const PAIRS: u64 = 20_000;
+    let mut daemon = Stalled::start(|dir| {
+        config(
+            dir,
+            &dir.join("data"),
+            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n",
+        )
+    });
+    let written = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let mut conn = daemon.connect();
+        let (written, done) = (written.clone(), done.clone());
+        std::thread::spawn(move || {
+            for chunk in 0..PAIRS / 100 {
+                let data = pairs(chunk * 100..(chunk + 1) * 100);
+                conn.write_all(data.as_bytes()).unwrap();
+                written.fetch_add(data.len() as u64, Ordering::SeqCst);
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    // Intake has stopped when neither the daemon's count nor the writer moves for a while
+    // (observed, not assumed: the wait ends as soon as both stand still for 1 s).
+    let mut last = (f64::NAN, 0);
+    let mut since = Instant::now();
+    daemon.wait_until("intake to stop while the writer has more to send", |d| {
+        let now = (
+            d.metrics().get(RECEIVED, &[("input", "unix")]),
+            written.load(Ordering::SeqCst),
+        );
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "the writer sent everything: nothing blocked"
+        );
+        now.0 > 0.0 && since.elapsed() >= Duration::from_secs(1)
+    });
+    let m = daemon.metrics();
+    assert!(m.get(RECEIVED, &[("input", "unix")]) < 2.0 * PAIRS as f64);
+    assert!(
+        m.get(QUEUE_BYTES, &[]) >= 256.0 * 1024.0,
+        "stopped because the queue is full"
+    );
+    assert_eq!(m.get(DROPPED, &[]), 0.0);
+
+    daemon.read_stdout();
+    writer.join().unwrap();
+    daemon.wait_until("every span on stdout", |d| {
+        d.span_lines().len() as u64 >= PAIRS
+    });
+    let m = daemon.metrics();
+    assert_eq!(m.get(RECEIVED, &[("input", "unix")]), 2.0 * PAIRS as f64);
+    assert_eq!(m.sum(CREATED), PAIRS as f64);
+    assert_eq!(m.get(DROPPED, &[]), 0.0);
+    let lines = daemon.span_lines();
+    let expected: Vec<String> = (0..PAIRS).map(uuid).collect();
+    assert_eq!(
+        ids(&lines[..PAIRS as usize]),
+        expected,
+        "every span, in order"
+    );
+}
+
+/// A tmpfs mounted for one test, unmounted (lazily, so an open file cannot stop it) on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap_or_else(|e| panic!("running mount: {e}; this test needs root and mount(8)"));
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs at {}: {}; this test needs root (CI runs as root)",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_owned())
+    }
+
+    fn available(&self) -> u64 {
+        let fs = nix::sys::statvfs::statvfs(&self.0).unwrap();
+        fs.blocks_available() * fs.fragment_size()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        Command::new("umount").arg("-l").arg(&self.0).status().ok();
+    }
+}
+
+/// A full disk (less free space than the queue's 64 MiB headroom) is reported
+/// (`auditspan_queue_disk_full` = 1, a log line) while the daemon keeps reading its socket;
+/// once space is freed it recovers and the spans it held in memory reach stdout.
+#[test]
+fn full_disk_is_reported_and_recovered() {
+    const PAIRS: u64 = 500;
+    let mnt = tempfile::tempdir().unwrap();
+    let tmpfs = Tmpfs::mount(mnt.path(), "100m");
+    let data = mnt.path().to_owned();
+    let daemon = Daemon::start_with(|dir| config(dir, &data, ""));
+    let filler = mnt.path().join("filler");
+    {
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0x5a; 1 << 20];
+        while tmpfs.available() > 30 << 20 {
+            file.write_all(&chunk).unwrap();
+        }
+    }
+    daemon
+        .connect()
+        .write_all(pairs(0..PAIRS).as_bytes())
+        .unwrap();
+    daemon.wait_until(DEADLINE, "auditspan_queue_disk_full = 1", || {
+        daemon.metrics().get(DISK_FULL, &[]) == 1.0
+    });
+    daemon.wait_until(DEADLINE, "every event read while the disk is full", || {
+        daemon.metrics().get(RECEIVED, &[("input", "unix")]) == 2.0 * PAIRS as f64
+    });
+    assert!(
+        daemon.stderr().contains("is full"),
+        "{}",
+        daemon.stderr_tail()
+    );
+    assert_eq!(daemon.metrics().get(COMMITTED, &[]), 0.0);
+    assert!(
+        daemon.spans().is_empty(),
+        "nothing is offered before it is durable"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    daemon.wait_until(DEADLINE, "auditspan_queue_disk_full = 0", || {
+        daemon.metrics().get(DISK_FULL, &[]) == 0.0
+    });
+    let spans = daemon.wait_for_spans(PAIRS as usize);
+    let got: Vec<&str> = spans
+        .iter()
+        .map(|s| s["attributes"]["vault.request.id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..PAIRS).map(uuid).collect();
+    assert_eq!(got, expected);
+    assert!(daemon.stderr().contains("The queue writes again."));
+    drop(daemon);
+}
+
+/// A data directory with `pairs` spans committed and delivered, the daemon stopped cleanly;
+/// returns it with the config that points at it.
+fn stopped_daemon_with_spans(pairs_sent: u64) -> Daemon {
+    let mut daemon = Daemon::start_with(|dir| config(dir, &dir.join("data"), ""));
+    daemon
+        .connect()
+        .write_all(pairs(0..pairs_sent).as_bytes())
+        .unwrap();
+    daemon.wait_for_spans(pairs_sent as usize);
+    daemon.sigterm();
+    assert!(daemon.wait_exit(DEADLINE).success());
+    daemon
+}
+
+/// Truncated, zero-length and garbage `db` files: the daemon exits non-zero at once with
+/// a message naming the database and what to do, without a panic message, and never
+/// starts with an empty queue.
+#[test]
+fn damaged_db_file_stops_the_start_with_a_clear_message() {
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 3] = [
+        ("truncated to half", |db| {
+            let len = std::fs::metadata(db).unwrap().len();
+            let file = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+            file.set_len(len / 2).unwrap();
+        }),
+        ("zero length", |db| {
+            std::fs::File::create(db).unwrap();
+        }),
+        ("garbage", |db| {
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            let garbage: Vec<u8> = (0..2_000_000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            std::fs::write(db, garbage).unwrap();
+        }),
+    ];
+    for (what, damage) in cases {
+        let daemon = stopped_daemon_with_spans(3000);
+        let queue = daemon.dir().join("data/queue");
+        damage(&queue.join("db"));
+        let started = Instant::now();
+        let (status, stdout, stderr) = run_to_exit(
+            auditspan(daemon.dir())
+                .arg("run")
+                .arg("--config")
+                .arg(daemon.config_path()),
+        );
+        assert!(!status.success(), "{what}: started anyway\n{stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        assert!(stdout.is_empty(), "{what}: {stdout}");
+        assert!(
+            stderr.contains(&queue.display().to_string()),
+            "{what}: names the path\n{stderr}"
+        );
+        assert!(
+            stderr.contains("restore it from a backup"),
+            "{what}: says what to do\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "{what}: panic output\n{stderr}"
+        );
+        assert!(!stderr.contains("is running"), "{what}: started\n{stderr}");
+    }
+}
+
+/// `queue stats` and `queue compact` refuse while the daemon runs (naming its pid), report
+/// a stopped daemon's queue (committed sequence, cursor, lag), and compaction keeps every
+/// undelivered span: a daemon started on the compacted queue delivers exactly those.
+#[test]
+fn queue_stats_and_compact_work_offline() {
+    const PAIRS: u64 = 3000;
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().join("data");
+    let cfg = |dir: &Path| config(dir, &data, "");
+    let stalled = Stalled::start(cfg);
+    stalled
+        .connect()
+        .write_all(pairs(0..PAIRS).as_bytes())
+        .unwrap();
+    stalled.wait_until("every span committed", |s| {
+        s.metrics().get(COMMITTED, &[]) == PAIRS as f64
+    });
+    let queue_cmd = |sub: &str| {
+        run_to_exit(
+            auditspan(stalled.dir.path())
+                .args(["queue", sub, "--config"])
+                .arg(&stalled.config),
+        )
+    };
+    let (status, _, stderr) = queue_cmd("stats");
+    assert!(!status.success());
+    let pid = stalled.child.lock().unwrap().id();
+    assert!(
+        stderr.contains(&format!(
+            "is in use by a running auditspan (pid {pid}); stop it, or read its /metrics"
+        )),
+        "{stderr}"
+    );
+    let (status, _, stderr) = queue_cmd("compact");
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!("(pid {pid}); stop it first")),
+        "{stderr}"
+    );
+
+    {
+        let mut child = stalled.child.lock().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let (status, stdout, stderr) = queue_cmd("stats");
+    assert!(status.success(), "{stderr}");
+    let field = |out: &str, key: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key:?} in\n{out}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(field(&stdout, "committed "), PAIRS.to_string(), "{stdout}");
+    let sink = field(&stdout, "sink ");
+    let words: Vec<&str> = sink.split_whitespace().collect();
+    assert_eq!(
+        (words[0], words[1], words[3]),
+        ("stdout", "cursor", "lag"),
+        "{stdout}"
+    );
+    let cursor: u64 = words[2].parse().unwrap();
+    let lag: u64 = words[4].parse().unwrap();
+    assert_eq!(cursor + lag, PAIRS);
+    assert!(lag > 0, "the stalled sink left spans undelivered: {stdout}");
+    assert!(field(&stdout, "disk ").ends_with("bytes"), "{stdout}");
+
+    let (status, compacted, stderr) = queue_cmd("compact");
+    assert!(status.success(), "{stderr}");
+    for key in ["before ", "after "] {
+        let bytes = field(&compacted, key);
+        assert!(bytes.ends_with(" bytes"), "{compacted}");
+    }
+    assert!(!data.join("queue.compacting").exists());
+    assert!(!data.join("queue.precompact").exists());
+    let (status, after, stderr) = queue_cmd("stats");
+    assert!(status.success(), "{stderr}");
+    assert_eq!(field(&after, "committed "), PAIRS.to_string());
+    assert_eq!(field(&after, "sink "), sink, "cursor and lag unchanged");
+
+    let daemon = Daemon::start_with(cfg);
+    let spans = daemon.wait_for_spans(lag as usize);
+    let got: Vec<&str> = spans
+        .iter()
+        .map(|s| s["attributes"]["vault.request.id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (cursor..PAIRS).map(uuid).collect();
+    assert_eq!(got, expected, "exactly the undelivered spans, in order");
+}
