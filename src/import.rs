@@ -136,7 +136,7 @@ pub async fn run(
             }
             pending += lines.counts().received - before;
             if n == 0 || pending >= BATCH_LINES as u64 {
-                delivery.send(&mut lines).await;
+                delivery.send(&mut lines, std::time::Instant::now()).await;
                 pending = 0;
             }
             if n == 0 {

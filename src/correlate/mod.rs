@@ -27,7 +27,7 @@ use std::{
 };
 
 use actix::prelude::*;
-use metrics::{Counter, Gauge};
+use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
@@ -59,6 +59,8 @@ const BLOCKED_POLL: Duration = Duration::from_millis(50);
 pub struct Ingest {
     pub input: InputId,
     pub events: Vec<AuditEvent>,
+    /// When the input read the bytes these events came from.
+    pub read_at: Instant,
 }
 
 /// Expire everything still waiting, commit, and answer once the queue has it all (end of
@@ -101,6 +103,9 @@ pub struct Correlator {
     committing: Arc<Semaphore>,
     /// `overflow = "block"` and the queue said it is full.
     blocked: bool,
+    /// Read time and event count of every batch taken since the last commit started.
+    window_reads: Vec<(Instant, u64)>,
+    commit_latency: Histogram,
     counts: Counts,
     duplicates: Vec<Counter>,
     spans_created: [Counter; 3],
@@ -129,6 +134,8 @@ impl Correlator {
             held: None,
             committing: Arc::new(Semaphore::new(1)),
             blocked: false,
+            window_reads: Vec::new(),
+            commit_latency: m::commit_latency(),
             counts: Counts::default(),
             duplicates: inputs
                 .iter()
@@ -238,17 +245,25 @@ impl Correlator {
         {
             return;
         }
+        let reads = std::mem::take(&mut self.window_reads);
         let send = self.queue.send(Append(commit));
         ctx.spawn(send.into_actor(self).map(move |result, act, ctx| {
             drop(permit);
             match result {
                 Ok(Ok(committed)) => {
+                    for (read_at, events) in reads {
+                        act.commit_latency
+                            .record_many(read_at.elapsed().as_secs_f64(), events as usize);
+                    }
                     act.blocked = committed.full;
                     if act.outbox.len() >= WINDOW_SPANS {
                         act.commit(ctx);
                     }
                 }
-                Ok(Err(failed)) => act.hold(failed.commit),
+                Ok(Err(failed)) => {
+                    act.window_reads.splice(0..0, reads);
+                    act.hold(failed.commit);
+                }
                 Err(_) => error!("The queue is gone; spans are lost."),
             }
         }));
@@ -326,6 +341,8 @@ impl Handler<Ingest> for Correlator {
     /// batch until then. (Not `ctx.wait`: that would also stop the commit's own answer.)
     fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) -> Self::Result {
         let arrived = self.live.then(Instant::now);
+        self.window_reads
+            .push((msg.read_at, msg.events.len() as u64));
         for event in msg.events {
             match self.pairing.ingest(msg.input, event, arrived) {
                 Step::Waiting => {}

@@ -20,6 +20,7 @@ use std::{
     path::{Path, PathBuf},
     pin::Pin,
     task::{Context as TaskContext, Poll},
+    time::Instant,
 };
 
 use actix::prelude::*;
@@ -239,6 +240,7 @@ async fn read_connection(
             read = stream.read_buf(framer.buffer(READ_CHUNK)) => read,
             _ = shutdown.changed() => break,
         };
+        let read_at = Instant::now();
         let eof = match read {
             Ok(0) => true,
             Ok(_) => false,
@@ -252,7 +254,7 @@ async fn read_connection(
         } else {
             framer.drain(|f| lines.handle(f));
         }
-        delivery.send(&mut lines).await;
+        delivery.send(&mut lines, read_at).await;
         if eof {
             break;
         }
@@ -283,7 +285,8 @@ impl Delivery {
         }
     }
 
-    pub async fn send(&mut self, lines: &mut LineHandler) {
+    /// `read_at`: when the bytes the events came from were read (commit latency starts).
+    pub async fn send(&mut self, lines: &mut LineHandler, read_at: Instant) {
         let (events, rejected) = lines.take();
         if !rejected.is_empty() {
             // The dead-letter actor logs its own write failures.
@@ -302,6 +305,7 @@ impl Delivery {
         self.in_flight = Some(self.correlator.send(Ingest {
             input: self.input,
             events,
+            read_at,
         }));
     }
 

@@ -4,7 +4,10 @@
 //! (per input, per reason) and increment it on the hot path, which avoids a registry lookup
 //! per event.
 
-use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const EVENTS_RECEIVED: &str = "auditspan_events_received_total";
@@ -23,6 +26,7 @@ pub const SINK_EXPORTED_SPANS: &str = "auditspan_sink_exported_spans_total";
 pub const SINK_FAILED_EXPORTS: &str = "auditspan_sink_failed_exports_total";
 pub const SINK_RETRIES: &str = "auditspan_sink_retries_total";
 pub const SINK_LAG_SPANS: &str = "auditspan_sink_lag_spans";
+pub const COMMIT_LATENCY: &str = "auditspan_commit_latency_seconds";
 
 /// Installs the Prometheus recorder for this process and describes every metric. Returns
 /// the handle that renders `/metrics`.
@@ -69,6 +73,57 @@ fn describe() {
         CORRELATOR_PENDING,
         Unit::Count,
         "Events waiting for their partner in the correlator."
+    );
+    describe_gauge!(
+        QUEUE_SPANS,
+        Unit::Count,
+        "Spans kept in the queue until every sink has them."
+    );
+    describe_gauge!(
+        QUEUE_BYTES,
+        Unit::Bytes,
+        "Bytes of span records in the queue (what queue.max_bytes bounds)."
+    );
+    describe_gauge!(
+        QUEUE_COMMITTED_SEQUENCE,
+        Unit::Count,
+        "Sequence number of the last span committed to disk."
+    );
+    describe_counter!(
+        QUEUE_DROPPED_SPANS,
+        Unit::Count,
+        "Spans dropped before every sink had them: overflow = drop_oldest, or held in memory past the limit while the disk was full."
+    );
+    describe_counter!(
+        QUEUE_CORRUPT_RECORDS,
+        Unit::Count,
+        "Queue records that failed their checksum or decoding and were skipped."
+    );
+    describe_gauge!(
+        QUEUE_DISK_FULL,
+        Unit::Count,
+        "1 while commits fail because the disk is full (spans wait in memory), else 0."
+    );
+    describe_counter!(
+        SINK_EXPORTED_SPANS,
+        Unit::Count,
+        "Spans a sink's backend acknowledged."
+    );
+    describe_counter!(
+        SINK_FAILED_EXPORTS,
+        Unit::Count,
+        "Failed export attempts, by reason."
+    );
+    describe_counter!(SINK_RETRIES, Unit::Count, "Export retries after a failure.");
+    describe_gauge!(
+        SINK_LAG_SPANS,
+        Unit::Count,
+        "Committed spans a sink has not acknowledged yet."
+    );
+    describe_histogram!(
+        COMMIT_LATENCY,
+        Unit::Seconds,
+        "Time from reading events off an input to committing the spans and waiting entries they made, per event."
     );
 }
 
@@ -134,4 +189,8 @@ pub fn sink_failed(sink: &str, reason: &'static str) -> Counter {
 
 pub fn sink_retries(sink: &str) -> Counter {
     counter!(SINK_RETRIES, "sink" => sink.to_owned())
+}
+
+pub fn commit_latency() -> Histogram {
+    histogram!(COMMIT_LATENCY)
 }
