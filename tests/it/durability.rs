@@ -371,3 +371,38 @@ fn graceful_restart_keeps_waiting_requests() {
         0.0
     );
 }
+
+/// A request whose `pair_timeout` passed while auditspan was down becomes a
+/// `response_missing` span as soon as it starts again: expiry survives restarts.
+#[test]
+fn request_that_expired_while_down_is_response_missing_on_start() {
+    let mut daemon = Daemon::start_with(|dir| {
+        default_config(dir).replace("pair_timeout = \"10s\"", "pair_timeout = \"4s\"")
+    });
+    let id = uuid(8);
+    let sent = Instant::now();
+    let mut conn = connect(&daemon);
+    send(&daemon, &mut conn, &event("request", &id, 1_000));
+    drop(conn);
+    daemon.sigterm();
+    assert!(daemon.wait_exit(DEADLINE).success());
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(4),
+        "the machine was too slow to stop within pair_timeout; the test proves nothing"
+    );
+    assert!(daemon.spans().is_empty(), "still waiting at the stop");
+    // Down for longer than pair_timeout: this wait is the thing under test.
+    crate::support::wait_until(DEADLINE, "pair_timeout to pass while down", || {
+        sent.elapsed() > std::time::Duration::from_millis(4_500)
+    });
+    daemon.restart();
+    let spans = daemon.wait_for_spans(1);
+    assert_eq!(request_id(&spans[0]), id);
+    assert_eq!(
+        spans[0]["attributes"]["auditspan.outcome"],
+        "response_missing"
+    );
+    daemon.wait_until(DEADLINE, "nothing left waiting", || {
+        daemon.metrics().get(PENDING, &[]) == 0.0
+    });
+}
