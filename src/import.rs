@@ -114,7 +114,7 @@ pub async fn run(
         DeadLetter::new(options.deadletter.clone(), config.deadletter_max_bytes).start();
 
     let mut lines = LineHandler::new(INPUT, prefix, limits);
-    let mut delivery = Delivery::new(0, correlator.clone(), deadletter);
+    let mut delivery = Delivery::new(0.into(), correlator.clone(), deadletter);
     for path in &files {
         let read_err = |source| ImportError::Read {
             path: path.clone(),

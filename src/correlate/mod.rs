@@ -31,7 +31,7 @@ use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
-pub use pairing::{InputId, Pairing, Settings, Step};
+pub use pairing::{InputId, Pairing, Settings, Source, Step, StreamId};
 
 use crate::{
     codec,
@@ -57,11 +57,16 @@ const BLOCKED_POLL: Duration = Duration::from_millis(50);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Ingest {
-    pub input: InputId,
+    pub source: Source,
     pub events: Vec<AuditEvent>,
     /// When the input read the bytes these events came from.
     pub read_at: Instant,
 }
+
+/// A stream (connection) ended; its event clock is dropped once its entries are gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StreamClosed(pub StreamId);
 
 /// Expire everything still waiting, commit, and answer once the queue has it all (end of
 /// `import`).
@@ -344,12 +349,12 @@ impl Handler<Ingest> for Correlator {
         self.window_reads
             .push((msg.read_at, msg.events.len() as u64));
         for event in msg.events {
-            match self.pairing.ingest(msg.input, event, arrived) {
+            match self.pairing.ingest(msg.source, event, arrived) {
                 Step::Waiting => {}
                 Step::Span(span) => self.record(*span),
                 Step::Duplicate => {
                     self.counts.duplicates += 1;
-                    if let Some(c) = self.duplicates.get(msg.input) {
+                    if let Some(c) = self.duplicates.get(msg.source.input) {
                         c.increment(1);
                     }
                 }
@@ -366,6 +371,14 @@ impl Handler<Ingest> for Correlator {
             return Box::pin(self.settle().map(|(), act, ctx| act.commit(ctx)));
         }
         Box::pin(actix::fut::ready(()))
+    }
+}
+
+impl Handler<StreamClosed> for Correlator {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamClosed, _: &mut Self::Context) {
+        self.pairing.close_stream(msg.0);
     }
 }
 

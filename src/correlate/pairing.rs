@@ -7,8 +7,9 @@
 //!   (remembered in memory only: a repeat that straddles a restart is not recognised).
 //! - A waiting entry expires when its input's newest event time passes the entry's time +
 //!   `pair_timeout`, or, on a live input, when `pair_timeout` has passed on the wall clock
-//!   since it arrived. Each input has its own event clock, so a device with a skewed clock
-//!   or an old file never expires another input's entries.
+//!   since it arrived. The event clock is per stream (each connection, each imported
+//!   input), finer than DESIGN's per input: a device with a skewed clock, an old file, or
+//!   a connection that is read faster than another never expires another's entries.
 //! - Persistence is incremental: [`Pairing::persist`] hands out the entries that arrived
 //!   since its last call and are still waiting, and the persisted entries answered or
 //!   expired since. A pair that completes between two calls never reaches the disk.
@@ -27,6 +28,56 @@ use crate::{
 
 /// Index of an input in the order the correlator was told about them.
 pub type InputId = usize;
+
+/// One ordered stream of events with its own event clock: a connection, or a file.
+pub type StreamId = u64;
+
+/// The stream that restored entries of `input` belong to; its clock never advances, so
+/// they expire on the wall clock (or at the end of an import).
+fn restored_stream(input: InputId) -> StreamId {
+    u64::MAX - input as u64
+}
+
+/// Where an event came from: its input (for names and metrics) and the stream whose event
+/// clock expires its entry. Each connection is its own stream, so one audit device that
+/// runs ahead in time (or a connection read faster than another) never expires the entries
+/// of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub input: InputId,
+    pub stream: StreamId,
+}
+
+impl From<InputId> for Source {
+    /// One stream per input (files, tests).
+    fn from(input: InputId) -> Source {
+        Source {
+            input,
+            stream: input as StreamId,
+        }
+    }
+}
+
+/// A stream's event clock and the event-time deadlines of its entries.
+struct Stream {
+    clock: i64,
+    deadlines: BinaryHeap<Reverse<(i64, u64, IdKey)>>,
+    /// Entries of this stream still waiting.
+    entries: usize,
+    /// The connection ended; the stream goes once its last entry does.
+    closed: bool,
+}
+
+impl Stream {
+    fn new() -> Stream {
+        Stream {
+            clock: i64::MIN,
+            deadlines: BinaryHeap::new(),
+            entries: 0,
+            closed: false,
+        }
+    }
+}
 
 /// Pairing settings, from `[correlate]` and `[parse]`.
 #[derive(Debug, Clone)]
@@ -53,6 +104,7 @@ struct Waiting {
     event: AuditEvent,
     seq: u64,
     input: InputId,
+    stream: StreamId,
     /// Wall clock at arrival, nanoseconds since the epoch (stored with the entry, so that
     /// its wall-clock expiry continues across a restart).
     arrived_unix_nano: i64,
@@ -86,10 +138,8 @@ pub struct Pairing {
     waiting: HashMap<IdKey, Waiting>,
     /// Ids paired recently, with the input event time after which they are forgotten.
     paired: HashMap<IdKey, i64>,
-    paired_order: VecDeque<(i64, InputId, IdKey)>,
-    /// Per input: newest event time seen and the event-time deadlines of its entries.
-    clocks: Vec<i64>,
-    deadlines: Vec<BinaryHeap<Reverse<(i64, u64, IdKey)>>>,
+    paired_order: VecDeque<(i64, StreamId, IdKey)>,
+    streams: HashMap<StreamId, Stream>,
     /// Wall-clock deadlines in arrival order (live inputs only).
     arrivals: VecDeque<(Instant, u64, IdKey)>,
     next_seq: u64,
@@ -109,8 +159,7 @@ impl Pairing {
             waiting: HashMap::new(),
             paired: HashMap::new(),
             paired_order: VecDeque::new(),
-            clocks: Vec::new(),
-            deadlines: Vec::new(),
+            streams: HashMap::new(),
             arrivals: VecDeque::new(),
             next_seq: 0,
             truncations: SpanTruncations::default(),
@@ -129,21 +178,33 @@ impl Pairing {
         std::mem::take(&mut self.truncations)
     }
 
-    fn ensure_input(&mut self, input: InputId) {
-        if self.clocks.len() <= input {
-            self.clocks.resize(input + 1, i64::MIN);
-            self.deadlines.resize_with(input + 1, BinaryHeap::new);
+    /// The stream ended (its connection closed): it is forgotten once its entries are.
+    pub fn close_stream(&mut self, stream: StreamId) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.closed = true;
+            if s.entries == 0 {
+                self.streams.remove(&stream);
+            }
         }
     }
 
-    /// Takes one event from `input`; `arrived` is `Some` for live inputs, whose entries
-    /// also expire on the wall clock.
-    pub fn ingest(&mut self, input: InputId, event: AuditEvent, arrived: Option<Instant>) -> Step {
-        self.ensure_input(input);
+    /// Takes one event; `arrived` is `Some` for live inputs, whose entries also expire on
+    /// the wall clock.
+    pub fn ingest(
+        &mut self,
+        source: impl Into<Source>,
+        event: AuditEvent,
+        arrived: Option<Instant>,
+    ) -> Step {
+        let source = source.into();
         let key = span::trace_id_for(&event.id);
         let time = event.time_unix_nano;
-        if time > self.clocks[input] {
-            self.clocks[input] = time;
+        let stream = self
+            .streams
+            .entry(source.stream)
+            .or_insert_with(Stream::new);
+        if time > stream.clock {
+            stream.clock = time;
         }
         if self.paired.contains_key(&key) {
             return Step::Duplicate;
@@ -157,11 +218,11 @@ impl Pairing {
                     (EventKind::Response, Some(request)) => (request, event),
                     (_, None) => unreachable!("entry checked above"),
                 };
-                self.remember_paired(input, key, time.max(request.time_unix_nano));
+                self.remember_paired(source.stream, key, time.max(request.time_unix_nano));
                 Step::Span(Box::new(self.build(Some(request), Some(response))))
             }
             None => {
-                self.insert(input, key, event, arrived, now_unix_nano(), false);
+                self.insert(source, key, event, arrived, now_unix_nano(), false);
                 Step::Waiting
             }
         }
@@ -169,7 +230,7 @@ impl Pairing {
 
     fn insert(
         &mut self,
-        input: InputId,
+        source: Source,
         key: IdKey,
         event: AuditEvent,
         arrived: Option<Instant>,
@@ -179,7 +240,12 @@ impl Pairing {
         let seq = self.next_seq;
         self.next_seq += 1;
         let deadline = event.time_unix_nano.saturating_add(self.timeout_nanos);
-        self.deadlines[input].push(Reverse((deadline, seq, key)));
+        let stream = self
+            .streams
+            .entry(source.stream)
+            .or_insert_with(Stream::new);
+        stream.deadlines.push(Reverse((deadline, seq, key)));
+        stream.entries += 1;
         if let Some(arrived) = arrived {
             let deadline = arrived + self.settings.pair_timeout;
             // Live arrivals come in order; restored ones may not, and must not hide behind a
@@ -193,7 +259,8 @@ impl Pairing {
         let waiting = Waiting {
             event,
             seq,
-            input,
+            input: source.input,
+            stream: source.stream,
             arrived_unix_nano,
             persisted,
         };
@@ -204,6 +271,12 @@ impl Pairing {
         let w = self.waiting.remove(key)?;
         if w.persisted {
             self.unpersisted.push(*key);
+        }
+        if let Some(stream) = self.streams.get_mut(&w.stream) {
+            stream.entries -= 1;
+            if stream.closed && stream.entries == 0 {
+                self.streams.remove(&w.stream);
+            }
         }
         Some(w)
     }
@@ -218,20 +291,25 @@ impl Pairing {
         arrived_unix_nano: i64,
         live: bool,
     ) {
-        self.ensure_input(input);
         let key = span::trace_id_for(&event.id);
         if self.waiting.contains_key(&key) {
             return;
-        }
-        if event.time_unix_nano > self.clocks[input] {
-            self.clocks[input] = event.time_unix_nano;
         }
         let arrived = live.then(|| {
             let age = u64::try_from(now_unix_nano().saturating_sub(arrived_unix_nano)).unwrap_or(0);
             let now = Instant::now();
             now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
         });
-        self.insert(input, key, event, arrived, arrived_unix_nano, true);
+        let source = Source {
+            input,
+            stream: restored_stream(input),
+        };
+        self.insert(source, key, event, arrived, arrived_unix_nano, true);
+    }
+
+    /// Streams tracked (connections open, or closed with entries still waiting).
+    pub fn streams(&self) -> usize {
+        self.streams.len()
     }
 
     /// Hands each entry inserted since the last call and still unpersisted to `put` (key,
@@ -253,24 +331,29 @@ impl Pairing {
         std::mem::take(&mut self.unpersisted)
     }
 
-    fn remember_paired(&mut self, input: InputId, key: IdKey, time: i64) {
+    fn remember_paired(&mut self, stream: StreamId, key: IdKey, time: i64) {
         let forget_after = time.saturating_add(self.timeout_nanos);
         self.paired.insert(key, forget_after);
-        self.paired_order.push_back((forget_after, input, key));
+        self.paired_order.push_back((forget_after, stream, key));
     }
 
     /// Expires what the event clocks (and, given `now`, the wall clock) say is overdue,
     /// appending the spans to `out` in expiry order.
     pub fn expire(&mut self, now: Option<Instant>, out: &mut Vec<Span>) {
-        for input in 0..self.deadlines.len() {
-            let clock = self.clocks[input];
-            while let Some(Reverse((deadline, seq, key))) = self.deadlines[input].peek().copied() {
-                if deadline >= clock {
+        let mut overdue = Vec::new();
+        for stream in self.streams.values_mut() {
+            while let Some(&Reverse((deadline, seq, key))) = stream.deadlines.peek() {
+                if deadline >= stream.clock {
                     break;
                 }
-                self.deadlines[input].pop();
-                self.expire_entry(seq, key, out);
+                stream.deadlines.pop();
+                overdue.push((deadline, seq, key));
             }
+        }
+        // Streams are visited in no particular order; expire oldest first.
+        overdue.sort_unstable();
+        for (_, seq, key) in overdue {
+            self.expire_entry(seq, key, out);
         }
         if let Some(now) = now {
             while let Some(&(deadline, seq, key)) = self.arrivals.front() {
@@ -281,8 +364,13 @@ impl Pairing {
                 self.expire_entry(seq, key, out);
             }
         }
-        while let Some(&(forget_after, input, key)) = self.paired_order.front() {
-            if forget_after >= self.clocks[input] {
+        while let Some(&(forget_after, stream, key)) = self.paired_order.front() {
+            // A stream that is gone forgets its pairs: nothing can repeat on it any more.
+            if self
+                .streams
+                .get(&stream)
+                .is_some_and(|s| forget_after >= s.clock)
+            {
                 break;
             }
             self.paired_order.pop_front();
@@ -303,7 +391,7 @@ impl Pairing {
         for (_, seq, key) in entries {
             self.expire_entry(seq, key, out);
         }
-        self.deadlines.iter_mut().for_each(BinaryHeap::clear);
+        self.streams.values_mut().for_each(|s| s.deadlines.clear());
         self.arrivals.clear();
     }
 
@@ -633,6 +721,38 @@ mod tests {
             attr(&out[1], "auditspan.outcome"),
             Some(AttrValue::Str("response_missing".into()))
         );
+    }
+
+    #[test]
+    fn a_stream_running_ahead_does_not_expire_another_streams_entries() {
+        let mut p = Pairing::new(settings());
+        let a = Source {
+            input: 0,
+            stream: 10,
+        };
+        let b = Source {
+            input: 0,
+            stream: 11,
+        };
+        p.ingest(a, req("slow-stream", 1_000), None);
+        p.ingest(b, req("x", 50_000), None);
+        let mut out = Vec::new();
+        p.expire(None, &mut out);
+        assert!(
+            out.is_empty(),
+            "stream b's clock does not expire stream a's entry"
+        );
+        // Its response on the fast stream still pairs.
+        let s = span(p.ingest(b, resp("slow-stream", 1_005), None));
+        assert_eq!(s.outcome, Outcome::Paired);
+        // A closed stream is dropped once its entries are gone.
+        p.close_stream(a.stream);
+        assert_eq!(p.streams(), 1);
+        p.ingest(a, req("late", 60_000), None);
+        p.close_stream(a.stream);
+        assert_eq!(p.streams(), 2, "kept while an entry waits");
+        span(p.ingest(b, resp("late", 60_001), None));
+        assert_eq!(p.streams(), 1);
     }
 
     #[test]

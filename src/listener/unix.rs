@@ -19,6 +19,7 @@ use std::{
     os::unix::{fs::FileTypeExt, fs::PermissionsExt, net::UnixListener as StdUnixListener},
     path::{Path, PathBuf},
     pin::Pin,
+    sync::atomic::{AtomicU64, Ordering},
     task::{Context as TaskContext, Poll},
     time::Instant,
 };
@@ -33,10 +34,13 @@ use tracing::{debug, info, warn};
 
 use super::{Framer, LineHandler};
 use crate::{
-    correlate::{Correlator, Ingest, InputId},
+    correlate::{Correlator, Ingest, InputId, Source, StreamClosed},
     deadletter::{Append, DeadLetter},
     event::ParseLimits,
 };
+
+/// Stream ids of connections; below this, ids are inputs' own (`import`, tests).
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 32);
 
 /// Bytes read from a connection at a time, at most.
 const READ_CHUNK: usize = 256 * 1024;
@@ -234,11 +238,22 @@ async fn read_connection(
     debug!(input = %s.input, "Connection opened.");
     let mut framer = Framer::new(s.max_line_bytes);
     let mut lines = LineHandler::new(&s.input, s.prefix.clone(), s.limits);
-    let mut delivery = Delivery::new(s.input_id, s.correlator.clone(), s.deadletter.clone());
+    // Every connection is its own stream: its own event clock in the correlator.
+    let source = Source {
+        input: s.input_id,
+        stream: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
+    };
+    let mut delivery = Delivery::new(source, s.correlator.clone(), s.deadletter.clone());
     loop {
         let read = tokio::select! {
             read = stream.read_buf(framer.buffer(READ_CHUNK)) => read,
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => {
+                // What the client wrote before the stop is still taken; a line it has not
+                // finished is not.
+                read_what_is_buffered(&mut stream, &mut framer, &mut lines);
+                delivery.send(&mut lines, Instant::now()).await;
+                break;
+            }
         };
         let read_at = Instant::now();
         let eof = match read {
@@ -260,7 +275,28 @@ async fn read_connection(
         }
     }
     delivery.settle().await;
+    if s.correlator
+        .send(StreamClosed(source.stream))
+        .await
+        .is_err()
+    {
+        debug!(input = %s.input, "The correlator is gone.");
+    }
     debug!(input = %s.input, "Connection closed.");
+}
+
+/// Frames and parses what the socket holds right now, without waiting for more.
+fn read_what_is_buffered(stream: &mut UnixStream, framer: &mut Framer, lines: &mut LineHandler) {
+    loop {
+        match stream.try_read_buf(framer.buffer(READ_CHUNK)) {
+            Ok(0) => {
+                framer.finish(|f| lines.handle(f));
+                return;
+            }
+            Ok(_) => framer.drain(|f| lines.handle(f)),
+            Err(_) => return,
+        }
+    }
 }
 
 /// Hands what a [`LineHandler`] collected to the dead-letter writer and the correlator.
@@ -269,16 +305,16 @@ async fn read_connection(
 /// correlator works on the last one, and [`Delivery::send`] waits for that one's answer
 /// before it offers the next, so batches arrive in order and memory stays bounded.
 pub struct Delivery {
-    input: InputId,
+    source: Source,
     correlator: Addr<Correlator>,
     deadletter: Addr<DeadLetter>,
     in_flight: Option<actix::dev::Request<Correlator, Ingest>>,
 }
 
 impl Delivery {
-    pub fn new(input: InputId, correlator: Addr<Correlator>, deadletter: Addr<DeadLetter>) -> Self {
+    pub fn new(source: Source, correlator: Addr<Correlator>, deadletter: Addr<DeadLetter>) -> Self {
         Delivery {
-            input,
+            source,
             correlator,
             deadletter,
             in_flight: None,
@@ -292,7 +328,7 @@ impl Delivery {
             // The dead-letter actor logs its own write failures.
             if self.deadletter.send(Append(rejected)).await.is_err() {
                 warn!(
-                    input = self.input,
+                    input = self.source.input,
                     "The dead-letter writer is gone; rejected lines dropped."
                 );
             }
@@ -303,7 +339,7 @@ impl Delivery {
         self.settle().await;
         // `send` queues the message at once; awaiting it only waits for the answer.
         self.in_flight = Some(self.correlator.send(Ingest {
-            input: self.input,
+            source: self.source,
             events,
             read_at,
         }));
@@ -315,7 +351,7 @@ impl Delivery {
             && request.await.is_err()
         {
             warn!(
-                input = self.input,
+                input = self.source.input,
                 "The correlator is gone; events dropped."
             );
         }

@@ -383,6 +383,9 @@ fn request_that_expired_while_down_is_response_missing_on_start() {
     let sent = Instant::now();
     let mut conn = connect(&daemon);
     send(&daemon, &mut conn, &event("request", &id, 1_000));
+    daemon.wait_until(DEADLINE, "the request to wait", || {
+        daemon.metrics().get(PENDING, &[]) == 1.0
+    });
     drop(conn);
     daemon.sigterm();
     assert!(daemon.wait_exit(DEADLINE).success());

@@ -365,3 +365,26 @@ fn sighup_reopens_the_deadletter_file() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// Lines a client wrote before SIGTERM are read and committed before the daemon exits,
+/// even when the daemon had not got to them yet.
+#[test]
+fn sigterm_takes_what_clients_already_wrote() {
+    let mut daemon = Daemon::start_default();
+    let mut conn = daemon.connect();
+    let mut buf = String::new();
+    for k in 0..2_000 {
+        let id = uuid(100_000 + k);
+        buf.push_str(&event("request", &id, k));
+        buf.push_str(&event("response", &id, k + 1));
+    }
+    conn.write_all(buf.as_bytes()).unwrap();
+    daemon.sigterm();
+    assert!(daemon.wait_exit(DEADLINE).success());
+    let spans = daemon.spans();
+    assert_eq!(
+        paired_ids(&spans).len(),
+        2_000,
+        "every written pair, before or after the stop"
+    );
+}
