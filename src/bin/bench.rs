@@ -20,19 +20,38 @@
 //!    the sum of `auditspan_spans_created_total` reach the expected counts. Time runs from
 //!    the first byte written to the first scrape that shows everything; the poll interval
 //!    (20 ms) bounds the error.
+//!    Polling then goes on until `auditspan_queue_committed_sequence` and the stdout sink's
+//!    `auditspan_sink_exported_spans_total` reach the spans created: the commit rate and
+//!    the delivery rate, which equal the span rate only while the queue and the sink keep
+//!    up.
 //! 4. Peak RSS is `VmHWM` from `/proc/<pid>/status`; then the daemon gets SIGTERM and must
 //!    exit 0.
+//! 5. With `--outage-secs N`, a second, fresh daemon writes its stdout into a pipe that the
+//!    bench does not read for N seconds (or until every span is committed, if that takes
+//!    longer) while the same load is sent: the spans pile up in the queue. At the end of
+//!    the outage it records the queue's size on disk (`<data_dir>/queue`, walked: allocated
+//!    blocks and file lengths) and `auditspan_queue_bytes`, each per queued span; then it
+//!    reads and discards the pipe and times the drain until `auditspan_sink_lag_spans`
+//!    of the stdout sink is 0.
+//!
+//! A load with unpaired ids (a request without its response or the reverse) gets their
+//! spans only `pair_timeout` after the stream goes idle (10 s of wall time by default).
+//! The clock then stops at the last paired span (the commit and delivery times are those
+//! of the spans made by then), and with `--connections 1` the bench configures
+//! `pair_timeout = "1s"` so the run ends promptly. Not with more connections: the event
+//! clock of one input runs ahead of its slower connections by seconds, and a 1 s timeout
+//! split ~10 % of the pairs in a 4-connection test (`--pair-timeout` overrides).
 //!
 //! Run: `cargo run --release --bin auditspan-bench -- [--pairs N] [--connections N]
-//! [--load FILE]`. When run through cargo it first builds the `auditspan` binary of the same
+//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION]`. When run through cargo it first builds the `auditspan` binary of the same
 //! profile, so the numbers are never those of a stale daemon.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,6 +67,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// What the daemon logs once its metrics endpoint is bound (followed by `IP:PORT`).
 const METRICS_LOG_MARKER: &str = "Serving metrics. addr=";
+
+/// The bench's config has exactly one sink, the default stdout one.
+const SINK: &str = "stdout";
+
+/// `correlate.pair_timeout` for a load with unpaired ids (the default is 10 s).
+const SHORT_PAIR_TIMEOUT: &str = "1s";
 
 #[derive(Parser, Debug)]
 #[command(about = "Measures auditspan's end-to-end throughput on a unix socket.")]
@@ -67,6 +92,16 @@ struct Args {
     /// Give up when the daemon has not produced every span within this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// Also measure a stdout outage: a second daemon whose stdout is not read for this many
+    /// seconds while the load is sent, then the drain of its queue.
+    #[arg(long)]
+    outage_secs: Option<u64>,
+    /// `correlate.pair_timeout` for the daemon (e.g. "1s"); default: 1s when the load has
+    /// unpaired ids and --connections is 1, else the daemon's default (10s). Across
+    /// several connections the event clocks of one input drift apart by seconds, so a
+    /// short timeout splits pairs.
+    #[arg(long)]
+    pair_timeout: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -78,7 +113,10 @@ fn main() -> Result<()> {
         Some(path) => path.clone(),
         None => generate_load(args.pairs, &work.path.join("load.jsonl"))?,
     };
-    let load = Load::read(&load_path, args.connections)?;
+    let mut load = Load::read(&load_path, args.connections)?;
+    load.pair_timeout = args.pair_timeout.clone().or_else(|| {
+        (load.unpaired() > 0 && args.connections == 1).then(|| SHORT_PAIR_TIMEOUT.to_owned())
+    });
     eprintln!(
         "load: {} lines, {:.1} MB, {} expected spans, {} connections",
         load.lines,
@@ -87,15 +125,35 @@ fn main() -> Result<()> {
         args.connections
     );
 
+    if load.unpaired() > 0 {
+        eprintln!(
+            "{} ids are unpaired; pair_timeout = {}",
+            load.unpaired(),
+            load.pair_timeout.as_deref().unwrap_or("10s (default)")
+        );
+    }
+
+    let timeout = Duration::from_secs(args.timeout_secs);
     let baseline = measure_baseline(&load, &work.path.join("baseline.sock"))?;
     let daemon_bin = daemon_binary(args.daemon.as_deref())?;
-    let daemon = measure_daemon(
-        &daemon_bin,
-        &load,
-        &work.path,
-        Duration::from_secs(args.timeout_secs),
-    )?;
+    let normal = work.path.join("normal");
+    std::fs::create_dir_all(&normal)?;
+    let daemon = measure_daemon(&daemon_bin, &load, &normal, timeout)?;
+    // Its queue is no longer needed; the outage run wants the disk space.
+    std::fs::remove_dir_all(&normal).ok();
+    let outage = match args.outage_secs {
+        Some(secs) => {
+            let dir = work.path.join("outage");
+            std::fs::create_dir_all(&dir)?;
+            let outage = Duration::from_secs(secs);
+            Some(measure_outage(&daemon_bin, &load, &dir, outage, timeout)?)
+        }
+        None => None,
+    };
     print_report(&load_path, &load, &baseline, &daemon);
+    if let Some(outage) = &outage {
+        print_outage_report(&load, outage);
+    }
     Ok(())
 }
 
@@ -126,14 +184,32 @@ struct Load {
     bytes: u64,
     /// Distinct `request.id`s, the socket device's test message excepted (it is ignored).
     expected_spans: u64,
+    /// Of those, ids with only a request line (→ `response_missing`) and with only a
+    /// response line (→ `request_missing`).
+    only_request: u64,
+    only_response: u64,
+    /// `correlate.pair_timeout` for the daemon, if not its default.
+    pair_timeout: Option<String>,
+}
+
+impl Load {
+    fn unpaired(&self) -> u64 {
+        self.only_request + self.only_response
+    }
 }
 
 /// The few fields of an audit event that decide whether it makes a span.
 #[derive(Deserialize)]
 struct EventProbe<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, default)]
     request: Option<RequestProbe<'a>>,
 }
+
+/// Bits of the halves an id was seen with.
+const SEEN_REQUEST: u8 = 1;
+const SEEN_RESPONSE: u8 = 2;
 
 #[derive(Deserialize)]
 struct RequestProbe<'a> {
@@ -148,7 +224,7 @@ impl Load {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let mut per_connection =
             vec![Vec::with_capacity(data.len() / connections + 1); connections];
-        let mut ids = HashSet::new();
+        let mut ids: HashMap<String, u8> = HashMap::new();
         let mut lines = 0u64;
         for (i, line) in data.split_inclusive(|b| *b == b'\n').enumerate() {
             per_connection[i % connections].extend_from_slice(line);
@@ -161,7 +237,12 @@ impl Load {
                 && path.as_deref() != Some("sys/audit/test")
                 && !id.is_empty()
             {
-                ids.insert(id.into_owned());
+                let seen = match event.kind.as_deref() {
+                    Some("request") => SEEN_REQUEST,
+                    Some("response") => SEEN_RESPONSE,
+                    _ => 0,
+                };
+                *ids.entry(id.into_owned()).or_default() |= seen;
             }
         }
         ensure!(lines > 0, "{} is empty", path.display());
@@ -171,11 +252,15 @@ impl Load {
                 buffer.push(b'\n');
             }
         }
+        let count = |bits: u8| ids.values().filter(|seen| **seen == bits).count() as u64;
         Ok(Load {
             per_connection,
             lines,
             bytes: data.len() as u64,
             expected_spans: ids.len() as u64,
+            only_request: count(SEEN_REQUEST),
+            only_response: count(SEEN_RESPONSE),
+            pair_timeout: None,
         })
     }
 }
@@ -292,67 +377,143 @@ struct DaemonResult {
     outcomes: Vec<(String, f64)>,
     invalid: f64,
     ignored: f64,
+    /// Spans created by `elapsed` (all of them unless the load has unpaired ids).
+    created: f64,
+    /// When `auditspan_queue_committed_sequence` reached `created`.
+    committed_at: Duration,
+    /// When the stdout sink had acknowledged `created` spans.
+    delivered_at: Duration,
 }
 
-/// Starts the daemon, pushes the load through it and waits for every span.
-fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Result<DaemonResult> {
+/// A daemon started on a temporary config in `work`, its socket accepting.
+struct Started {
+    daemon: DaemonProcess,
+    metrics: SocketAddr,
+    socket: PathBuf,
+}
+
+/// Writes the bench's config into `work` and starts the daemon on it, with `stdout`.
+fn start_daemon(bin: &Path, load: &Load, work: &Path, stdout: Stdio) -> Result<Started> {
     let socket = work.join("auditspan.sock");
     let config = work.join("auditspan.toml");
+    let correlate = match &load.pair_timeout {
+        Some(timeout) => format!(
+            "\n[correlate]\npair_timeout = {}\n",
+            toml::Value::String(timeout.clone())
+        ),
+        None => String::new(),
+    };
     std::fs::write(
         &config,
         format!(
             "data_dir = {data}\n\n[[input]]\ntype = \"unix\"\nname = \"unix\"\npath = {socket}\n\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n",
+             [metrics]\nlisten = \"127.0.0.1:0\"\n{correlate}",
             data = toml_string(&work.join("data")),
             socket = toml_string(&socket),
         ),
     )?;
-    let mut daemon = DaemonProcess::start(bin, &config)?;
-    let metrics_addr = daemon.wait_for_metrics_addr(Duration::from_secs(60))?;
-    let connect = || -> Result<UnixStream> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match UnixStream::connect(&socket) {
-                Ok(stream) => return Ok(stream),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(e).context(format!("connecting to {}", socket.display()));
-                }
-                Err(_) => std::thread::sleep(POLL_INTERVAL),
+    let mut daemon = DaemonProcess::start(bin, &config, stdout)?;
+    let metrics = daemon.wait_for_metrics_addr(Duration::from_secs(60))?;
+    // Wait until the socket accepts before any clock starts (the probe is an empty stream).
+    drop(connect(&socket)?);
+    Ok(Started {
+        daemon,
+        metrics,
+        socket,
+    })
+}
+
+/// Connects to the daemon's socket, retrying for up to a minute while it starts.
+fn connect(socket: &Path) -> Result<UnixStream> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e).context(format!("connecting to {}", socket.display()));
             }
+            Err(_) => std::thread::sleep(POLL_INTERVAL),
         }
-    };
-    // Wait until the socket accepts before the clock starts (the probe is an empty stream).
-    drop(connect()?);
+    }
+}
 
-    let start = Instant::now();
-    write_all_connections(load, connect)?;
-    let writers_done = start.elapsed();
+/// Every line received, every expected span created and nothing waiting for its partner
+/// (a pair split by `pair_timeout` makes two spans, so the count alone is not enough).
+fn all_created(scrape: &Scrape, load: &Load) -> bool {
+    scrape.sum("auditspan_events_received_total") >= load.lines as f64
+        && scrape.sum("auditspan_spans_created_total") >= load.expected_spans as f64
+        && scrape.sum("auditspan_correlator_pending") == 0.0
+}
 
-    let expected_received = load.lines as f64;
-    let expected_spans = load.expected_spans as f64;
-    let (elapsed, scrape) = loop {
-        let scrape = Scrape::get(metrics_addr)?;
-        let received = scrape.sum("auditspan_events_received_total");
-        let spans = scrape.sum("auditspan_spans_created_total");
-        if received >= expected_received && spans >= expected_spans {
-            break (start.elapsed(), scrape);
+/// Every line received and every pair made (or, if a pair was split, every span made).
+fn pairs_done(scrape: &Scrape, load: &Load) -> bool {
+    let paired = (load.expected_spans - load.unpaired()) as f64;
+    (scrape.sum("auditspan_events_received_total") >= load.lines as f64
+        && scrape.labelled("auditspan_spans_created_total", "outcome", "paired") >= paired)
+        || all_created(scrape, load)
+}
+
+/// Polls `/metrics` until `done` holds; returns the time since `start` of the first scrape
+/// that shows it, and that scrape.
+fn wait_for(
+    started: &mut Started,
+    start: Instant,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&Scrape) -> bool,
+) -> Result<(Duration, Scrape)> {
+    loop {
+        let scrape = Scrape::get(started.metrics)?;
+        if done(&scrape) {
+            return Ok((start.elapsed(), scrape));
         }
         if start.elapsed() > timeout {
             bail!(
-                "after {timeout:?}: {received} of {expected_received} events received, {spans} \
-                 of {expected_spans} spans\n{}",
-                daemon.stderr_tail()
+                "after {timeout:?}, still waiting for {what}: {}\n{}",
+                scrape.progress(),
+                started.daemon.stderr_tail()
             );
         }
-        if let Some(status) = daemon.child.try_wait()? {
-            bail!("the daemon exited with {status}\n{}", daemon.stderr_tail());
+        if let Some(status) = started.daemon.child.try_wait()? {
+            bail!(
+                "the daemon exited with {status} while waiting for {what}\n{}",
+                started.daemon.stderr_tail()
+            );
         }
         std::thread::sleep(POLL_INTERVAL);
-    };
-    let peak_rss_kib = vm_hwm_kib(daemon.child.id())?;
-    let cpu = cpu_time(daemon.child.id())?;
+    }
+}
 
-    let status = daemon.stop(Duration::from_secs(60))?;
+/// Starts the daemon, pushes the load through it and waits for every span.
+fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Result<DaemonResult> {
+    let mut started = start_daemon(bin, load, work, Stdio::null())?;
+
+    let start = Instant::now();
+    write_all_connections(load, || connect(&started.socket))?;
+    let writers_done = start.elapsed();
+
+    // The clock stops once every line is in and every pair made; the unpaired halves
+    // become spans only after `pair_timeout`, which is no measure of throughput. (A pair
+    // split by the timeout never completes; then the clock stops with the last span.)
+    let (elapsed, at_elapsed) = wait_for(&mut started, start, timeout, "every pair", |s| {
+        pairs_done(s, load)
+    })?;
+    // Spans are committed and delivered in the order they were made.
+    let created = at_elapsed.sum("auditspan_spans_created_total");
+    let (committed_at, _) = wait_for(&mut started, start, timeout, "the last commit", |s| {
+        s.sum("auditspan_queue_committed_sequence") >= created
+    })?;
+    let (delivered_at, _) = wait_for(&mut started, start, timeout, "the sink", |s| {
+        s.labelled("auditspan_sink_exported_spans_total", "sink", SINK) >= created
+    })?;
+    let (_, scrape) = wait_for(&mut started, start, timeout, "every span", |s| {
+        all_created(s, load)
+    })?;
+    let pid = started.daemon.child.id();
+    let peak_rss_kib = vm_hwm_kib(pid)?;
+    let cpu = cpu_time(pid)?;
+
+    let status = started.daemon.stop(Duration::from_secs(60))?;
     ensure!(
         status.success(),
         "the daemon exited with {status} after SIGTERM"
@@ -369,7 +530,169 @@ fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Re
         },
         invalid: scrape.sum("auditspan_events_invalid_total"),
         ignored: scrape.sum("auditspan_events_ignored_total"),
+        created,
+        committed_at,
+        delivered_at,
     })
+}
+
+struct OutageResult {
+    /// How long stdout went unread: `--outage-secs`, or longer if committing every span
+    /// took longer.
+    outage: Duration,
+    writers_done: Duration,
+    /// Every event received and every pair made and committed, the sink blocked, and the
+    /// spans committed by then.
+    committed_at: Duration,
+    committed_spans: f64,
+    /// At the end of the outage: `auditspan_queue_spans`, the stdout sink's lag,
+    /// `auditspan_queue_bytes`, and `<data_dir>/queue` on disk.
+    queued_spans: f64,
+    lag: f64,
+    queue_bytes: f64,
+    disk: DiskUsage,
+    /// VmHWM at the end of the outage.
+    outage_rss_kib: u64,
+    /// From the first read of stdout to the first scrape with a lag of 0.
+    drain: Duration,
+    /// VmHWM after the drain.
+    peak_rss_kib: u64,
+    cpu: Duration,
+    /// What the bench read from stdout, up to the daemon's exit.
+    stdout_lines: u64,
+    stdout_bytes: u64,
+}
+
+/// A fresh daemon whose stdout is a pipe nobody reads for `outage` while the load is sent;
+/// then the pipe is read and discarded until the sink's lag is 0.
+fn measure_outage(
+    bin: &Path,
+    load: &Load,
+    work: &Path,
+    outage: Duration,
+    timeout: Duration,
+) -> Result<OutageResult> {
+    let mut started = start_daemon(bin, load, work, Stdio::piped())?;
+    let stdout = started
+        .daemon
+        .child
+        .stdout
+        .take()
+        .context("the daemon's stdout pipe")?;
+    eprintln!(
+        "outage: stdout unread for {} s while the load is sent ...",
+        outage.as_secs()
+    );
+
+    let start = Instant::now();
+    write_all_connections(load, || connect(&started.socket))?;
+    let writers_done = start.elapsed();
+    let committed = |s: &Scrape| {
+        s.sum("auditspan_queue_committed_sequence") >= s.sum("auditspan_spans_created_total")
+    };
+    let (committed_at, at_committed) =
+        wait_for(&mut started, start, timeout, "every pair committed", |s| {
+            pairs_done(s, load) && committed(s)
+        })?;
+    // The unpaired halves' spans too, before the outage ends.
+    wait_for(&mut started, start, timeout, "every span committed", |s| {
+        all_created(s, load) && committed(s)
+    })?;
+    while start.elapsed() < outage {
+        if let Some(status) = started.daemon.child.try_wait()? {
+            bail!(
+                "the daemon exited with {status} during the outage\n{}",
+                started.daemon.stderr_tail()
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL.max(Duration::from_millis(100)));
+    }
+    let outage = start.elapsed();
+    let scrape = Scrape::get(started.metrics)?;
+    let disk = disk_usage(&work.join("data").join("queue"))?;
+    let pid = started.daemon.child.id();
+    let outage_rss_kib = vm_hwm_kib(pid)?;
+    let lag = scrape.labelled("auditspan_sink_lag_spans", "sink", SINK);
+
+    eprintln!("outage over: {lag} spans queued; draining ...");
+    let drain_start = Instant::now();
+    let reader = discard(stdout);
+    let (drain, _) = wait_for(&mut started, drain_start, timeout, "the drain", |s| {
+        s.labelled("auditspan_sink_lag_spans", "sink", SINK) == 0.0
+    })?;
+    let peak_rss_kib = vm_hwm_kib(pid)?;
+    let cpu = cpu_time(pid)?;
+
+    let status = started.daemon.stop(Duration::from_secs(60))?;
+    ensure!(
+        status.success(),
+        "the daemon exited with {status} after SIGTERM"
+    );
+    let (stdout_lines, stdout_bytes) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?
+        .context("reading the daemon's stdout")?;
+    Ok(OutageResult {
+        outage,
+        writers_done,
+        committed_at,
+        committed_spans: at_committed.sum("auditspan_queue_committed_sequence"),
+        queued_spans: scrape.sum("auditspan_queue_spans"),
+        lag,
+        queue_bytes: scrape.sum("auditspan_queue_bytes"),
+        disk,
+        outage_rss_kib,
+        drain,
+        peak_rss_kib,
+        cpu,
+        stdout_lines,
+        stdout_bytes,
+    })
+}
+
+/// Reads `out` to its end on a thread of its own, counting lines and bytes.
+fn discard(mut out: ChildStdout) -> JoinHandle<std::io::Result<(u64, u64)>> {
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 1 << 20];
+        let (mut lines, mut bytes) = (0u64, 0u64);
+        loop {
+            match out.read(&mut buffer)? {
+                0 => return Ok((lines, bytes)),
+                n => {
+                    bytes += n as u64;
+                    lines += buffer[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                }
+            }
+        }
+    })
+}
+
+/// The size of a directory tree: allocated (`st_blocks` × 512, what `du` shows) and
+/// apparent (file lengths, what `du --apparent-size` shows).
+#[derive(Debug, Clone, Copy, Default)]
+struct DiskUsage {
+    allocated: u64,
+    apparent: u64,
+}
+
+fn disk_usage(path: &Path) -> Result<DiskUsage> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = DiskUsage::default();
+    let mut pending = vec![path.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+            total.allocated += meta.blocks() * 512;
+            total.apparent += meta.len();
+        }
+    }
+    Ok(total)
 }
 
 /// The daemon child, killed on drop (an error half-way must not leave it running).
@@ -379,13 +702,13 @@ struct DaemonProcess {
 }
 
 impl DaemonProcess {
-    fn start(bin: &Path, config: &Path) -> Result<DaemonProcess> {
+    fn start(bin: &Path, config: &Path, stdout: Stdio) -> Result<DaemonProcess> {
         let mut child = Command::new(bin)
             .arg("run")
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
@@ -510,6 +833,26 @@ impl Scrape {
             .sum()
     }
 
+    /// The sum of the samples of `name` whose `label` is `value`.
+    fn labelled(&self, name: &str, label: &str, value: &str) -> f64 {
+        self.by_label(name, label)
+            .into_iter()
+            .filter(|(v, _)| v == value)
+            .map(|(_, sample)| sample)
+            .sum()
+    }
+
+    /// The counters a timeout message needs.
+    fn progress(&self) -> String {
+        format!(
+            "{} events received, {} spans created, {} committed, stdout sink lag {}",
+            self.sum("auditspan_events_received_total"),
+            self.sum("auditspan_spans_created_total"),
+            self.sum("auditspan_queue_committed_sequence"),
+            self.labelled("auditspan_sink_lag_spans", "sink", SINK)
+        )
+    }
+
     /// (value of `label`, sample) for every sample of `name`.
     fn by_label(&self, name: &str, label: &str) -> Vec<(String, f64)> {
         let prefix = format!("{label}=\"");
@@ -564,6 +907,16 @@ fn print_report(path: &Path, load: &Load, baseline: &BaselineResult, daemon: &Da
         load.expected_spans,
         load.per_connection.len()
     );
+    if load.unpaired() > 0 {
+        println!(
+            "  {} unpaired ids ({} request only, {} response only); pair_timeout = {}; \
+             elapsed ends at the last paired span, their spans come after it",
+            load.unpaired(),
+            load.only_request,
+            load.only_response,
+            load.pair_timeout.as_deref().unwrap_or("10s (default)")
+        );
+    }
     println!();
     println!(
         "  {:<20} {:>10} {:>12} {:>12} {:>10}",
@@ -615,6 +968,98 @@ fn print_report(path: &Path, load: &Load, baseline: &BaselineResult, daemon: &Da
     println!(
         "  invalid / ignored    {} / {}",
         daemon.invalid, daemon.ignored
+    );
+    let outcome = |name: &str| {
+        daemon
+            .outcomes
+            .iter()
+            .filter(|(o, _)| o == name)
+            .map(|(_, n)| *n)
+            .sum::<f64>()
+    };
+    let paired = load.expected_spans - load.unpaired();
+    if outcome("paired") != paired as f64
+        || outcome("response_missing") != load.only_request as f64
+        || outcome("request_missing") != load.only_response as f64
+    {
+        println!(
+            "  note: the file pairs as paired {paired}, response_missing {}, request_missing {}",
+            load.only_request, load.only_response
+        );
+    }
+    println!();
+    println!(
+        "  {:<20} {:>10} {:>10} {:>12}",
+        "spans", "count", "done at", "spans/s"
+    );
+    for (what, at) in [
+        ("created", daemon.elapsed),
+        ("committed (queue)", daemon.committed_at),
+        ("delivered (stdout)", daemon.delivered_at),
+    ] {
+        println!(
+            "  {:<20} {:>10} {:>8.2} s {:>12.0}",
+            what,
+            daemon.created,
+            at.as_secs_f64(),
+            daemon.created / at.as_secs_f64()
+        );
+    }
+    println!(
+        "  (committed: auditspan_queue_committed_sequence; equal rates mean the queue and \
+         the sink kept up)"
+    );
+}
+
+fn print_outage_report(load: &Load, outage: &OutageResult) {
+    let per_span = |bytes: f64| bytes / outage.queued_spans.max(1.0);
+    println!();
+    println!(
+        "  stdout outage: not read for {:.1} s while the load was sent, then drained",
+        outage.outage.as_secs_f64()
+    );
+    println!(
+        "    load in, sink blocked  {:.2} s (writers done {:.2} s): {:.0} events/s, {:.0} spans/s committed",
+        outage.committed_at.as_secs_f64(),
+        outage.writers_done.as_secs_f64(),
+        load.lines as f64 / outage.committed_at.as_secs_f64(),
+        outage.committed_spans / outage.committed_at.as_secs_f64()
+    );
+    println!(
+        "    queued at outage end   {} spans (stdout sink lag {})",
+        outage.queued_spans, outage.lag
+    );
+    println!(
+        "    queue on disk          {:.1} MB allocated = {:.0} B/span; {:.1} MB apparent = {:.0} B/span",
+        mb(outage.disk.allocated),
+        per_span(outage.disk.allocated as f64),
+        mb(outage.disk.apparent),
+        per_span(outage.disk.apparent as f64)
+    );
+    println!(
+        "    auditspan_queue_bytes  {:.1} MB = {:.0} B/span",
+        outage.queue_bytes / 1e6,
+        per_span(outage.queue_bytes)
+    );
+    println!(
+        "    drain                  {} spans in {:.2} s = {:.0} spans/s",
+        outage.lag,
+        outage.drain.as_secs_f64(),
+        outage.lag / outage.drain.as_secs_f64()
+    );
+    println!(
+        "    stdout read            {} lines, {:.1} MB",
+        outage.stdout_lines,
+        mb(outage.stdout_bytes)
+    );
+    println!(
+        "    peak RSS (VmHWM)       {:.1} MiB at outage end, {:.1} MiB after the drain",
+        outage.outage_rss_kib as f64 / 1024.0,
+        outage.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "    daemon CPU time        {:.2} s",
+        outage.cpu.as_secs_f64()
     );
 }
 
