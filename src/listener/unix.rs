@@ -42,6 +42,11 @@ use crate::{
 /// Stream ids of connections; below this, ids are inputs' own (`import`, tests).
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 32);
 
+/// At shutdown, a connection silent this long has nothing more to give.
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+/// At shutdown, the longest a connection is still read.
+const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Bytes read from a connection at a time, at most.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -250,7 +255,7 @@ async fn read_connection(
             _ = shutdown.changed() => {
                 // What the client wrote before the stop is still taken; a line it has not
                 // finished is not.
-                read_what_is_buffered(&mut stream, &mut framer, &mut lines);
+                read_what_is_buffered(&mut stream, &mut framer, &mut lines).await;
                 delivery.send(&mut lines, Instant::now()).await;
                 break;
             }
@@ -285,16 +290,24 @@ async fn read_connection(
     debug!(input = %s.input, "Connection closed.");
 }
 
-/// Frames and parses what the socket holds right now, without waiting for more.
-fn read_what_is_buffered(stream: &mut UnixStream, framer: &mut Framer, lines: &mut LineHandler) {
-    loop {
-        match stream.try_read_buf(framer.buffer(READ_CHUNK)) {
-            Ok(0) => {
+/// Frames and parses what the client has written by now. A read that finds nothing for
+/// [`DRAIN_IDLE`] ends it (a client still sending is cut off after [`DRAIN_MAX`]); a
+/// non-blocking read would not do: tokio answers it from cached readiness, which may not
+/// have seen the last bytes yet.
+async fn read_what_is_buffered(
+    stream: &mut UnixStream,
+    framer: &mut Framer,
+    lines: &mut LineHandler,
+) {
+    let started = Instant::now();
+    while started.elapsed() < DRAIN_MAX {
+        match tokio::time::timeout(DRAIN_IDLE, stream.read_buf(framer.buffer(READ_CHUNK))).await {
+            Ok(Ok(0)) => {
                 framer.finish(|f| lines.handle(f));
                 return;
             }
-            Ok(_) => framer.drain(|f| lines.handle(f)),
-            Err(_) => return,
+            Ok(Ok(_)) => framer.drain(|f| lines.handle(f)),
+            Ok(Err(_)) | Err(_) => return,
         }
     }
 }

@@ -382,9 +382,10 @@ fn sigterm_takes_what_clients_already_wrote() {
     daemon.sigterm();
     assert!(daemon.wait_exit(DEADLINE).success());
     let spans = daemon.spans();
-    assert_eq!(
-        paired_ids(&spans).len(),
-        2_000,
-        "every written pair, before or after the stop"
-    );
+    if paired_ids(&spans).len() != 2_000 {
+        daemon.fail(&format!(
+            "{} of 2000 pairs arrived",
+            paired_ids(&spans).len()
+        ));
+    }
 }
