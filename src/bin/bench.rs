@@ -6,9 +6,10 @@
 //!
 //! How:
 //! 1. The load is `shared/tools/gen_audit.py` output (`--pairs` pairs, seed 7), or any
-//!    audit log given with `--load`. It is read into memory and dealt round-robin by line
-//!    onto `--connections` buffers (the correlator pairs across the connections of one
-//!    input, as it must when Vault reconnects). The expected counts come from the file
+//!    audit log given with `--load`. It is read into memory and dealt onto
+//!    `--connections` buffers by `request.id`, so that both events of a pair travel on one
+//!    connection, as they do from one audit device (each connection keeps its own event
+//!    clock in the correlator). The expected counts come from the file
 //!    itself: every line is one received event, every distinct `request.id` one span.
 //! 2. Baseline: an in-process reader accepts the same number of unix-socket connections
 //!    and reads and discards; the writers send the same buffers. Time runs from the first
@@ -227,12 +228,19 @@ impl Load {
         let mut ids: HashMap<String, u8> = HashMap::new();
         let mut lines = 0u64;
         for (i, line) in data.split_inclusive(|b| *b == b'\n').enumerate() {
-            per_connection[i % connections].extend_from_slice(line);
             lines += 1;
             // A line that is not a valid event makes no span; the daemon counts it too.
             let Ok(event) = serde_json::from_slice::<EventProbe>(line) else {
+                per_connection[i % connections].extend_from_slice(line);
                 continue;
             };
+            // Both events of a pair go to the same connection, as one audit device sends
+            // them: each connection is one device's stream.
+            let target = match event.request.as_ref().and_then(|r| r.id.as_deref()) {
+                Some(id) => id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b))),
+                None => i,
+            };
+            per_connection[target % connections].extend_from_slice(line);
             if let Some(RequestProbe { id: Some(id), path }) = event.request
                 && path.as_deref() != Some("sys/audit/test")
                 && !id.is_empty()
