@@ -237,7 +237,9 @@ impl Load {
             // Both events of a pair go to the same connection, as one audit device sends
             // them: each connection is one device's stream.
             let target = match event.request.as_ref().and_then(|r| r.id.as_deref()) {
-                Some(id) => id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b))),
+                Some(id) => id.bytes().fold(0usize, |h, b| {
+                    h.wrapping_mul(31).wrapping_add(usize::from(b))
+                }),
                 None => i,
             };
             per_connection[target % connections].extend_from_slice(line);
