@@ -393,6 +393,9 @@ struct DaemonResult {
     committed_at: Duration,
     /// When the stdout sink had acknowledged `created` spans.
     delivered_at: Duration,
+    /// `auditspan_commit_latency_seconds` quantiles 0.5 and 0.99: from reading an event off
+    /// the socket to its span (or waiting entry) being committed.
+    commit_latency: (f64, f64),
 }
 
 /// A daemon started on a temporary config in `work`, its socket accepting.
@@ -543,6 +546,10 @@ fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Re
         created,
         committed_at,
         delivered_at,
+        commit_latency: (
+            scrape.labelled("auditspan_commit_latency_seconds", "quantile", "0.5"),
+            scrape.labelled("auditspan_commit_latency_seconds", "quantile", "0.99"),
+        ),
     })
 }
 
@@ -958,6 +965,11 @@ fn print_report(path: &Path, load: &Load, baseline: &BaselineResult, daemon: &Da
     println!(
         "  peak RSS (VmHWM)     {:.1} MiB",
         daemon.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  commit latency       p50 {:.1} ms, p99 {:.1} ms (socket read → committed)",
+        daemon.commit_latency.0 * 1e3,
+        daemon.commit_latency.1 * 1e3
     );
     println!(
         "  daemon CPU time      {:.2} s ({:.1} µs per event, {:.0}% of one core)",
