@@ -9,7 +9,7 @@ use std::{
     fs::{File, OpenOptions},
     io::Write,
     os::unix::fs::OpenOptionsExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::Arc,
 };
 
@@ -55,7 +55,6 @@ pub struct DeadLetter {
     max_bytes: u64,
     file: Option<File>,
     size: u64,
-    written: u64,
 }
 
 impl DeadLetter {
@@ -65,12 +64,7 @@ impl DeadLetter {
             max_bytes,
             file: None,
             size: 0,
-            written: 0,
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn io_error(&self, source: std::io::Error) -> DeadLetterError {
@@ -122,14 +116,8 @@ impl DeadLetter {
             let written = file.write_all(&buf);
             written.map_err(|e| self.io_error(e))?;
             self.size += len;
-            self.written += 1;
         }
         Ok(())
-    }
-
-    /// Records written since start.
-    pub fn written(&self) -> u64 {
-        self.written
     }
 }
 

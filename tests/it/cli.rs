@@ -3,14 +3,7 @@
 
 use std::{path::Path, process::Command};
 
-fn auditspan(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
-    command.current_dir(dir);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("AUDITSPAN_")) {
-        command.env_remove(key);
-    }
-    command
-}
+use crate::support::auditspan;
 
 struct Output {
     success: bool,

@@ -18,10 +18,7 @@
 //! - authored-edge.jsonl lines 27–30 carry prefixes; without `--prefix` they are not JSON,
 //!   and the `authored-edge.prefix-cee` case shows the `@cee: ` pair joining.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -135,7 +132,7 @@ fn run(case: &Case) -> (Vec<Value>, Vec<Value>, String) {
     let config = dir.path().join("golden.toml");
     std::fs::write(&config, "instance_id = \"golden\"\n").unwrap();
     let deadletter = dir.path().join("dl.jsonl");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
+    let mut command = crate::support::auditspan(dir.path());
     command
         .arg("import")
         .arg("--config")
@@ -145,11 +142,7 @@ fn run(case: &Case) -> (Vec<Value>, Vec<Value>, String) {
     if let Some(prefix) = case.prefix {
         command.arg("--prefix").arg(prefix);
     }
-    let output = command
-        .arg(&case.file)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let output = command.arg(&case.file).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),

@@ -23,7 +23,7 @@ use std::{
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{DEADLINE, Daemon, Metrics, http_agent, poll_until, toml_string};
+use crate::support::{DEADLINE, Daemon, Metrics, auditspan, http_agent, poll_until, toml_string};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const CREATED: &str = "auditspan_spans_created_total";
@@ -202,16 +202,6 @@ impl Drop for Stalled {
             child.wait().ok();
         }
     }
-}
-
-/// The binary, in `dir`, without the developer's AUDITSPAN_* settings.
-fn auditspan(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
-    command.current_dir(dir);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("AUDITSPAN_")) {
-        command.env_remove(key);
-    }
-    command
 }
 
 /// Runs `command` to its exit (killed and failed after [`DEADLINE`]): status, stdout, stderr.

@@ -3,11 +3,11 @@
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
-    process::{Command, Stdio},
+    process::Stdio,
     sync::{Arc, Mutex},
 };
 
-use crate::support::{DEADLINE, Metrics, default_config, http_agent, wait_until};
+use crate::support::{DEADLINE, Metrics, auditspan, default_config, http_agent, wait_until};
 
 /// A write error on stdout (EPIPE: nobody reads it any more) is retried with backoff,
 /// counted per attempt, and the span stays in the queue instead of being lost.
@@ -16,11 +16,10 @@ fn failed_exports_are_retried_and_keep_the_span_queued() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("auditspan.toml");
     std::fs::write(&config, default_config(dir.path())).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auditspan"))
+    let mut child = auditspan(dir.path())
         .arg("run")
         .arg("--config")
         .arg(&config)
-        .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

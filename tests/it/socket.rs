@@ -1,11 +1,11 @@
 //! The unix-socket input with real sockets: concurrency, bad input around good input, and
 //! the socket file's life cycle.
 
-use std::{collections::HashSet, io::Write, os::unix::fs::PermissionsExt, process::Command};
+use std::{collections::HashSet, io::Write, os::unix::fs::PermissionsExt};
 
 use serde_json::Value;
 
-use crate::support::{DEADLINE, Daemon, default_config, toml_string};
+use crate::support::{DEADLINE, Daemon, auditspan, default_config, toml_string};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const INVALID: &str = "auditspan_events_invalid_total";
@@ -240,10 +240,9 @@ fn stale_socket_is_replaced_and_mode_applies() {
 #[test]
 fn live_socket_is_an_error() {
     let first = Daemon::start_default();
-    let output = Command::new(env!("CARGO_BIN_EXE_auditspan"))
+    let output = auditspan(first.dir())
         .args(["run", "--metrics-listen", "", "--config"])
         .arg(first.config_path())
-        .current_dir(first.dir())
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -263,11 +262,10 @@ fn a_regular_file_at_the_socket_path_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.sock");
     std::fs::write(&path, "keep me").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_auditspan"))
+    let output = auditspan(dir.path())
         .args(["run", "--metrics-listen", ""])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .current_dir(dir.path())
         .arg("--config")
         .arg({
             let cfg = dir.path().join("c.toml");

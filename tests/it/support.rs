@@ -398,20 +398,14 @@ fn spawn_child(
     stdout_gate: &Gate,
     stdout_truncated: &Lines,
 ) -> (Child, Vec<JoinHandle<()>>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
+    let mut command = auditspan(dir);
     command
         .arg("run")
         .arg("--config")
         .arg(config_path)
-        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // The environment overrides the file (DESIGN: precedence): keep the developer's own
-    // AUDITSPAN_* / OTEL_* settings out of the test.
-    for (key, _) in std::env::vars().filter(|(k, _)| is_daemon_setting(k)) {
-        command.env_remove(key);
-    }
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {}: {e}", env!("CARGO_BIN_EXE_auditspan")));
@@ -427,9 +421,18 @@ fn spawn_child(
     (child, readers)
 }
 
-/// Environment variables that change the daemon's configuration.
-fn is_daemon_setting(key: &str) -> bool {
-    key.starts_with("AUDITSPAN_") || key.starts_with("OTEL_")
+/// The `auditspan` binary, run in `dir`. The environment overrides the config file
+/// (DESIGN: precedence), so the developer's own `AUDITSPAN_*` / `OTEL_*` settings are kept
+/// out of every test.
+pub fn auditspan(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
+    command.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AUDITSPAN_") || key.starts_with("OTEL_") {
+            command.env_remove(key);
+        }
+    }
+    command
 }
 
 /// The config every test can start from (see [`Daemon::start_default`]).
