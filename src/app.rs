@@ -28,7 +28,10 @@ use crate::{
         actor::{GetStats, LoadPending, SpanQueue},
     },
     sink::{Resource, stdout::StdoutSink, worker::SinkWorker},
-    telemetry,
+    telemetry::{
+        self,
+        ready::{self, QueueHealth, Readiness},
+    },
 };
 
 /// How often shutdown and `import` look at the sinks' progress.
@@ -81,6 +84,8 @@ pub fn correlator_settings(config: &Config) -> correlate::Settings {
 pub struct Core {
     pub queue: Addr<SpanQueue>,
     pub correlator: Addr<Correlator>,
+    /// What the queue publishes for `/readyz`.
+    pub queue_health: watch::Receiver<QueueHealth>,
     sink_names: Vec<String>,
     sink_threads: Vec<Arbiter>,
     queue_thread: Arbiter,
@@ -101,9 +106,10 @@ impl Core {
         let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         store.set_sinks(&sink_names)?;
         let (committed_tx, committed_rx) = watch::channel(store.stats().committed);
+        let (health_tx, queue_health) = ready::queue_channel();
         let queue_thread = Arbiter::new();
         let queue = SpanQueue::start_in_arbiter(&queue_thread.handle(), move |_| {
-            SpanQueue::new(store, committed_tx)
+            SpanQueue::new(store, committed_tx).with_health(health_tx)
         });
 
         let resource = resource(config);
@@ -144,10 +150,14 @@ impl Core {
             live,
         );
         correlator.restore(restored);
+        if telemetry::metrics::installed() {
+            correlator.record_vault_requests(config.metrics.max_label_values);
+        }
         let correlator = correlator.start();
         Ok(Core {
             queue,
             correlator,
+            queue_health,
             sink_names,
             sink_threads,
             queue_thread,
@@ -225,12 +235,24 @@ pub async fn run(
     })
     .await?;
 
+    let mut readiness = Readiness::new();
+    readiness.queue(core.queue_health.clone(), config.queue.max_bytes);
+    let input_ready: Vec<_> = config
+        .inputs
+        .iter()
+        .map(|input| readiness.input(&input.name))
+        .collect();
     let http = match (config.metrics.listen, metrics) {
-        (Some(addr), Some(handle)) => Some(
-            telemetry::http::serve(addr, handle)
-                .map_err(|source| AppError::Metrics { addr, source })?
-                .1,
-        ),
+        (Some(addr), Some(handle)) => {
+            for sink in &config.sinks {
+                telemetry::metrics::register_sink(&sink.name);
+            }
+            Some(
+                telemetry::http::serve(addr, handle, readiness)
+                    .map_err(|source| AppError::Metrics { addr, source })?
+                    .1,
+            )
+        }
         _ => None,
     };
 
@@ -247,7 +269,13 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let mut ingests = Vec::new();
-    for (input_id, (input, listener)) in config.inputs.iter().zip(listeners).enumerate() {
+    for (input_id, ((input, listener), ready)) in config
+        .inputs
+        .iter()
+        .zip(listeners)
+        .zip(input_ready)
+        .enumerate()
+    {
         let settings = ConnectionSettings {
             input: input.name.clone(),
             input_id,
@@ -266,6 +294,7 @@ pub async fn run(
                 stop_rx.clone(),
                 done_tx.clone(),
             )
+            .with_readiness(ready)
             .start(),
         );
     }

@@ -72,6 +72,7 @@
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz; "" disables; port 0: any free port
+//! max_label_values = 500         # distinct mount_point / namespace label values each; the rest: "other"
 //! ```
 
 use std::fmt;
@@ -127,6 +128,9 @@ const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 const DEFAULT_QUEUE_MAX_BYTES: u64 = GIB;
 const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
+const DEFAULT_MAX_LABEL_VALUES: usize = 500;
+/// Largest `metrics.max_label_values`: every value is a Prometheus series per operation.
+const MAX_LABEL_VALUES_LIMIT: usize = 100_000;
 
 /// `parse.max_depth` bound: serde_json's own default recursion limit, which Vault's
 /// deepest real events stay far below.
@@ -306,6 +310,9 @@ impl SinkKind {
 pub struct MetricsConfig {
     /// `None`: the HTTP endpoint is disabled (`listen = ""`).
     pub listen: Option<SocketAddr>,
+    /// Distinct values the `mount_point` and the `namespace` label of the Vault request
+    /// metrics take each; later values are counted as `other`.
+    pub max_label_values: usize,
 }
 
 /// Why the configuration was rejected. Every message starts with where the value came
@@ -455,6 +462,7 @@ impl Default for Config {
             sinks: vec![SinkConfig::new(SinkKind::Stdout.as_str(), SinkKind::Stdout)],
             metrics: MetricsConfig {
                 listen: Some(DEFAULT_METRICS_LISTEN),
+                max_label_values: DEFAULT_MAX_LABEL_VALUES,
             },
         }
     }
@@ -644,6 +652,7 @@ struct RawSink {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<Spanned<String>>,
+    max_label_values: Option<Spanned<i64>>,
 }
 
 /// The lenient first pass of [`from_toml_str`]: only each entry's `type`.
@@ -857,13 +866,7 @@ impl Ctx<'_> {
             None => defaults.sinks,
             Some(entries) => self.sinks(entries)?,
         };
-        let metrics = match raw.metrics.unwrap_or_default().listen {
-            None => defaults.metrics,
-            Some(v) => MetricsConfig {
-                listen: parse_listen(v.get_ref())
-                    .map_err(|reason| self.invalid(Some(v.span()), "metrics.listen", reason))?,
-            },
-        };
+        let metrics = self.metrics(raw.metrics.unwrap_or_default(), defaults.metrics)?;
         Ok(Config {
             data_dir,
             service_name,
@@ -1062,6 +1065,38 @@ impl Ctx<'_> {
             max_attributes,
             max_value_bytes,
             max_span_bytes,
+        })
+    }
+
+    fn metrics(
+        &self,
+        raw: RawMetrics,
+        defaults: MetricsConfig,
+    ) -> Result<MetricsConfig, ConfigError> {
+        let listen = match raw.listen {
+            None => defaults.listen,
+            Some(v) => parse_listen(v.get_ref())
+                .map_err(|reason| self.invalid(Some(v.span()), "metrics.listen", reason))?,
+        };
+        let max_label_values = match raw.max_label_values {
+            None => defaults.max_label_values,
+            Some(v) => match usize::try_from(*v.get_ref()) {
+                Ok(n) if (1..=MAX_LABEL_VALUES_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(self.invalid(
+                        Some(v.span()),
+                        "metrics.max_label_values",
+                        format!(
+                            "{} is out of range (1 to {MAX_LABEL_VALUES_LIMIT})",
+                            v.get_ref()
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(MetricsConfig {
+            listen,
+            max_label_values,
         })
     }
 
@@ -1356,6 +1391,9 @@ impl From<&Config> for RawConfig {
             ),
             metrics: Some(RawMetrics {
                 listen: text(c.metrics.listen.map(|a| a.to_string()).unwrap_or_default()),
+                max_label_values: Some(unspanned(
+                    i64::try_from(c.metrics.max_label_values).unwrap_or(i64::MAX),
+                )),
             }),
         }
     }
@@ -1441,6 +1479,7 @@ max_retry_delay = "2s"
 
 [metrics]
 listen = "[::1]:0"
+max_label_values = 20
 "#;
 
     /// No file: the documented defaults.
@@ -1534,6 +1573,7 @@ listen = "[::1]:0"
         assert_eq!(config.sinks[1].max_retry_delay, Duration::from_secs(2));
         assert_eq!(config.sinks[0].batch_size, 512);
         assert_eq!(config.metrics.listen, Some("[::1]:0".parse().unwrap()));
+        assert_eq!(config.metrics.max_label_values, 20);
 
         let printed = config.to_toml_redacted();
         assert_eq!(parse(&printed).unwrap(), config, "printed:\n{printed}");
@@ -1802,6 +1842,26 @@ listen = "[::1]:0"
             err.starts_with("config file ./x.toml, line 2: metrics.listen: \"localhost:9464\" is not a socket address"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metrics_max_label_values_is_checked() {
+        assert_eq!(parse("").unwrap().metrics.max_label_values, 500);
+        let err = error("[metrics]\nmax_label_values = 0\n");
+        assert!(
+            err.starts_with(
+                "config file ./x.toml, line 2: metrics.max_label_values: 0 is out of range (1 to 100000)"
+            ),
+            "{err}"
+        );
+        let err = error("[metrics]\nmax_label_value = 5\n");
+        assert!(
+            err.starts_with(
+                "config file ./x.toml, line 2, column 1: unknown field `max_label_value`"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("`max_label_values`"), "{err}");
     }
 
     #[test]

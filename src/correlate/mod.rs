@@ -41,7 +41,7 @@ use crate::{
         actor::{Accepting, Append, SpanQueue},
     },
     span::{Outcome, Span},
-    telemetry::metrics as m,
+    telemetry::{metrics as m, vault::VaultRequests},
 };
 
 /// Spans that make a window commit before its interval is over.
@@ -118,6 +118,8 @@ pub struct Correlator {
     truncated_span_bytes: Counter,
     dropped: Counter,
     pending_gauge: Gauge,
+    /// Vault's request metrics, when metrics are recorded.
+    vault: Option<VaultRequests>,
 }
 
 impl Correlator {
@@ -151,7 +153,14 @@ impl Correlator {
             truncated_span_bytes: m::attributes_truncated("span_bytes"),
             dropped: m::queue_dropped_spans(),
             pending_gauge: m::correlator_pending(),
+            vault: None,
         }
+    }
+
+    /// Records Vault's request metrics from every span made from now on, with at most
+    /// `max_label_values` distinct mount points and namespaces each.
+    pub fn record_vault_requests(&mut self, max_label_values: usize) {
+        self.vault = Some(VaultRequests::new(max_label_values));
     }
 
     /// Puts back the waiting entries an earlier run committed. Entries of an input no
@@ -185,6 +194,9 @@ impl Correlator {
             .unwrap_or(0);
         self.counts.spans[i] += 1;
         self.spans_created[i].increment(1);
+        if let Some(vault) = &mut self.vault {
+            vault.record(&span);
+        }
         self.outbox.push(span);
     }
 

@@ -37,6 +37,7 @@ use crate::{
     correlate::{Correlator, Ingest, InputId, Source, StreamClosed},
     deadletter::{Append, DeadLetter},
     event::ParseLimits,
+    telemetry::ready::InputReporter,
 };
 
 /// Stream ids of connections; below this, ids are inputs' own (`import`, tests).
@@ -125,6 +126,8 @@ pub struct UnixIngest {
     shutdown: watch::Receiver<bool>,
     /// Each connection task holds a clone; the receiver sees `None` once all are done.
     connections_done: mpsc::Sender<()>,
+    /// Tells `/readyz` whether this input accepts connections.
+    ready: Option<InputReporter>,
 }
 
 impl UnixIngest {
@@ -144,6 +147,19 @@ impl UnixIngest {
             next_reader: 0,
             shutdown,
             connections_done,
+            ready: None,
+        }
+    }
+
+    /// Reports to `/readyz` whether the input listens (from its start to its stop).
+    pub fn with_readiness(mut self, reporter: InputReporter) -> Self {
+        self.ready = Some(reporter);
+        self
+    }
+
+    fn report_listening(&self, listening: bool) {
+        if let Some(ready) = &self.ready {
+            ready.listening(listening);
         }
     }
 }
@@ -177,6 +193,7 @@ impl Actor for UnixIngest {
             Ok(listener) => {
                 info!(input = %self.settings.input, path = %self.path.display(), "Listening.");
                 ctx.add_stream(Accept(listener));
+                self.report_listening(true);
             }
             Err(err) => {
                 warn!(input = %self.settings.input, error = %err, "Could not register the socket.");
@@ -186,6 +203,7 @@ impl Actor for UnixIngest {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.report_listening(false);
         if let Err(err) = std::fs::remove_file(&self.path)
             && err.kind() != io::ErrorKind::NotFound
         {

@@ -19,7 +19,10 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::{Commit, Committed, PendingEntry, QueueError, QueueStore, Stats};
-use crate::telemetry::metrics as m;
+use crate::telemetry::{
+    metrics as m,
+    ready::{QueueHealth, QueueReporter},
+};
 
 /// Commit one window (see [`QueueStore::commit`]).
 #[derive(Message)]
@@ -85,6 +88,9 @@ pub struct SpanQueue {
     /// `Stats` counters already added to the Prometheus counters.
     reported_dropped: u64,
     reported_corrupt: u64,
+    /// Readiness for `/readyz`: bytes and failure, published where they change.
+    health: Option<QueueReporter>,
+    last_health: QueueHealth,
 }
 
 struct Gauges {
@@ -119,9 +125,25 @@ impl SpanQueue {
             corrupt: m::queue_corrupt_records(),
             reported_dropped: 0,
             reported_corrupt: 0,
+            health: None,
+            last_health: QueueHealth::default(),
         };
         queue.record();
         queue
+    }
+
+    /// Publishes the queue's readiness state (see `telemetry::ready`) from now on.
+    pub fn with_health(mut self, reporter: QueueReporter) -> Self {
+        reporter.report(self.last_health);
+        self.health = Some(reporter);
+        self
+    }
+
+    fn report_health(&mut self, health: QueueHealth) {
+        self.last_health = health;
+        if let Some(reporter) = &self.health {
+            reporter.report(health);
+        }
     }
 
     fn record(&mut self) {
@@ -148,6 +170,10 @@ impl SpanQueue {
         self.reported_dropped = stats.dropped_spans;
         self.reported_corrupt = stats.corrupt_records;
         self.committed.send_replace(stats.committed);
+        self.report_health(QueueHealth {
+            bytes: stats.bytes,
+            ..self.last_health
+        });
     }
 
     fn note_failure(&mut self, err: &QueueError) {
@@ -158,6 +184,11 @@ impl SpanQueue {
         self.gauges
             .disk_full
             .set(if err.is_disk_full() { 1.0 } else { 0.0 });
+        self.report_health(QueueHealth {
+            disk_full: err.is_disk_full(),
+            failed: true,
+            ..self.last_health
+        });
     }
 }
 
@@ -195,6 +226,8 @@ impl Handler<Append> for SpanQueue {
             Ok(committed) => {
                 if self.failed.take().is_some() {
                     self.gauges.disk_full.set(0.0);
+                    self.last_health.disk_full = false;
+                    self.last_health.failed = false;
                     info!("The queue writes again.");
                 }
                 self.record();

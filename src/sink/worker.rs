@@ -10,11 +10,14 @@
 //! Each worker runs on its own arbiter (thread): a sink that blocks (stdout into a full
 //! pipe) stops only itself.
 
-use std::{borrow::Cow, time::Duration};
+use std::{
+    borrow::Cow,
+    time::{Duration, Instant},
+};
 
 use actix::prelude::*;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use metrics::Counter;
+use metrics::{Counter, Histogram};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -73,6 +76,7 @@ pub struct SinkWorker<S: Sink> {
     committed: watch::Receiver<u64>,
     exported: Counter,
     retries: Counter,
+    export_duration: Histogram,
 }
 
 impl<S: Sink> SinkWorker<S> {
@@ -92,6 +96,7 @@ impl<S: Sink> SinkWorker<S> {
                 .without_max_times(),
             exported: m::sink_exported(&name),
             retries: m::sink_retries(&name),
+            export_duration: m::sink_export_duration(&name),
             sink,
             name,
             batch_size,
@@ -174,7 +179,10 @@ impl<S: Sink> SinkWorker<S> {
         let mut current: Cow<'_, [Span]> = Cow::Borrowed(spans);
         let mut delays = self.backoff.build();
         while !current.is_empty() {
-            let failure = match self.sink.export(&current).await {
+            let started = Instant::now();
+            let result = self.sink.export(&current).await;
+            self.export_duration.record(started.elapsed());
+            let failure = match result {
                 Ok(()) => {
                     self.exported.increment(current.len() as u64);
                     return;

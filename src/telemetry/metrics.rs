@@ -1,14 +1,25 @@
-//! Metric names, help texts and handles (DESIGN "Self-metrics").
+//! Metric names, help texts, histogram buckets and handles (DESIGN "Self-metrics").
 //!
 //! Call sites never name a metric by string: they take a handle from a function here once
 //! (per input, per reason) and increment it on the hot path, which avoids a registry lookup
 //! per event.
+//!
+//! Every histogram is a Prometheus histogram with the buckets set in [`install`] (the
+//! exporter would render a summary otherwise, which cannot be aggregated across instances).
+//! The recorder keeps each histogram sample until the next scrape or upkeep drains it into
+//! its buckets; [`install`] starts the upkeep thread that does that every
+//! [`UPKEEP_INTERVAL`], so memory stays bounded when nobody scrapes.
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
     gauge, histogram,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const EVENTS_RECEIVED: &str = "auditspan_events_received_total";
 pub const EVENTS_INVALID: &str = "auditspan_events_invalid_total";
@@ -26,19 +37,92 @@ pub const SINK_EXPORTED_SPANS: &str = "auditspan_sink_exported_spans_total";
 pub const SINK_FAILED_EXPORTS: &str = "auditspan_sink_failed_exports_total";
 pub const SINK_RETRIES: &str = "auditspan_sink_retries_total";
 pub const SINK_LAG_SPANS: &str = "auditspan_sink_lag_spans";
+pub const SINK_EXPORT_DURATION: &str = "auditspan_sink_export_duration_seconds";
 pub const COMMIT_LATENCY: &str = "auditspan_commit_latency_seconds";
+pub const VAULT_REQUESTS: &str = "auditspan_vault_requests_total";
+pub const VAULT_REQUEST_DURATION: &str = "auditspan_vault_request_duration_seconds";
+pub const METRIC_LABELS_FOLDED: &str = "auditspan_metric_labels_folded_total";
 
-/// Installs the Prometheus recorder for this process and describes every metric. Returns
-/// the handle that renders `/metrics`.
-pub fn install() -> Result<
-    PrometheusHandle,
-    metrics::SetRecorderError<metrics_exporter_prometheus::PrometheusRecorder>,
-> {
-    let recorder = PrometheusBuilder::new().build_recorder();
+/// Every `failure.reason` a sink can report (DESIGN: `sink_failed_exports_total`).
+pub const SINK_FAILURE_REASONS: [&str; 4] = ["retryable", "rejected", "timeout", "connect"];
+
+/// How often histogram samples are drained into their buckets when nobody scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Read → committed: one commit window (5 ms by default) plus the commit's fsync, so most
+/// samples fall between 5 and 50 ms; the long tail is a slow or full disk.
+pub const COMMIT_LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// One export call: a local write (stdout) takes microseconds to milliseconds, a network
+/// backend milliseconds to its timeout (seconds).
+pub const SINK_EXPORT_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Vault's own request durations: a cached token lookup takes well under a millisecond,
+/// a kv read a few, a login with bcrypt or a database credential ~100 ms, a slow plugin
+/// or storage seconds (issue #6: 0.5 ms … 10 s).
+pub const VAULT_REQUEST_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Why the recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("histogram buckets: {0}")]
+    Buckets(#[from] BuildError),
+    #[error("a metrics recorder is installed already")]
+    AlreadyInstalled,
+    #[error("starting the metrics upkeep thread: {0}")]
+    Upkeep(#[from] std::io::Error),
+}
+
+/// Set once [`install`] succeeded.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process records metrics (the endpoint is on); work done only to feed
+/// metrics is skipped otherwise.
+pub fn installed() -> bool {
+    INSTALLED.load(Ordering::Relaxed)
+}
+
+/// Installs the Prometheus recorder for this process, describes every metric and starts
+/// the upkeep thread. Returns the handle that renders `/metrics`.
+pub fn install() -> Result<PrometheusHandle, InstallError> {
+    let recorder = builder()?.build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder)?;
+    metrics::set_global_recorder(recorder).map_err(|_| InstallError::AlreadyInstalled)?;
+    INSTALLED.store(true, Ordering::Relaxed);
     describe();
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        })?;
     Ok(handle)
+}
+
+/// The exporter's configuration: a bucket list per histogram.
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(COMMIT_LATENCY.into()),
+            &COMMIT_LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(SINK_EXPORT_DURATION.into()),
+            &SINK_EXPORT_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(VAULT_REQUEST_DURATION.into()),
+            &VAULT_REQUEST_BUCKETS,
+        )
 }
 
 fn describe() {
@@ -121,6 +205,26 @@ fn describe() {
         "Committed spans a sink has not acknowledged yet."
     );
     describe_histogram!(
+        SINK_EXPORT_DURATION,
+        Unit::Seconds,
+        "Duration of one export call of a sink (a batch, or the part of it being retried), successful or not."
+    );
+    describe_counter!(
+        VAULT_REQUESTS,
+        Unit::Count,
+        "Vault requests whose response was audited (spans paired or request_missing), by operation, mount point, namespace and status (error when the audit events carry an error)."
+    );
+    describe_histogram!(
+        VAULT_REQUEST_DURATION,
+        Unit::Seconds,
+        "Vault request durations by Vault's own clock (response time minus request time), paired spans only."
+    );
+    describe_counter!(
+        METRIC_LABELS_FOLDED,
+        Unit::Count,
+        "Vault requests counted under the label value \"other\" because the label had metrics.max_label_values distinct values already, by label."
+    );
+    describe_histogram!(
         COMMIT_LATENCY,
         Unit::Seconds,
         "Time from reading events off an input to committing the spans and waiting entries they made, per event."
@@ -191,6 +295,70 @@ pub fn sink_retries(sink: &str) -> Counter {
     counter!(SINK_RETRIES, "sink" => sink.to_owned())
 }
 
+pub fn sink_export_duration(sink: &str) -> Histogram {
+    histogram!(SINK_EXPORT_DURATION, "sink" => sink.to_owned())
+}
+
+/// Registers a sink's series at zero, so that `rate()` and alerts see them before the
+/// first export or failure.
+pub fn register_sink(sink: &str) {
+    // Taking a handle registers the series; adding 0 keeps clippy's must-use quiet.
+    sink_exported(sink).increment(0);
+    sink_retries(sink).increment(0);
+    for reason in SINK_FAILURE_REASONS {
+        sink_failed(sink, reason).increment(0);
+    }
+    drop(sink_export_duration(sink));
+}
+
 pub fn commit_latency() -> Histogram {
     histogram!(COMMIT_LATENCY)
+}
+
+pub fn vault_requests(
+    operation: &'static str,
+    mount_point: &str,
+    namespace: &str,
+    status: &'static str,
+) -> Counter {
+    counter!(
+        VAULT_REQUESTS,
+        "operation" => operation,
+        "mount_point" => mount_point.to_owned(),
+        "namespace" => namespace.to_owned(),
+        "status" => status,
+    )
+}
+
+pub fn vault_request_duration(operation: &'static str, mount_point: &str) -> Histogram {
+    histogram!(
+        VAULT_REQUEST_DURATION,
+        "operation" => operation,
+        "mount_point" => mount_point.to_owned(),
+    )
+}
+
+pub fn metric_labels_folded(label: &'static str) -> Counter {
+    counter!(METRIC_LABELS_FOLDED, "label" => label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buckets ascend (the exporter and Prometheus need that), and the Vault request
+    /// buckets span 0.5 ms to 10 s as issue #6 asks.
+    #[test]
+    fn buckets_ascend() {
+        for buckets in [
+            &COMMIT_LATENCY_BUCKETS[..],
+            &SINK_EXPORT_BUCKETS[..],
+            &VAULT_REQUEST_BUCKETS[..],
+        ] {
+            assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
+        }
+        assert_eq!(VAULT_REQUEST_BUCKETS[0], 0.0005);
+        assert_eq!(VAULT_REQUEST_BUCKETS[VAULT_REQUEST_BUCKETS.len() - 1], 10.0);
+        builder().unwrap();
+    }
 }

@@ -1,7 +1,16 @@
 //! The daemon's own telemetry: logs on stderr, Prometheus metrics, the HTTP endpoints.
+//!
+//! - [`metrics`]: metric names, help texts, buckets and handles; installs the recorder.
+//! - [`vault`]: Vault's request metrics derived from the spans, with their label caps.
+//! - [`process`]: the standard `process_*` metrics, read at scrape time.
+//! - [`ready`]: the readiness state its owners publish and `/readyz` reads.
+//! - [`http`]: the server for `/metrics`, `/healthz` and `/readyz`.
 
 pub mod http;
 pub mod metrics;
+pub mod process;
+pub mod ready;
+pub mod vault;
 
 use std::io::IsTerminal;
 
