@@ -7,6 +7,7 @@
 mod cli;
 mod durability;
 mod golden;
+mod metrics;
 mod openbao;
 mod queue_ops;
 mod sink;
