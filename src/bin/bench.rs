@@ -43,8 +43,18 @@
 //! clock of one input runs ahead of its slower connections by seconds, and a 1 s timeout
 //! split ~10 % of the pairs in a 4-connection test (`--pair-timeout` overrides).
 //!
+//! 6. With `--metrics-cost N`, only this runs: N rounds, each starting one daemon with
+//!    metrics on (`metrics.listen` on a port, so the recorder is installed and every metric,
+//!    the Vault request metrics included, is recorded) and one with metrics off
+//!    (`listen = ""`: no recorder, no Vault request bookkeeping), in alternating order. Both
+//!    are measured the same way, without any scrape: stdout is a pipe the bench reads, and
+//!    the clock runs from the first byte written to the line that completes the paired
+//!    spans (`expected spans − unpaired ids`). It prints each run, the medians of the
+//!    delivered spans/s and of the daemon's CPU time per event, and the cost of metrics as
+//!    the difference of the medians.
+//!
 //! Run: `cargo run --release --bin auditspan-bench -- [--pairs N] [--connections N]
-//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION]`. When run through cargo it first builds the `auditspan` binary of the same
+//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]`. When run through cargo it first builds the `auditspan` binary of the same
 //! profile, so the numbers are never those of a stale daemon.
 
 use std::collections::HashMap;
@@ -103,6 +113,10 @@ struct Args {
     /// short timeout splits pairs.
     #[arg(long)]
     pair_timeout: Option<String>,
+    /// Instead of the usual report, compare throughput with metrics on and off over this
+    /// many rounds (one daemon of each per round) and print the medians.
+    #[arg(long)]
+    metrics_cost: Option<usize>,
 }
 
 fn main() -> Result<()> {
@@ -135,6 +149,10 @@ fn main() -> Result<()> {
     }
 
     let timeout = Duration::from_secs(args.timeout_secs);
+    if let Some(rounds) = args.metrics_cost {
+        let daemon_bin = daemon_binary(args.daemon.as_deref())?;
+        return measure_metrics_cost(&daemon_bin, &load, &work.path, rounds.max(1), timeout);
+    }
     let baseline = measure_baseline(&load, &work.path.join("baseline.sock"))?;
     let daemon_bin = daemon_binary(args.daemon.as_deref())?;
     let normal = work.path.join("normal");
@@ -401,12 +419,30 @@ struct DaemonResult {
 /// A daemon started on a temporary config in `work`, its socket accepting.
 struct Started {
     daemon: DaemonProcess,
-    metrics: SocketAddr,
+    /// `None` when metrics are off.
+    metrics: Option<SocketAddr>,
     socket: PathBuf,
+}
+
+impl Started {
+    fn scrape(&self) -> Result<Scrape> {
+        Scrape::get(self.metrics.context("metrics are off in this run")?)
+    }
 }
 
 /// Writes the bench's config into `work` and starts the daemon on it, with `stdout`.
 fn start_daemon(bin: &Path, load: &Load, work: &Path, stdout: Stdio) -> Result<Started> {
+    start_daemon_with(bin, load, work, stdout, true)
+}
+
+/// As [`start_daemon`]; with `metrics` false the endpoint, and so the recorder, is off.
+fn start_daemon_with(
+    bin: &Path,
+    load: &Load,
+    work: &Path,
+    stdout: Stdio,
+    metrics: bool,
+) -> Result<Started> {
     let socket = work.join("auditspan.sock");
     let config = work.join("auditspan.toml");
     let correlate = match &load.pair_timeout {
@@ -420,13 +456,18 @@ fn start_daemon(bin: &Path, load: &Load, work: &Path, stdout: Stdio) -> Result<S
         &config,
         format!(
             "data_dir = {data}\n\n[[input]]\ntype = \"unix\"\nname = \"unix\"\npath = {socket}\n\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n{correlate}",
+             [metrics]\nlisten = {listen}\n{correlate}",
             data = toml_string(&work.join("data")),
             socket = toml_string(&socket),
+            listen = if metrics { "\"127.0.0.1:0\"" } else { "\"\"" },
         ),
     )?;
     let mut daemon = DaemonProcess::start(bin, &config, stdout)?;
-    let metrics = daemon.wait_for_metrics_addr(Duration::from_secs(60))?;
+    let metrics = if metrics {
+        Some(daemon.wait_for_metrics_addr(Duration::from_secs(60))?)
+    } else {
+        None
+    };
     // Wait until the socket accepts before any clock starts (the probe is an empty stream).
     drop(connect(&socket)?);
     Ok(Started {
@@ -476,7 +517,7 @@ fn wait_for(
     done: impl Fn(&Scrape) -> bool,
 ) -> Result<(Duration, Scrape)> {
     loop {
-        let scrape = Scrape::get(started.metrics)?;
+        let scrape = started.scrape()?;
         if done(&scrape) {
             return Ok((start.elapsed(), scrape));
         }
@@ -547,10 +588,155 @@ fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Re
         committed_at,
         delivered_at,
         commit_latency: (
-            scrape.labelled("auditspan_commit_latency_seconds", "quantile", "0.5"),
-            scrape.labelled("auditspan_commit_latency_seconds", "quantile", "0.99"),
+            scrape.histogram_quantile("auditspan_commit_latency_seconds", 0.5),
+            scrape.histogram_quantile("auditspan_commit_latency_seconds", 0.99),
         ),
     })
+}
+
+/// One run of `--metrics-cost`: the time until the paired spans were on stdout, and the
+/// daemon's CPU time by then.
+struct DeliveryRun {
+    metrics: bool,
+    elapsed: Duration,
+    cpu: Duration,
+}
+
+/// Starts a daemon with metrics on or off, sends the load and reads stdout until the
+/// paired spans are there; no scrape happens.
+fn measure_delivery(
+    bin: &Path,
+    load: &Load,
+    work: &Path,
+    metrics: bool,
+    timeout: Duration,
+) -> Result<DeliveryRun> {
+    std::fs::create_dir_all(work)?;
+    let mut started = start_daemon_with(bin, load, work, Stdio::piped(), metrics)?;
+    let mut stdout = started
+        .daemon
+        .child
+        .stdout
+        .take()
+        .context("the daemon's stdout pipe")?;
+    let target = load.expected_spans - load.unpaired();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Instant>();
+    let reader = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut lines = 0u64;
+        let mut sent = false;
+        loop {
+            let n = stdout.read(&mut buffer)?;
+            if n == 0 {
+                return Ok(());
+            }
+            lines += buffer[..n].iter().filter(|b| **b == b'\n').count() as u64;
+            if !sent && lines >= target {
+                done_tx.send(Instant::now()).ok();
+                sent = true;
+            }
+        }
+    });
+    let start = Instant::now();
+    write_all_connections(load, || connect(&started.socket))?;
+    let done = done_rx.recv_timeout(timeout).with_context(|| {
+        format!(
+            "{target} spans not on stdout within {timeout:?}\n{}",
+            started.daemon.stderr_tail()
+        )
+    })?;
+    let cpu = cpu_time(started.daemon.child.id())?;
+    let status = started.daemon.stop(Duration::from_secs(60))?;
+    ensure!(
+        status.success(),
+        "the daemon exited with {status} after SIGTERM"
+    );
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?
+        .context("reading the daemon's stdout")?;
+    std::fs::remove_dir_all(work).ok();
+    Ok(DeliveryRun {
+        metrics,
+        elapsed: done - start,
+        cpu,
+    })
+}
+
+/// `--metrics-cost`: `rounds` × (metrics on, metrics off), alternating which goes first.
+fn measure_metrics_cost(
+    bin: &Path,
+    load: &Load,
+    work: &Path,
+    rounds: usize,
+    timeout: Duration,
+) -> Result<()> {
+    let mut runs = Vec::new();
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for metrics in order {
+            let dir = work.join(format!("cost-{round}-{metrics}"));
+            let run = measure_delivery(bin, load, &dir, metrics, timeout)?;
+            eprintln!(
+                "round {}: metrics {:<3} {:.2} s, {:.0} spans/s, {:.2} µs CPU per event",
+                round + 1,
+                if metrics { "on" } else { "off" },
+                run.elapsed.as_secs_f64(),
+                spans_per_sec(load, &run),
+                cpu_per_event(load, &run)
+            );
+            runs.push(run);
+        }
+    }
+    let median = |metrics: bool, f: &dyn Fn(&DeliveryRun) -> f64| {
+        let mut values: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.metrics == metrics)
+            .map(f)
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        if values.len().is_multiple_of(2) {
+            (values[mid - 1] + values[mid]) / 2.0
+        } else {
+            values[mid]
+        }
+    };
+    let rate_on = median(true, &|r| spans_per_sec(load, r));
+    let rate_off = median(false, &|r| spans_per_sec(load, r));
+    let cpu_on = median(true, &|r| cpu_per_event(load, r));
+    let cpu_off = median(false, &|r| cpu_per_event(load, r));
+    println!();
+    println!(
+        "auditspan-bench --metrics-cost: {} lines, {} paired spans, {} connections, {rounds} rounds",
+        load.lines,
+        load.expected_spans - load.unpaired(),
+        load.per_connection.len()
+    );
+    println!(
+        "  {:<14} {:>16} {:>22}",
+        "metrics", "spans/s (median)", "CPU µs/event (median)"
+    );
+    println!("  {:<14} {:>16.0} {:>22.2}", "on", rate_on, cpu_on);
+    println!("  {:<14} {:>16.0} {:>22.2}", "off", rate_off, cpu_off);
+    println!(
+        "  cost of metrics: {:.1}% of throughput, {:.1}% more CPU per event",
+        100.0 * (rate_off - rate_on) / rate_off,
+        100.0 * (cpu_on - cpu_off) / cpu_off
+    );
+    Ok(())
+}
+
+fn spans_per_sec(load: &Load, run: &DeliveryRun) -> f64 {
+    (load.expected_spans - load.unpaired()) as f64 / run.elapsed.as_secs_f64()
+}
+
+fn cpu_per_event(load: &Load, run: &DeliveryRun) -> f64 {
+    run.cpu.as_secs_f64() * 1e6 / load.lines as f64
 }
 
 struct OutageResult {
@@ -625,7 +811,7 @@ fn measure_outage(
         std::thread::sleep(POLL_INTERVAL.max(Duration::from_millis(100)));
     }
     let outage = start.elapsed();
-    let scrape = Scrape::get(started.metrics)?;
+    let scrape = started.scrape()?;
     let disk = disk_usage(&work.join("data").join("queue"))?;
     let pid = started.daemon.child.id();
     let outage_rss_kib = vm_hwm_kib(pid)?;
@@ -868,6 +1054,40 @@ impl Scrape {
             self.sum("auditspan_queue_committed_sequence"),
             self.labelled("auditspan_sink_lag_spans", "sink", SINK)
         )
+    }
+
+    /// The `q` quantile of the histogram `name` (all its series together), interpolated
+    /// linearly within the bucket that holds it, as Prometheus' `histogram_quantile` does.
+    fn histogram_quantile(&self, name: &str, q: f64) -> f64 {
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        for (le, count) in self.by_label(&format!("{name}_bucket"), "le") {
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::NAN)
+            };
+            match buckets.iter_mut().find(|(b, _)| *b == le) {
+                Some((_, c)) => *c += count,
+                None => buckets.push((le, count)),
+            }
+        }
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let Some(&(_, total)) = buckets.last() else {
+            return f64::NAN;
+        };
+        let rank = q * total;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for (le, count) in buckets {
+            if count >= rank && count > 0.0 {
+                if le.is_infinite() {
+                    return lower;
+                }
+                return lower
+                    + (le - lower) * (rank - below) / (count - below).max(f64::MIN_POSITIVE);
+            }
+            (lower, below) = (le, count);
+        }
+        lower
     }
 
     /// (value of `label`, sample) for every sample of `name`.
