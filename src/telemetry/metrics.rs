@@ -26,6 +26,7 @@ pub const SINK_EXPORTED_SPANS: &str = "auditspan_sink_exported_spans_total";
 pub const SINK_FAILED_EXPORTS: &str = "auditspan_sink_failed_exports_total";
 pub const SINK_RETRIES: &str = "auditspan_sink_retries_total";
 pub const SINK_LAG_SPANS: &str = "auditspan_sink_lag_spans";
+pub const SINK_EXPORT_DURATION: &str = "auditspan_sink_export_duration_seconds";
 pub const COMMIT_LATENCY: &str = "auditspan_commit_latency_seconds";
 
 /// Installs the Prometheus recorder for this process and describes every metric. Returns
@@ -112,13 +113,18 @@ fn describe() {
     describe_counter!(
         SINK_FAILED_EXPORTS,
         Unit::Count,
-        "Failed export attempts, by reason."
+        "Failed export attempts, by reason; for reason=\"rejected\", spans the backend refused for good (dead-lettered or dropped by it)."
     );
     describe_counter!(SINK_RETRIES, Unit::Count, "Export retries after a failure.");
     describe_gauge!(
         SINK_LAG_SPANS,
         Unit::Count,
         "Committed spans a sink has not acknowledged yet."
+    );
+    describe_histogram!(
+        SINK_EXPORT_DURATION,
+        Unit::Seconds,
+        "Time one export request to the backend took, answered or not."
     );
     describe_histogram!(
         COMMIT_LATENCY,
@@ -189,6 +195,10 @@ pub fn sink_failed(sink: &str, reason: &'static str) -> Counter {
 
 pub fn sink_retries(sink: &str) -> Counter {
     counter!(SINK_RETRIES, "sink" => sink.to_owned())
+}
+
+pub fn sink_export_duration(sink: &str) -> Histogram {
+    histogram!(SINK_EXPORT_DURATION, "sink" => sink.to_owned())
 }
 
 pub fn commit_latency() -> Histogram {
