@@ -27,7 +27,11 @@ use crate::{
         QueueError, QueueStore, StoreOptions,
         actor::{GetStats, LoadPending, SpanQueue},
     },
-    sink::{Resource, stdout::StdoutSink, worker::SinkWorker},
+    sink::{
+        Resource,
+        stdout::StdoutSink,
+        worker::{SinkWorker, WorkerSettings},
+    },
     telemetry::{
         self,
         ready::{self, QueueHealth, Readiness},
@@ -58,6 +62,9 @@ pub enum AppError {
     },
     #[error("the queue stopped unexpectedly")]
     QueueGone,
+    /// A sink could not be set up (a missing secret, an unreadable CA file, ...).
+    #[error("sink \"{sink}\": {message}")]
+    Sink { sink: String, message: String },
 }
 
 /// The resource of this process's spans.
@@ -100,6 +107,7 @@ impl Core {
         inputs: &[String],
         live: bool,
         stdout: impl Fn() -> Box<dyn std::io::Write + Send>,
+        deadletter: Addr<DeadLetter>,
     ) -> Result<Core, AppError> {
         let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
         let mut store = QueueStore::open(data_dir, options)?;
@@ -115,17 +123,35 @@ impl Core {
         let resource = resource(config);
         let mut sink_threads = Vec::new();
         for sink in &config.sinks {
+            let settings = WorkerSettings {
+                batch_size: sink.batch_size,
+                max_retry_delay: sink.max_retry_delay,
+                resource: resource.clone(),
+            };
             let thread = Arbiter::new();
-            let worker = match sink.kind {
-                SinkKind::Stdout => SinkWorker::new(
-                    StdoutSink::with_writer(sink.name.clone(), resource.clone(), stdout()),
-                    sink.batch_size,
-                    sink.max_retry_delay,
+            let spawn = |sink| {
+                let worker = SinkWorker::new(
+                    sink,
+                    &settings,
                     queue.clone(),
                     committed_rx.clone(),
-                ),
+                    deadletter.clone(),
+                );
+                thread.spawn(worker.run())
             };
-            thread.spawn(worker.run());
+            match &sink.kind {
+                SinkKind::Stdout => spawn(StdoutSink::with_writer(
+                    sink.name.clone(),
+                    resource.clone(),
+                    stdout(),
+                )),
+                other => {
+                    return Err(AppError::Sink {
+                        sink: sink.name.clone(),
+                        message: format!("sink type {} is not built yet", other.as_str()),
+                    });
+                }
+            };
             sink_threads.push(thread);
         }
 
@@ -229,10 +255,20 @@ pub async fn run(
     for input in &config.inputs {
         listeners.push(unix::bind(&input.path, input.mode)?);
     }
+    let deadletter = DeadLetter::new(
+        config.data_dir.join("deadletter.jsonl"),
+        config.deadletter_max_bytes,
+    )
+    .start();
     let names: Vec<String> = config.inputs.iter().map(|i| i.name.clone()).collect();
-    let core = Core::start(&config, &config.data_dir, &names, true, || {
-        Box::new(std::io::stdout())
-    })
+    let core = Core::start(
+        &config,
+        &config.data_dir,
+        &names,
+        true,
+        || Box::new(std::io::stdout()),
+        deadletter.clone(),
+    )
     .await?;
 
     let mut readiness = Readiness::new();
@@ -255,12 +291,6 @@ pub async fn run(
         }
         _ => None,
     };
-
-    let deadletter = DeadLetter::new(
-        config.data_dir.join("deadletter.jsonl"),
-        config.deadletter_max_bytes,
-    )
-    .start();
 
     let readers: Vec<Arbiter> = (0..std::thread::available_parallelism().map_or(1, usize::from))
         .map(|_| Arbiter::new())

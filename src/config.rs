@@ -64,11 +64,22 @@
 //! overflow = "drop_oldest"       # when full: "drop_oldest" (counted) or "block" (back-pressure)
 //!
 //! [[sink]]                       # repeat per sink; without any [[sink]]: exactly this one
-//! type = "stdout"                # only "stdout" so far; otlp, zipkin, honeycomb come later
+//! type = "stdout"                # stdout | otlp | zipkin | honeycomb
 //! name = "stdout"                # default: the type name; unique among sinks; keep it stable:
 //!                                # it keys the sink's position in the queue
 //! batch_size = 512               # spans per export, 1..=100000
 //! max_retry_delay = "30s"        # cap of the exponential backoff between retries (forever)
+//! # Network sinks (otlp, zipkin, honeycomb) also take these; a key the type does not take
+//! # is an error. Unset keys take the sink's default (OTLP: OTEL_EXPORTER_OTLP_* first).
+//! # endpoint = "http://localhost:4317"  # http(s) URL, no credentials in it
+//! # headers = { "x-scope-orgid" = "vault" }        # values are secrets: redacted by `check`
+//! # headers_env = { "authorization" = "OTLP_AUTH" } # header name -> environment variable
+//! # compression = "gzip"         # "gzip" | "none"
+//! # timeout = "10s"              # per request
+//! # ca_file = "/etc/ssl/private-ca.pem"  # trusted besides the system roots
+//! # protocol = "grpc"            # otlp only: "grpc" | "http/protobuf"
+//! # dataset = "vault"            # honeycomb only, required
+//! # api_key_env = "HONEYCOMB_API_KEY"    # honeycomb only: api_key or api_key_env, required
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz; "" disables; port 0: any free port
@@ -146,8 +157,8 @@ const TIB: u64 = 1 << 40;
 
 const INPUT_TYPES: &str = "unix";
 const INPUT_TYPES_LATER: &[&str] = &["tcp", "udp", "file", "fifo", "stdin", "syslog"];
-const SINK_TYPES: &str = "stdout";
-const SINK_TYPES_LATER: &[&str] = &["otlp", "zipkin", "honeycomb"];
+const SINK_TYPES: &str = "stdout, otlp, zipkin, honeycomb";
+const SINK_TYPES_LATER: &[&str] = &[];
 
 /// Values from CLI flags, already merged by clap with the `AUDITSPAN_*` environment
 /// (CLI wins). `None` means neither was given.
@@ -290,10 +301,13 @@ impl SinkConfig {
     }
 }
 
-/// The sink types this version implements.
+/// The sink types this version implements, with their type-specific settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkKind {
     Stdout,
+    Otlp(OtlpConfig),
+    Zipkin(ZipkinConfig),
+    Honeycomb(HoneycombConfig),
 }
 
 impl SinkKind {
@@ -301,8 +315,108 @@ impl SinkKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             SinkKind::Stdout => "stdout",
+            SinkKind::Otlp(_) => "otlp",
+            SinkKind::Zipkin(_) => "zipkin",
+            SinkKind::Honeycomb(_) => "honeycomb",
         }
     }
+
+    /// The connection settings of a network sink.
+    pub fn connection(&self) -> Option<&Connection> {
+        match self {
+            SinkKind::Stdout => None,
+            SinkKind::Otlp(c) => Some(&c.connection),
+            SinkKind::Zipkin(c) => Some(&c.connection),
+            SinkKind::Honeycomb(c) => Some(&c.connection),
+        }
+    }
+}
+
+/// A value that is either written in the file or named by an environment variable
+/// (`api_key` / `api_key_env`, `headers` / `headers_env`). Its `Debug` never shows a value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Value(String),
+    /// The name of the environment variable holding the value, read when the sink starts.
+    Env(String),
+}
+
+impl Secret {
+    /// The value; for [`Secret::Env`], read from the environment now. The error names the
+    /// variable, never a value.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            Secret::Value(v) => Ok(v.clone()),
+            Secret::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set or not UTF-8")),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Value(<redacted>)"),
+            Secret::Env(name) => f.debug_tuple("Env").field(name).finish(),
+        }
+    }
+}
+
+/// Body compression of a network sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// What every network sink shares: where to send, how, and with which extra headers.
+///
+/// Fields the file leaves out are `None` here and take the sink's own default (for OTLP,
+/// the `OTEL_EXPORTER_OTLP_*` environment first); see each sink's module.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// An absolute `http` or `https` URL.
+    pub endpoint: Option<String>,
+    /// Extra request headers (lower-case names), in file order: `headers` first, then
+    /// `headers_env`.
+    pub headers: Vec<(String, Secret)>,
+    pub compression: Option<Compression>,
+    /// Per request.
+    pub timeout: Option<Duration>,
+    /// PEM file with extra CA certificates, trusted besides the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `type = "otlp"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtlpConfig {
+    pub protocol: Option<OtlpProtocol>,
+    pub connection: Connection,
+}
+
+/// `type = "zipkin"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZipkinConfig {
+    pub connection: Connection,
+}
+
+/// `type = "honeycomb"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoneycombConfig {
+    pub dataset: String,
+    /// The `X-Honeycomb-Team` value.
+    pub api_key: Secret,
+    pub connection: Connection,
 }
 
 /// `[metrics]`.
@@ -387,6 +501,8 @@ fn unsupported_reason(section: &str, kind: &str) -> String {
     };
     if later.contains(&kind) {
         format!("not supported yet (this version supports: {now})")
+    } else if later.is_empty() {
+        format!("unknown (this version supports: {now})")
     } else {
         format!(
             "unknown (this version supports: {now}; planned: {})",
@@ -543,6 +659,44 @@ impl Config {
     }
 }
 
+/// A sink endpoint must be an absolute http(s) URL with a host and no credentials (they
+/// would be printed by `check`; use `headers` or `headers_env`).
+fn check_endpoint(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("\"{text}\" is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "\"{text}\": the scheme must be http or https, not {}",
+            url.scheme()
+        ));
+    }
+    if url.host().is_none() {
+        return Err(format!("\"{text}\" has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "credentials in the URL are not allowed; use headers or headers_env".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Header names must be valid HTTP tokens; a value written in the file must be a valid
+/// header value (an `headers_env` value names a variable). Errors never quote the value.
+fn check_header(name: &str, value: &str, from_env: bool) -> Result<(), String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!("\"{name}\" is not a valid header name"));
+    }
+    if from_env {
+        if value.is_empty() {
+            return Err("the environment variable name must not be empty".to_owned());
+        }
+    } else if value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return Err("the value holds control characters".to_owned());
+    }
+    Ok(())
+}
+
 fn override_error(flag: &str, env: &str, field: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         origin: format!("{flag} / {env}"),
@@ -646,6 +800,16 @@ struct RawSink {
     name: Option<Spanned<String>>,
     batch_size: Option<Spanned<i64>>,
     max_retry_delay: Option<Spanned<DurationText>>,
+    endpoint: Option<Spanned<String>>,
+    protocol: Option<Spanned<OtlpProtocol>>,
+    headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    headers_env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    compression: Option<Spanned<Compression>>,
+    timeout: Option<Spanned<DurationText>>,
+    ca_file: Option<Spanned<String>>,
+    dataset: Option<Spanned<String>>,
+    api_key: Option<Spanned<String>>,
+    api_key_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -813,9 +977,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn sink_kind(&self, kind: &Spanned<String>) -> Result<SinkKind, ConfigError> {
+    /// Checks a sink `type`; the settings are filled in by [`Ctx::sinks`].
+    fn sink_kind(&self, kind: &Spanned<String>) -> Result<&'static str, ConfigError> {
         match kind.get_ref().as_str() {
-            "stdout" => Ok(SinkKind::Stdout),
+            "stdout" => Ok("stdout"),
+            "otlp" => Ok("otlp"),
+            "zipkin" => Ok("zipkin"),
+            "honeycomb" => Ok("honeycomb"),
             other => Err(ConfigError::UnsupportedType {
                 origin: self.origin(),
                 line: self.line(kind.span()),
@@ -958,11 +1126,12 @@ impl Ctx<'_> {
         for (i, entry) in entries.into_iter().enumerate() {
             let n = i + 1;
             let entry_span = entry.span();
-            let raw = entry.into_inner();
-            let kind = match &raw.kind {
+            let mut raw = entry.into_inner();
+            let type_name = match &raw.kind {
                 Some(k) => self.sink_kind(k)?,
-                None => SinkKind::Stdout,
+                None => "stdout",
             };
+            let kind = self.sink_settings(type_name, &mut raw, n, entry_span.clone())?;
             let name = match raw.name {
                 Some(v) => self.non_empty(v, &format!("sink #{n}.name"))?,
                 None => kind.as_str().to_owned(),
@@ -1001,6 +1170,160 @@ impl Ctx<'_> {
             sinks.push(sink);
         }
         Ok(sinks)
+    }
+
+    /// The type-specific keys of sink #`n`; a key its type does not take is an error.
+    fn sink_settings(
+        &self,
+        type_name: &str,
+        raw: &mut RawSink,
+        n: usize,
+        entry_span: Range<usize>,
+    ) -> Result<SinkKind, ConfigError> {
+        let field = |key: &str| format!("sink #{n}.{key}");
+        let not_for = |span: Range<usize>, key: &str| {
+            self.invalid(
+                Some(span),
+                &field(key),
+                format!("a {type_name} sink does not take this key"),
+            )
+        };
+        if type_name == "stdout" {
+            let stray = [
+                raw.endpoint.as_ref().map(|v| (v.span(), "endpoint")),
+                raw.headers.as_ref().map(|v| (v.span(), "headers")),
+                raw.headers_env.as_ref().map(|v| (v.span(), "headers_env")),
+                raw.compression.as_ref().map(|v| (v.span(), "compression")),
+                raw.timeout.as_ref().map(|v| (v.span(), "timeout")),
+                raw.ca_file.as_ref().map(|v| (v.span(), "ca_file")),
+            ];
+            if let Some((span, key)) = stray.into_iter().flatten().next() {
+                return Err(not_for(span, key));
+            }
+        }
+        if type_name != "otlp"
+            && let Some(v) = &raw.protocol
+        {
+            return Err(not_for(v.span(), "protocol"));
+        }
+        if type_name != "honeycomb" {
+            let stray = [
+                raw.dataset.as_ref().map(|v| (v.span(), "dataset")),
+                raw.api_key.as_ref().map(|v| (v.span(), "api_key")),
+                raw.api_key_env.as_ref().map(|v| (v.span(), "api_key_env")),
+            ];
+            if let Some((span, key)) = stray.into_iter().flatten().next() {
+                return Err(not_for(span, key));
+            }
+        }
+        let connection = |raw: &mut RawSink| self.connection(raw, n);
+        Ok(match type_name {
+            "otlp" => SinkKind::Otlp(OtlpConfig {
+                protocol: raw.protocol.take().map(Spanned::into_inner),
+                connection: connection(raw)?,
+            }),
+            "zipkin" => SinkKind::Zipkin(ZipkinConfig {
+                connection: connection(raw)?,
+            }),
+            "honeycomb" => {
+                let dataset = match raw.dataset.take() {
+                    Some(v) => self.non_empty(v, &field("dataset"))?,
+                    None => {
+                        return Err(self.invalid(
+                            Some(entry_span),
+                            &field("dataset"),
+                            "a honeycomb sink needs a dataset".to_owned(),
+                        ));
+                    }
+                };
+                let api_key = match (raw.api_key.take(), raw.api_key_env.take()) {
+                    (Some(v), None) => Secret::Value(self.non_empty(v, &field("api_key"))?),
+                    (None, Some(v)) => Secret::Env(self.non_empty(v, &field("api_key_env"))?),
+                    (Some(_), Some(v)) => {
+                        return Err(self.invalid(
+                            Some(v.span()),
+                            &field("api_key_env"),
+                            "give api_key or api_key_env, not both".to_owned(),
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(self.invalid(
+                            Some(entry_span),
+                            &field("api_key"),
+                            "a honeycomb sink needs api_key or api_key_env".to_owned(),
+                        ));
+                    }
+                };
+                SinkKind::Honeycomb(HoneycombConfig {
+                    dataset,
+                    api_key,
+                    connection: connection(raw)?,
+                })
+            }
+            _ => SinkKind::Stdout,
+        })
+    }
+
+    /// `endpoint`, `headers`, `headers_env`, `compression`, `timeout`, `ca_file`.
+    fn connection(&self, raw: &mut RawSink, n: usize) -> Result<Connection, ConfigError> {
+        let field = |key: &str| format!("sink #{n}.{key}");
+        let endpoint = match raw.endpoint.take() {
+            None => None,
+            Some(v) => {
+                let span = v.span();
+                let text = v.into_inner();
+                check_endpoint(&text)
+                    .map_err(|reason| self.invalid(Some(span), &field("endpoint"), reason))?;
+                Some(text)
+            }
+        };
+        let mut headers: Vec<(String, Secret)> = Vec::new();
+        let sources = [
+            (raw.headers.take(), "headers", false),
+            (raw.headers_env.take(), "headers_env", true),
+        ];
+        for (table, key, from_env) in sources {
+            let Some(table) = table else { continue };
+            let span = table.span();
+            for (name, value) in table.into_inner() {
+                let lower = name.to_ascii_lowercase();
+                check_header(&lower, &value, from_env).map_err(|reason| {
+                    self.invalid(
+                        Some(span.clone()),
+                        &format!("{}.{name}", field(key)),
+                        reason,
+                    )
+                })?;
+                if headers.iter().any(|(h, _)| *h == lower) {
+                    return Err(self.invalid(
+                        Some(span.clone()),
+                        &format!("{}.{name}", field(key)),
+                        "header given twice (headers and headers_env, or two spellings)".to_owned(),
+                    ));
+                }
+                let secret = if from_env {
+                    Secret::Env(value)
+                } else {
+                    Secret::Value(value)
+                };
+                headers.push((lower, secret));
+            }
+        }
+        let timeout = match raw.timeout.take() {
+            None => None,
+            Some(v) => Some(self.duration(Some(v), &field("timeout"), Duration::ZERO)?),
+        };
+        let ca_file = match raw.ca_file.take() {
+            None => None,
+            Some(v) => Some(PathBuf::from(self.non_empty(v, &field("ca_file"))?)),
+        };
+        Ok(Connection {
+            endpoint,
+            headers,
+            compression: raw.compression.take().map(Spanned::into_inner),
+            timeout,
+            ca_file,
+        })
     }
 
     fn parse(&self, raw: RawParse, defaults: ParseConfig) -> Result<ParseConfig, ConfigError> {
@@ -1378,14 +1701,51 @@ impl From<&Config> for RawConfig {
                 c.sinks
                     .iter()
                     .map(|s| {
-                        unspanned(RawSink {
+                        let mut raw = RawSink {
                             kind: text(s.kind.as_str()),
                             name: text(s.name.as_str()),
                             batch_size: Some(unspanned(
                                 i64::try_from(s.batch_size).unwrap_or(i64::MAX),
                             )),
                             max_retry_delay: duration_text(s.max_retry_delay),
-                        })
+                            ..RawSink::default()
+                        };
+                        match &s.kind {
+                            SinkKind::Stdout => {}
+                            SinkKind::Otlp(c) => {
+                                raw.protocol = c.protocol.map(unspanned);
+                            }
+                            SinkKind::Zipkin(_) => {}
+                            SinkKind::Honeycomb(c) => {
+                                raw.dataset = text(c.dataset.as_str());
+                                match &c.api_key {
+                                    Secret::Value(v) => raw.api_key = text(v.as_str()),
+                                    Secret::Env(v) => raw.api_key_env = text(v.as_str()),
+                                }
+                            }
+                        }
+                        if let Some(c) = s.kind.connection() {
+                            raw.endpoint = c.endpoint.as_deref().and_then(text);
+                            let pick = |env: bool| {
+                                let map: std::collections::BTreeMap<String, String> = c
+                                    .headers
+                                    .iter()
+                                    .filter_map(|(name, secret)| match secret {
+                                        Secret::Value(v) if !env => Some((name.clone(), v.clone())),
+                                        Secret::Env(v) if env => Some((name.clone(), v.clone())),
+                                        _ => None,
+                                    })
+                                    .collect();
+                                (!map.is_empty()).then(|| unspanned(map))
+                            };
+                            raw.headers = pick(false);
+                            raw.headers_env = pick(true);
+                            raw.compression = c.compression.map(unspanned);
+                            raw.timeout = c.timeout.and_then(duration_text);
+                            raw.ca_file =
+                                c.ca_file.as_ref().and_then(|p| text(p.to_string_lossy()));
+                        }
+                        unspanned(raw)
                     })
                     .collect(),
             ),
@@ -1476,6 +1836,25 @@ type = "stdout"
 name = "debug"
 batch_size = 64
 max_retry_delay = "2s"
+
+[[sink]]
+type = "otlp"
+protocol = "http/protobuf"
+endpoint = "https://otel.example:4318/v1/traces"
+headers_env = { "Authorization" = "OTLP_AUTH" }
+compression = "gzip"
+timeout = "3s"
+ca_file = "/etc/ssl/ca.pem"
+
+[[sink]]
+type = "zipkin"
+endpoint = "http://zipkin:9411/api/v2/spans"
+compression = "none"
+
+[[sink]]
+type = "honeycomb"
+dataset = "vault"
+api_key_env = "HONEYCOMB_API_KEY"
 
 [metrics]
 listen = "[::1]:0"
@@ -1572,6 +1951,33 @@ max_label_values = 20
         assert_eq!(config.sinks[1].batch_size, 64);
         assert_eq!(config.sinks[1].max_retry_delay, Duration::from_secs(2));
         assert_eq!(config.sinks[0].batch_size, 512);
+        let SinkKind::Otlp(otlp) = &config.sinks[2].kind else {
+            panic!("{:?}", config.sinks[2]);
+        };
+        assert_eq!(otlp.protocol, Some(OtlpProtocol::HttpProtobuf));
+        assert_eq!(
+            otlp.connection.headers,
+            [(
+                "authorization".to_owned(),
+                Secret::Env("OTLP_AUTH".to_owned())
+            )]
+        );
+        assert_eq!(otlp.connection.compression, Some(Compression::Gzip));
+        assert_eq!(otlp.connection.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(
+            otlp.connection.ca_file,
+            Some(PathBuf::from("/etc/ssl/ca.pem"))
+        );
+        assert_eq!(config.sinks[3].name, "zipkin");
+        let SinkKind::Honeycomb(honeycomb) = &config.sinks[4].kind else {
+            panic!("{:?}", config.sinks[4]);
+        };
+        assert_eq!(honeycomb.dataset, "vault");
+        assert_eq!(
+            honeycomb.api_key,
+            Secret::Env("HONEYCOMB_API_KEY".to_owned())
+        );
+        assert_eq!(honeycomb.connection.endpoint, None);
         assert_eq!(config.metrics.listen, Some("[::1]:0".parse().unwrap()));
         assert_eq!(config.metrics.max_label_values, 20);
 
@@ -1790,13 +2196,101 @@ max_label_values = 20
     }
 
     #[test]
-    fn planned_sink_type_is_not_supported_yet() {
-        let err = error(
-            "[[sink]]\ntype = \"stdout\"\n\n[[sink]]\ntype = \"otlp\"\nendpoint = \"http://x\"\n",
-        );
+    fn unknown_sink_type_lists_the_supported_ones() {
+        let err = error("[[sink]]\ntype = \"stdout\"\n\n[[sink]]\ntype = \"jaeger\"\n");
         assert_eq!(
             err,
-            "config file ./x.toml, line 5: sink type \"otlp\" is not supported yet (this version supports: stdout)"
+            "config file ./x.toml, line 5: sink type \"jaeger\" is unknown (this version supports: stdout, otlp, zipkin, honeycomb)"
+        );
+    }
+
+    /// Network sink keys: what each type takes, and the messages for what it does not.
+    #[test]
+    fn network_sink_keys_are_checked_per_type() {
+        for (text, expected) in [
+            (
+                "[[sink]]\nendpoint = \"http://x\"\n",
+                "line 2: sink #1.endpoint: a stdout sink does not take this key",
+            ),
+            (
+                "[[sink]]\ntype = \"zipkin\"\nprotocol = \"grpc\"\n",
+                "line 3: sink #1.protocol: a zipkin sink does not take this key",
+            ),
+            (
+                "[[sink]]\ntype = \"otlp\"\ndataset = \"d\"\n",
+                "line 3: sink #1.dataset: a otlp sink does not take this key",
+            ),
+            (
+                "[[sink]]\ntype = \"otlp\"\nendpoint = \"localhost:4317\"\n",
+                "line 3: sink #1.endpoint: \"localhost:4317\": the scheme must be http or https, not localhost",
+            ),
+            (
+                "[[sink]]\ntype = \"zipkin\"\nendpoint = \"not a url\"\n",
+                "line 3: sink #1.endpoint: \"not a url\" is not a URL: relative URL without a base",
+            ),
+            (
+                "[[sink]]\ntype = \"zipkin\"\nendpoint = \"https://u:pw@zipkin/api/v2/spans\"\n",
+                "line 3: sink #1.endpoint: credentials in the URL are not allowed; use headers or headers_env",
+            ),
+            (
+                "[[sink]]\ntype = \"honeycomb\"\napi_key_env = \"K\"\n",
+                "line 1: sink #1.dataset: a honeycomb sink needs a dataset",
+            ),
+            (
+                "[[sink]]\ntype = \"honeycomb\"\ndataset = \"d\"\n",
+                "line 1: sink #1.api_key: a honeycomb sink needs api_key or api_key_env",
+            ),
+            (
+                "[[sink]]\ntype = \"honeycomb\"\ndataset = \"d\"\napi_key = \"s3cret\"\napi_key_env = \"K\"\n",
+                "line 5: sink #1.api_key_env: give api_key or api_key_env, not both",
+            ),
+            (
+                "[[sink]]\ntype = \"otlp\"\nheaders = { \"bad header\" = \"v\" }\n",
+                "line 3: sink #1.headers.bad header: \"bad header\" is not a valid header name",
+            ),
+            (
+                "[[sink]]\ntype = \"otlp\"\nheaders = { \"a\" = \"x\" }\nheaders_env = { \"A\" = \"E\" }\n",
+                "line 4: sink #1.headers_env.A: header given twice (headers and headers_env, or two spellings)",
+            ),
+            (
+                "[[sink]]\ntype = \"otlp\"\ntimeout = \"0s\"\n",
+                "line 3: sink #1.timeout:",
+            ),
+        ] {
+            let err = error(text);
+            assert!(
+                err.contains(expected),
+                "{text:?}\n  got: {err}\n  expected: {expected}"
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        let err = error("[[sink]]\ntype = \"otlp\"\nprotocol = \"http/json\"\n");
+        assert!(err.contains("http/protobuf"), "{err}");
+    }
+
+    /// Secrets written in the file print redacted and never show in `Debug`.
+    #[test]
+    fn sink_secrets_are_redacted() {
+        let config = parse(
+            "[[sink]]\ntype = \"honeycomb\"\ndataset = \"d\"\napi_key = \"hc-s3cret\"\n\
+             headers = { \"x-extra\" = \"h-s3cret\" }\n",
+        )
+        .unwrap();
+        let printed = config.to_toml_redacted();
+        let debug = format!("{config:?}");
+        for shown in [&printed, &debug] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        assert!(printed.contains("api_key = \"<redacted>\""), "{printed}");
+        assert!(printed.contains("x-extra = \"<redacted>\""), "{printed}");
+        let SinkKind::Honeycomb(hc) = &config.sinks[0].kind else {
+            panic!()
+        };
+        assert_eq!(hc.api_key.resolve().unwrap(), "hc-s3cret");
+        let missing = Secret::Env("AUDITSPAN_TEST_SURELY_UNSET".to_owned());
+        assert_eq!(
+            missing.resolve().unwrap_err(),
+            "environment variable AUDITSPAN_TEST_SURELY_UNSET is not set or not UTF-8"
         );
     }
 

@@ -1,7 +1,10 @@
-//! The dead-letter file: every rejected line, so that nothing Vault wrote is lost.
+//! The dead-letter file: every rejected line and every span a backend rejected for good, so
+//! that nothing Vault wrote is lost.
 //!
 //! One JSON object per line: `{"received": RFC 3339, "input": name, "reason": ..., "line":
-//! text}`, or `"line_base64"` when the line is not UTF-8. The file is created on first use
+//! text}`, or `"line_base64"` when the line is not UTF-8; for a span,
+//! `{"received", "reason": "rejected", "sink": name, "message": the backend's reason,
+//! "span": the span as the stdout sink writes it}`. The file is created on first use
 //! with mode 0600 (it holds audit data), rotates to `<path>.1` once it would pass
 //! `max_bytes`, and is reopened on [`Reopen`] (SIGHUP), so that logrotate can move it.
 
@@ -27,6 +30,21 @@ pub struct Rejected {
     /// The line as read (for `too_long`, its first 4 KiB).
     pub line: Vec<u8>,
 }
+
+/// One span a sink's backend rejected for good.
+#[derive(Debug, Clone)]
+pub struct RejectedSpan {
+    pub received: jiff::Timestamp,
+    pub sink: String,
+    pub message: String,
+    /// The span's JSON object (the stdout sink's encoding), without a newline.
+    pub span: Vec<u8>,
+}
+
+/// Rejected spans to append, in order.
+#[derive(Message)]
+#[rtype(result = "Result<(), DeadLetterError>")]
+pub struct AppendSpans(pub Vec<RejectedSpan>);
 
 /// Lines to append, in order.
 #[derive(Message)]
@@ -107,17 +125,65 @@ impl DeadLetter {
         for record in records {
             buf.clear();
             encode(record, &mut buf);
-            self.open()?;
-            if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
-                self.rotate()?;
-            }
-            let len = buf.len() as u64;
-            let file = self.open()?;
-            let written = file.write_all(&buf);
-            written.map_err(|e| self.io_error(e))?;
-            self.size += len;
+            self.write(&buf)?;
         }
         Ok(())
+    }
+
+    /// Appends rejected spans.
+    pub fn append_spans(&mut self, records: &[RejectedSpan]) -> Result<(), DeadLetterError> {
+        let mut buf = Vec::new();
+        for record in records {
+            buf.clear();
+            encode_span(record, &mut buf);
+            self.write(&buf)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one encoded record, rotating first if it would pass `max_bytes`.
+    fn write(&mut self, buf: &[u8]) -> Result<(), DeadLetterError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.open()?;
+        if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let file = self.open()?;
+        let written = file.write_all(buf);
+        written.map_err(|e| self.io_error(e))?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct SpanRecord<'a> {
+    received: String,
+    reason: &'a str,
+    sink: &'a str,
+    message: &'a str,
+    span: &'a serde_json::value::RawValue,
+}
+
+fn encode_span(record: &RejectedSpan, out: &mut Vec<u8>) {
+    let Some(span) = std::str::from_utf8(&record.span)
+        .ok()
+        .and_then(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok())
+    else {
+        error!(sink = %record.sink, "A rejected span did not encode as JSON; it is not dead-lettered.");
+        return;
+    };
+    let json = SpanRecord {
+        received: record.received.to_string(),
+        reason: "rejected",
+        sink: &record.sink,
+        message: &record.message,
+        span,
+    };
+    if serde_json::to_writer(&mut *out, &json).is_ok() {
+        out.push(b'\n');
     }
 }
 
@@ -164,6 +230,18 @@ impl Handler<Append> for DeadLetter {
         let result = self.append(&msg.0);
         if let Err(err) = &result {
             error!(error = %err, lines = msg.0.len(), "Could not write rejected lines to the dead-letter file.");
+        }
+        result
+    }
+}
+
+impl Handler<AppendSpans> for DeadLetter {
+    type Result = Result<(), DeadLetterError>;
+
+    fn handle(&mut self, msg: AppendSpans, _: &mut Self::Context) -> Self::Result {
+        let result = self.append_spans(&msg.0);
+        if let Err(err) = &result {
+            error!(error = %err, spans = msg.0.len(), "Could not write rejected spans to the dead-letter file.");
         }
         result
     }

@@ -108,10 +108,18 @@ pub async fn run(
             temp.path()
         }
     };
-    let core = app::Core::start(config, data_dir, &[INPUT.to_owned()], false, stdout).await?;
-    let correlator = core.correlator.clone();
     let deadletter =
         DeadLetter::new(options.deadletter.clone(), config.deadletter_max_bytes).start();
+    let core = app::Core::start(
+        config,
+        data_dir,
+        &[INPUT.to_owned()],
+        false,
+        stdout,
+        deadletter.clone(),
+    )
+    .await?;
+    let correlator = core.correlator.clone();
 
     let mut lines = LineHandler::new(INPUT, prefix, limits);
     let mut delivery = Delivery::new(0.into(), correlator.clone(), deadletter);

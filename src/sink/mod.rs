@@ -1,8 +1,8 @@
-//! Sinks: where spans go. A [`Sink`] only encodes and sends a batch; its
-//! [`worker::SinkWorker`] owns the rest (cursor, batching, retries, acknowledgement).
-//!
-//! Only stdout exists so far; OTLP, Zipkin and Honeycomb come next.
+//! Sinks: where spans go. A [`Sink`] only encodes and sends a batch and reads the
+//! backend's answer; its [`worker::SinkWorker`] owns the rest (cursor, batching, retries,
+//! splitting rejected batches, dead-lettering, acknowledgement).
 
+pub mod http;
 pub mod stdout;
 pub mod worker;
 
@@ -10,7 +10,14 @@ use std::future::Future;
 
 use crate::span::Span;
 
+pub use worker::{ExportFailure, Exported, FailureReason};
+
 /// A backend. `export` delivers the batch or says which spans failed and why.
+///
+/// Contract: `Ok` means the backend acknowledged the whole request (a backend may still
+/// report some spans as dropped, [`Exported::rejected`]); `Err` says, per span index, what
+/// to retry and what was rejected for good, or that the request as a whole was refused as
+/// invalid ([`ExportFailure::batch_rejected`]). A sink never retries by itself.
 pub trait Sink: Send + 'static {
     /// The configured name: the key of the sink's cursor and its metric label.
     fn name(&self) -> &str;
@@ -18,7 +25,7 @@ pub trait Sink: Send + 'static {
     fn export(
         &mut self,
         spans: &[Span],
-    ) -> impl Future<Output = Result<(), worker::ExportFailure>> + Send;
+    ) -> impl Future<Output = Result<Exported, ExportFailure>> + Send;
 }
 
 /// The resource every span of this process carries (DESIGN "Span contract").

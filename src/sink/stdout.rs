@@ -11,10 +11,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::{
-    Resource, Sink,
-    worker::{ExportFailure, FailureReason},
-};
+use super::{ExportFailure, Exported, FailureReason, Resource, Sink};
 use crate::{
     attr::{AttrRef, Attributes},
     span::{Span, Status},
@@ -51,7 +48,7 @@ impl Sink for StdoutSink {
         &self.name
     }
 
-    async fn export(&mut self, spans: &[Span]) -> Result<(), ExportFailure> {
+    async fn export(&mut self, spans: &[Span]) -> Result<Exported, ExportFailure> {
         self.buf.clear();
         for span in spans {
             encode(span, &self.resource, &mut self.buf);
@@ -61,12 +58,8 @@ impl Sink for StdoutSink {
         self.out
             .write_all(&self.buf)
             .and_then(|()| self.out.flush())
-            .map_err(|err| ExportFailure {
-                reason: FailureReason::Connect,
-                message: err.to_string(),
-                failed: (0..spans.len()).collect(),
-                retry_after: None,
-            })
+            .map(|()| Exported::default())
+            .map_err(|err| ExportFailure::all(FailureReason::Connect, err.to_string(), spans.len()))
     }
 }
 

@@ -1,17 +1,25 @@
 //! [`SinkWorker`]: drives one sink from its cursor in the queue (DESIGN "Sink batches").
 //!
-//! The worker reads a batch after its cursor, hands it to its [`Sink`], retries only the
-//! spans that failed, with exponential backoff and jitter (`backon`) capped by
-//! `max_retry_delay`, for as long as it takes, and acknowledges the batch to the queue only
-//! when every span of it was delivered. Meanwhile the correlator keeps committing newer
-//! spans to disk, so an outage costs disk space, not spans. With nothing to read, the
-//! worker waits for the queue's committed sequence to move.
+//! The worker reads a batch after its cursor and hands it to its [`Sink`]. From the answer:
+//! - spans to retry are sent again, alone, with exponential backoff and jitter (`backon`)
+//!   capped by `max_retry_delay`, honouring the backend's `Retry-After`, for as long as it
+//!   takes;
+//! - spans rejected one by one (Honeycomb per-event statuses) are dead-lettered;
+//! - a request refused as a whole as invalid (HTTP 400, gRPC INVALID_ARGUMENT) is split in
+//!   halves until the span at fault is alone, and that span is dead-lettered; the others
+//!   are delivered.
+//!
+//! The batch is acknowledged to the queue only when every span of it was delivered or
+//! dead-lettered, so duplicates happen only across a crash. Meanwhile the correlator keeps
+//! committing newer spans to disk, so an outage costs disk space, not spans. With nothing
+//! to read, the worker waits for the queue's committed sequence to move.
 //!
 //! Each worker runs on its own arbiter (thread): a sink that blocks (stdout into a full
-//! pipe) stops only itself.
+//! pipe, a slow backend) stops only itself.
 
 use std::{
     borrow::Cow,
+    collections::VecDeque,
     time::{Duration, Instant},
 };
 
@@ -21,9 +29,10 @@ use metrics::{Counter, Histogram};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::Sink;
+use super::{Resource, Sink};
 use crate::{
     codec::decode_span,
+    deadletter::{AppendSpans, DeadLetter, RejectedSpan},
     queue::actor::{Ack, Cursor, Read, SpanQueue},
     span::Span,
     telemetry::metrics as m,
@@ -37,6 +46,8 @@ const QUEUE_RETRY: Duration = Duration::from_secs(1);
 pub enum FailureReason {
     /// The backend answered that it cannot take the spans now (e.g. 503, 429).
     Retryable,
+    /// The backend refused spans for good (HTTP 400, INVALID_ARGUMENT, a per-event 4xx).
+    Rejected,
     /// No answer in time.
     Timeout,
     /// The backend could not be reached (or a local write failed).
@@ -47,23 +58,80 @@ impl FailureReason {
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::Retryable => "retryable",
+            FailureReason::Rejected => "rejected",
             FailureReason::Timeout => "timeout",
             FailureReason::Connect => "connect",
         }
     }
 }
 
+/// A request the backend acknowledged.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Exported {
+    /// Spans the backend accepted the request for but reports it dropped (OTLP
+    /// `partial_success.rejected_spans`). They are counted as rejected, not retried: the
+    /// backend does not say which ones they were.
+    pub rejected: u64,
+    /// The backend's explanation of `rejected`, for the log.
+    pub message: Option<String>,
+}
+
 /// The result of one export attempt that did not deliver everything.
 #[derive(Debug)]
 pub struct ExportFailure {
     pub reason: FailureReason,
+    /// For the log: what the backend or the connection said. Never contains secrets.
     pub message: String,
-    /// Indices (into the attempted slice) of the spans to send again; every other span
-    /// was delivered.
+    /// Indices (into the attempted slice) of the spans to send again.
     pub failed: Vec<usize>,
+    /// Indices of the spans the backend rejected for good, each with its own reason
+    /// (dead-lettered).
+    pub rejected: Vec<(usize, String)>,
+    /// The request as a whole was refused as invalid; `failed` and `rejected` are empty
+    /// and the worker splits the batch to find the span at fault.
+    pub batch_rejected: bool,
     /// The backend's own wish (`Retry-After`, `RetryInfo`), honoured when longer than the
     /// backoff's delay.
     pub retry_after: Option<Duration>,
+}
+
+impl ExportFailure {
+    /// Every one of `len` spans is to be sent again.
+    pub fn all(reason: FailureReason, message: impl Into<String>, len: usize) -> Self {
+        ExportFailure {
+            reason,
+            message: message.into(),
+            failed: (0..len).collect(),
+            rejected: Vec::new(),
+            batch_rejected: false,
+            retry_after: None,
+        }
+    }
+
+    /// The backend refused the request as invalid without saying which span is at fault.
+    pub fn batch_rejected(message: impl Into<String>) -> Self {
+        ExportFailure {
+            reason: FailureReason::Rejected,
+            message: message.into(),
+            failed: Vec::new(),
+            rejected: Vec::new(),
+            batch_rejected: true,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+}
+
+/// What every worker needs besides its sink.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub batch_size: usize,
+    pub max_retry_delay: Duration,
+    pub resource: Resource,
 }
 
 /// Drives one sink.
@@ -74,34 +142,41 @@ pub struct SinkWorker<S: Sink> {
     backoff: ExponentialBuilder,
     queue: Addr<SpanQueue>,
     committed: watch::Receiver<u64>,
+    deadletter: Addr<DeadLetter>,
+    /// Encodes dead-lettered spans as the stdout sink writes them.
+    resource: Resource,
     exported: Counter,
     retries: Counter,
-    export_duration: Histogram,
+    rejected: Counter,
+    duration: Histogram,
 }
 
 impl<S: Sink> SinkWorker<S> {
     pub fn new(
         sink: S,
-        batch_size: usize,
-        max_retry_delay: Duration,
+        settings: &WorkerSettings,
         queue: Addr<SpanQueue>,
         committed: watch::Receiver<u64>,
+        deadletter: Addr<DeadLetter>,
     ) -> Self {
         let name = sink.name().to_owned();
         SinkWorker {
             backoff: ExponentialBuilder::default()
                 .with_jitter()
                 .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(max_retry_delay)
+                .with_max_delay(settings.max_retry_delay)
                 .without_max_times(),
             exported: m::sink_exported(&name),
             retries: m::sink_retries(&name),
-            export_duration: m::sink_export_duration(&name),
+            rejected: m::sink_failed(&name, FailureReason::Rejected.as_str()),
+            duration: m::sink_export_duration(&name),
             sink,
             name,
-            batch_size,
+            batch_size: settings.batch_size,
             queue,
             committed,
+            deadletter,
+            resource: settings.resource.clone(),
         }
     }
 
@@ -174,33 +249,48 @@ impl<S: Sink> SinkWorker<S> {
             .collect()
     }
 
-    /// Delivers every span of `spans`, retrying what failed for as long as it takes.
+    /// Delivers or dead-letters every span of `spans`, retrying what failed for as long as
+    /// it takes. Parts are attempted in order, so the backend sees the batch's order except
+    /// where a retry puts a span after later ones.
     async fn deliver(&mut self, spans: &[Span]) {
-        let mut current: Cow<'_, [Span]> = Cow::Borrowed(spans);
+        let mut todo: VecDeque<Cow<'_, [Span]>> = VecDeque::from([Cow::Borrowed(spans)]);
         let mut delays = self.backoff.build();
-        while !current.is_empty() {
+        while let Some(current) = todo.pop_front() {
             let started = Instant::now();
             let result = self.sink.export(&current).await;
-            self.export_duration.record(started.elapsed());
+            self.duration.record(started.elapsed());
             let failure = match result {
-                Ok(()) => {
-                    self.exported.increment(current.len() as u64);
-                    return;
+                Ok(exported) => {
+                    self.acknowledged(current.len() as u64, &exported);
+                    delays = self.backoff.build();
+                    continue;
                 }
                 Err(failure) => failure,
             };
-            let delivered = current.len().saturating_sub(failure.failed.len());
-            self.exported.increment(delivered as u64);
-            m::sink_failed(&self.name, failure.reason.as_str()).increment(1);
-            if failure.failed.len() < current.len() {
-                current = Cow::Owned(
-                    failure
-                        .failed
-                        .iter()
-                        .filter_map(|&i| current.get(i).cloned())
-                        .collect(),
-                );
+            if failure.batch_rejected {
+                self.split_rejected(current, failure.message, &mut todo)
+                    .await;
+                continue;
             }
+            let retry: Vec<Span> = failure
+                .failed
+                .iter()
+                .filter_map(|&i| current.get(i).cloned())
+                .collect();
+            let rejected: Vec<(&Span, String)> = failure
+                .rejected
+                .iter()
+                .filter_map(|(i, why)| current.get(*i).map(|span| (span, why.clone())))
+                .collect();
+            let delivered = current.len() - retry.len() - rejected.len();
+            self.exported.increment(delivered as u64);
+            if !rejected.is_empty() {
+                self.dead_letter(&rejected).await;
+            }
+            if retry.is_empty() {
+                continue;
+            }
+            m::sink_failed(&self.name, failure.reason.as_str()).increment(1);
             let delay = delays
                 .next()
                 .unwrap_or(Duration::from_secs(1))
@@ -209,12 +299,94 @@ impl<S: Sink> SinkWorker<S> {
                 sink = %self.name,
                 reason = failure.reason.as_str(),
                 error = %failure.message,
-                spans = current.len(),
+                spans = retry.len(),
                 retry_in = ?delay,
                 "Export failed; retrying."
             );
             tokio::time::sleep(delay).await;
             self.retries.increment(1);
+            todo.push_front(Cow::Owned(retry));
+        }
+    }
+
+    fn acknowledged(&mut self, spans: u64, exported: &Exported) {
+        let rejected = exported.rejected.min(spans);
+        self.exported.increment(spans - rejected);
+        if rejected > 0 {
+            self.rejected.increment(rejected);
+            warn!(
+                sink = %self.name,
+                spans = rejected,
+                message = exported.message.as_deref().unwrap_or(""),
+                "The backend accepted the request but dropped some spans; they are not retried."
+            );
+        }
+    }
+
+    /// A request refused as a whole: its halves go first in the queue of parts to try;
+    /// a single span is the one at fault and is dead-lettered.
+    async fn split_rejected<'a>(
+        &mut self,
+        current: Cow<'a, [Span]>,
+        message: String,
+        todo: &mut VecDeque<Cow<'a, [Span]>>,
+    ) {
+        if current.len() <= 1 {
+            let rejected: Vec<(&Span, String)> =
+                current.iter().map(|span| (span, message.clone())).collect();
+            self.dead_letter(&rejected).await;
+            return;
+        }
+        warn!(
+            sink = %self.name,
+            error = %message,
+            spans = current.len(),
+            "The backend rejected the batch; splitting it to find the span at fault."
+        );
+        let mid = current.len() / 2;
+        let (first, second) = match current {
+            Cow::Borrowed(all) => (Cow::Borrowed(&all[..mid]), Cow::Borrowed(&all[mid..])),
+            Cow::Owned(mut all) => {
+                let second = all.split_off(mid);
+                (Cow::Owned(all), Cow::Owned(second))
+            }
+        };
+        todo.push_front(second);
+        todo.push_front(first);
+    }
+
+    // `&mut self` everywhere: a future holding `&self` would need the sink to be `Sync`.
+
+    /// Writes rejected spans to the dead-letter file. Counted as rejected whether or not
+    /// the file takes them: a span the backend refuses for good cannot hold the queue back.
+    async fn dead_letter(&mut self, rejected: &[(&Span, String)]) {
+        self.rejected.increment(rejected.len() as u64);
+        error!(
+            sink = %self.name,
+            spans = rejected.len(),
+            error = %rejected.first().map(|(_, why)| why.as_str()).unwrap_or(""),
+            "The backend rejected spans for good; they go to the dead-letter file."
+        );
+        let received = jiff::Timestamp::now();
+        let records = rejected
+            .iter()
+            .map(|(span, why)| {
+                let mut json = Vec::new();
+                super::stdout::encode(span, &self.resource, &mut json);
+                if json.last() == Some(&b'\n') {
+                    json.pop();
+                }
+                RejectedSpan {
+                    received,
+                    sink: self.name.clone(),
+                    message: why.clone(),
+                    span: json,
+                }
+            })
+            .collect();
+        // A write error is logged by the dead-letter actor itself.
+        if self.deadletter.send(AppendSpans(records)).await.is_err() {
+            error!(sink = %self.name, "The dead-letter writer has stopped; rejected spans are lost.");
         }
     }
 }

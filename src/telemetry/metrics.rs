@@ -196,7 +196,7 @@ fn describe() {
     describe_counter!(
         SINK_FAILED_EXPORTS,
         Unit::Count,
-        "Failed export attempts, by reason."
+        "Failed export attempts, by reason; for reason=\"rejected\", spans the backend refused for good (dead-lettered or dropped by it)."
     );
     describe_counter!(SINK_RETRIES, Unit::Count, "Export retries after a failure.");
     describe_gauge!(
@@ -207,7 +207,7 @@ fn describe() {
     describe_histogram!(
         SINK_EXPORT_DURATION,
         Unit::Seconds,
-        "Duration of one export call of a sink (a batch, or the part of it being retried), successful or not."
+        "Time one export request to the backend took, answered or not."
     );
     describe_counter!(
         VAULT_REQUESTS,

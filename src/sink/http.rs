@@ -1,0 +1,206 @@
+//! The HTTP client stack every HTTP sink shares (OTLP/HTTP, Zipkin, Honeycomb): one
+//! reqwest client per sink with rustls (system roots plus `ca_file`), the sink's timeout
+//! and static headers, and the rules that turn an HTTP answer into an export result.
+//!
+//! Invariant: no error message built here contains a header value (API keys travel in
+//! headers), only names, statuses and the backend's own body text, cut short.
+
+use std::{io::Write, time::Duration};
+
+use flate2::{Compression as Level, write::GzEncoder};
+use reqwest::{
+    StatusCode,
+    header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER},
+};
+
+use super::{ExportFailure, FailureReason};
+use crate::config::{Compression, Connection};
+
+/// Longest piece of a backend's error body quoted in a log line.
+const MAX_BODY_QUOTE: usize = 512;
+
+/// Builds the client for one sink. `extra` are headers the sink adds itself (e.g.
+/// `X-Honeycomb-Team`), resolved like the configured ones. Errors name the header or file,
+/// never a value.
+pub fn client(
+    connection: &Connection,
+    default_timeout: Duration,
+    extra: &[(&str, String)],
+) -> Result<reqwest::Client, String> {
+    let mut headers = HeaderMap::new();
+    let configured = connection
+        .headers
+        .iter()
+        .map(|(name, secret)| Ok((name.as_str(), secret.resolve()?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    for (name, value) in extra.iter().map(|(n, v)| (*n, v.clone())).chain(configured) {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("\"{name}\" is not a valid header name"))?;
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    let mut builder = reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(connection.timeout.unwrap_or(default_timeout))
+        .connect_timeout(connection.timeout.unwrap_or(default_timeout))
+        .user_agent(concat!("auditspan/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &connection.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "ca_file {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// `body` gzip-compressed when `compression` asks for it; the `Content-Encoding` to send.
+pub fn compress(compression: Compression, body: Vec<u8>) -> (Vec<u8>, Option<&'static str>) {
+    match compression {
+        Compression::None => (body, None),
+        Compression::Gzip => {
+            let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Level::fast());
+            // Writing to a Vec cannot fail.
+            if encoder.write_all(&body).is_err() {
+                return (body, None);
+            }
+            match encoder.finish() {
+                Ok(gz) => (gz, Some("gzip")),
+                Err(_) => (body, None),
+            }
+        }
+    }
+}
+
+/// A request that got no answer: timeout or connection failure, for all `len` spans.
+pub fn transport_failure(err: &reqwest::Error, len: usize) -> ExportFailure {
+    let reason = if err.is_timeout() {
+        FailureReason::Timeout
+    } else {
+        FailureReason::Connect
+    };
+    ExportFailure::all(reason, error_chain(err), len)
+}
+
+/// What a non-2xx status means for a whole request of `len` spans (OTLP/HTTP rules, which
+/// Zipkin and Honeycomb follow too): 429, 502, 503, 504 are retried honouring
+/// `Retry-After`; 400 is a rejection of the batch; other 4xx are configuration errors
+/// (401, 403, 404, 413...) and retried, so that fixing the backend or the key lets the
+/// spans through; other 5xx are retried.
+pub fn status_failure(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    len: usize,
+) -> ExportFailure {
+    let message = format!("HTTP {status}: {}", quote_body(body));
+    if status == StatusCode::BAD_REQUEST {
+        return ExportFailure::batch_rejected(message);
+    }
+    ExportFailure::all(FailureReason::Retryable, message, len)
+        .with_retry_after(retry_after(headers))
+}
+
+/// `Retry-After` as delay-seconds (the HTTP-date form is rare from these backends and is
+/// ignored: the backoff applies).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    text.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The start of a response body, as text, for a log line.
+pub fn quote_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_QUOTE)]);
+    let text = text.trim();
+    if body.len() > MAX_BODY_QUOTE {
+        format!("{text}…")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// reqwest's error with its causes: the top level alone ("error sending request") hides
+/// the reason (connection refused, certificate unknown...).
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_retry_or_rejection() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let f = status_failure(StatusCode::TOO_MANY_REQUESTS, &headers, b"slow down", 3);
+        assert_eq!(f.reason, FailureReason::Retryable);
+        assert_eq!(f.failed, [0, 1, 2]);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(f.message, "HTTP 429 Too Many Requests: slow down");
+
+        let f = status_failure(StatusCode::BAD_REQUEST, &HeaderMap::new(), b"bad span", 3);
+        assert!(f.batch_rejected);
+        assert_eq!(f.reason, FailureReason::Rejected);
+
+        let f = status_failure(StatusCode::UNAUTHORIZED, &HeaderMap::new(), b"", 2);
+        assert_eq!(f.reason, FailureReason::Retryable);
+        assert_eq!(f.failed, [0, 1]);
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let body = b"{\"a\":1}".repeat(100);
+        let (gz, encoding) = compress(Compression::Gzip, body.clone());
+        assert_eq!(encoding, Some("gzip"));
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+        assert_eq!(out, body);
+        assert_eq!(compress(Compression::None, body.clone()), (body, None));
+    }
+
+    #[test]
+    fn missing_header_secret_names_the_variable() {
+        let connection = Connection {
+            headers: vec![(
+                "authorization".to_owned(),
+                crate::config::Secret::Env("AUDITSPAN_TEST_SURELY_UNSET".to_owned()),
+            )],
+            ..Connection::default()
+        };
+        let err = client(&connection, Duration::from_secs(1), &[]).unwrap_err();
+        assert!(err.contains("AUDITSPAN_TEST_SURELY_UNSET"), "{err}");
+    }
+
+    #[test]
+    fn bad_ca_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        let connection = Connection {
+            ca_file: Some(path.clone()),
+            ..Connection::default()
+        };
+        let err = client(&connection, Duration::from_secs(1), &[]).unwrap_err();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+}
