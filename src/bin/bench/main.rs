@@ -116,6 +116,11 @@ struct Args {
     /// drain of the queue is timed.
     #[arg(long, value_enum, default_value_t = receiver::SinkKind::Stdout)]
     sink: receiver::SinkKind,
+    /// Send at most this many events per second in all (spread over the connections)
+    /// instead of as fast as the sockets take them: memory and latency at a given load
+    /// rather than at saturation.
+    #[arg(long)]
+    rate: Option<u64>,
 }
 
 fn main() -> Result<()> {
@@ -153,6 +158,7 @@ fn main() -> Result<()> {
     );
     let receiver = receiver::Receiver::start(args.sink)?;
     load.sink = args.sink;
+    load.rate = args.rate;
     load.sink_config = args.sink.config(receiver.addr);
     let timeout = Duration::from_secs(args.timeout_secs);
     let baseline = measure_baseline(&load, &work.path.join("baseline.sock"))?;
@@ -225,6 +231,8 @@ struct Load {
     /// The sink measured, and its `[[sink]]` entry (empty: the default stdout sink).
     sink: receiver::SinkKind,
     sink_config: String,
+    /// Events per second over all connections (`--rate`); `None`: as fast as possible.
+    rate: Option<u64>,
 }
 
 impl Load {
@@ -307,6 +315,7 @@ impl Load {
             pair_timeout: None,
             sink: receiver::SinkKind::Stdout,
             sink_config: String::new(),
+            rate: None,
         })
     }
 }
@@ -322,7 +331,14 @@ fn write_all_connections(load: &Load, connect: impl Fn() -> Result<UnixStream>) 
             .zip(&load.per_connection)
             .map(|(mut stream, buffer)| {
                 scope.spawn(move || -> Result<()> {
-                    stream.write_all(buffer).context("writing to the socket")?;
+                    match load.rate {
+                        None => stream.write_all(buffer).context("writing to the socket")?,
+                        Some(rate) => {
+                            let per_connection =
+                                (rate as f64 / load.per_connection.len() as f64).max(1.0);
+                            write_paced(&mut stream, buffer, per_connection)?;
+                        }
+                    }
                     stream
                         .shutdown(std::net::Shutdown::Write)
                         .context("closing the socket")?;
@@ -337,6 +353,32 @@ fn write_all_connections(load: &Load, connect: impl Fn() -> Result<UnixStream>) 
                 Err(_) => bail!("a writer thread panicked"),
             })
     })
+}
+
+/// Writes `buffer` at `lines_per_sec`, in slices of whole lines sent every 10 ms.
+fn write_paced(stream: &mut UnixStream, buffer: &[u8], lines_per_sec: f64) -> Result<()> {
+    const TICK: Duration = Duration::from_millis(10);
+    let per_tick = (lines_per_sec * TICK.as_secs_f64()).ceil().max(1.0) as usize;
+    let start = Instant::now();
+    let mut rest = buffer;
+    let mut ticks = 0u32;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(per_tick - 1)
+            .map_or(rest.len(), |(i, _)| i + 1);
+        stream
+            .write_all(&rest[..end])
+            .context("writing to the socket")?;
+        rest = &rest[end..];
+        ticks += 1;
+        if let Some(wait) = (start + TICK * ticks).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(())
 }
 
 struct BaselineResult {
