@@ -8,7 +8,8 @@
 //!   `https://api.eu1.honeycomb.io`); `/1/batch/{dataset}` is appended to its path, the
 //!   dataset percent-encoded.
 //! - `dataset` (required), `api_key` or `api_key_env` (required): the key travels in
-//!   `X-Honeycomb-Team`, as a sensitive header; it is never logged or printed.
+//!   `X-Honeycomb-Team`, as a sensitive header; it is never logged or printed, and is
+//!   replaced by `<redacted>` in any backend text that quotes it.
 //! - `compression`: `gzip` by default; `timeout`: 10 s per request; `headers` /
 //!   `headers_env`, `ca_file` as for every HTTP sink ([`super::http`]).
 //!
@@ -38,6 +39,7 @@
 //! - 400 for the whole request: the batch is rejected and the worker splits it to find the
 //!   event at fault (for a request after the first of a split batch: its events are
 //!   retried on their own, where the same answer rejects them).
+//! - 413 (too large) for the whole request: handled like 400.
 //! - 401 and 403: the API key was refused (or Honeycomb throttles the team): retried,
 //!   forever by default, so that fixing the key lets the spans through; the log says so.
 //! - Anything else (429, 5xx, 404 dataset not found, no connection, timeout): retried,
@@ -95,6 +97,9 @@ pub struct HoneycombSink {
     client: reqwest::Client,
     compression: Compression,
     resource: Resource,
+    /// Only to scrub it from backend texts before they reach a log or the dead-letter
+    /// file (a proxy may echo request headers in an error body). Never empty.
+    api_key: String,
     /// One event's JSON, reused.
     event: Vec<u8>,
 }
@@ -137,11 +142,19 @@ impl HoneycombSink {
             .api_key
             .resolve()
             .map_err(|e| format!("api_key: {e}"))?;
+        if api_key.is_empty() {
+            return Err("api_key: the API key is empty".to_owned());
+        }
         let endpoint = connection.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
         Ok(HoneycombSink {
             name,
             url: batch_url(endpoint, &config.dataset)?,
-            client: http::client(connection, DEFAULT_TIMEOUT, &[(API_KEY_HEADER, api_key)])?,
+            client: http::client(
+                connection,
+                DEFAULT_TIMEOUT,
+                &[(API_KEY_HEADER, api_key.clone())],
+            )?,
+            api_key,
             compression: connection.compression.unwrap_or(Compression::Gzip),
             resource: resource.clone(),
             event: Vec::with_capacity(4096),
@@ -173,16 +186,16 @@ impl HoneycombSink {
         }
         let response = match request.send().await {
             Ok(response) => response,
-            Err(err) => return Outcome::Whole(http::transport_failure(&err, events)),
+            Err(err) => return self.whole(http::transport_failure(&err, events)),
         };
         let status = response.status();
         let headers = response.headers().clone();
         let answer = match response.bytes().await {
             Ok(answer) => answer,
-            Err(err) => return Outcome::Whole(http::transport_failure(&err, events)),
+            Err(err) => return self.whole(http::transport_failure(&err, events)),
         };
         if !status.is_success() {
-            return Outcome::Whole(match status {
+            return self.whole(match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ExportFailure::all(
                     FailureReason::Retryable,
                     format!(
@@ -193,12 +206,23 @@ impl HoneycombSink {
                     events,
                 )
                 .with_retry_after(http::retry_after(&headers)),
+                StatusCode::PAYLOAD_TOO_LARGE => ExportFailure::batch_rejected(format!(
+                    "HTTP {status}: {}",
+                    http::quote_body(&answer)
+                )),
                 _ => http::status_failure(status, &headers, &answer, events),
             });
         }
         match serde_json::from_slice::<Vec<EventStatus>>(&answer) {
-            Ok(statuses) if statuses.len() == events => Outcome::PerEvent(statuses),
-            Ok(statuses) => Outcome::Whole(ExportFailure::all(
+            Ok(mut statuses) if statuses.len() == events => {
+                for status in &mut statuses {
+                    if let Some(error) = status.error.take() {
+                        status.error = Some(self.scrub(error));
+                    }
+                }
+                Outcome::PerEvent(statuses)
+            }
+            Ok(statuses) => self.whole(ExportFailure::all(
                 FailureReason::Retryable,
                 format!(
                     "HTTP {status} with {} results for {events} events; sending them again",
@@ -206,7 +230,7 @@ impl HoneycombSink {
                 ),
                 events,
             )),
-            Err(err) => Outcome::Whole(ExportFailure::all(
+            Err(err) => self.whole(ExportFailure::all(
                 FailureReason::Retryable,
                 format!(
                     "HTTP {status} without a list of event results ({err}): {}; sending them again",
@@ -214,6 +238,22 @@ impl HoneycombSink {
                 ),
                 events,
             )),
+        }
+    }
+}
+
+impl HoneycombSink {
+    fn whole(&self, mut failure: ExportFailure) -> Outcome {
+        failure.message = self.scrub(failure.message);
+        Outcome::Whole(failure)
+    }
+
+    /// `text` with the API key replaced by `<redacted>`.
+    fn scrub(&self, text: String) -> String {
+        if text.contains(&self.api_key) {
+            text.replace(&self.api_key, crate::config::REDACTED)
+        } else {
+            text
         }
     }
 }
@@ -497,6 +537,25 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.contains("AUDITSPAN_TEST_SURELY_UNSET_KEY"), "{err}");
+    }
+
+    #[test]
+    fn the_key_is_scrubbed_from_backend_texts() {
+        let sink = sink();
+        assert_eq!(
+            sink.scrub("unknown API key hc-key!".into()),
+            "unknown API key <redacted>!"
+        );
+        let empty = HoneycombSink::new(
+            "hc".into(),
+            &HoneycombConfig {
+                dataset: "d".into(),
+                api_key: Secret::Value(String::new()),
+                connection: Connection::default(),
+            },
+            &resource(),
+        );
+        assert!(empty.is_err());
     }
 
     #[test]

@@ -24,13 +24,17 @@
 //!
 //! # Answers
 //! Any 2xx (zipkin-server answers 202) delivers the batch. 400 (zipkin-server cannot decode
-//! the body) rejects the batch, which the worker splits to find the span at fault; every
+//! the body) and 413 (too large) reject the batch, which the worker splits to find the
+//! span at fault (a span too large on its own is dead-lettered); every
 //! other answer and every connection failure is retried (429/502/503/504 honouring
 //! `Retry-After`), see [`super::http::status_failure`].
 
 use std::net::IpAddr;
 
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::{
+    StatusCode,
+    header::{CONTENT_ENCODING, CONTENT_TYPE},
+};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
@@ -126,6 +130,12 @@ impl Sink for ZipkinSink {
         let answer = response.bytes().await.unwrap_or_default();
         if status.is_success() {
             Ok(Exported::default())
+        } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // Smaller requests will do; a span too large on its own is dead-lettered.
+            Err(ExportFailure::batch_rejected(format!(
+                "HTTP {status}: {}",
+                http::quote_body(&answer)
+            )))
         } else {
             Err(http::status_failure(status, &headers, &answer, spans.len()))
         }

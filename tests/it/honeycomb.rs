@@ -12,9 +12,9 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     http_receiver::{
-        FIXTURES, Receiver, Reply, Request, assert_schema_examples, assert_valid, config_with_sink,
-        dead_letters, import_fixture, outage_then_delivery, request_id, schema, send_pairs,
-        span_times,
+        FIXTURES, Receiver, Reply, Request, assert_schema_examples, assert_valid, audit_pair_with,
+        config_with_sink, dead_letters, import_fixture, outage_then_delivery, request_id, schema,
+        send_pairs, send_text, span_times,
     },
     support::{DEADLINE, Daemon, auditspan, default_config},
 };
@@ -296,8 +296,110 @@ fn mixed_event_statuses_retry_exactly_the_failed_events() {
     }
 }
 
+/// A batch larger than Honeycomb's 5 MB goes as several requests, each under the limit,
+/// and each request's per-event statuses apply to its own events: the one event answered
+/// 500 in the second request, and only it, is sent again.
+#[test]
+fn large_batches_go_as_several_requests_with_their_own_statuses() {
+    // Five 60,000-byte strings per span: about 300 KB per event, 19 spans about 5.7 MB.
+    let data = format!(
+        "{{{}}}",
+        (0..5)
+            .map(|i| format!("\"f{i}\":\"{}\"", "x".repeat(60_000)))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let retried = request_id(19);
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let held = Arc::clone(&gate);
+    let answered = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let seen = Arc::clone(&answered);
+    let failing = retried.clone();
+    let receiver = Receiver::start(move |request| {
+        let (open, changed) = &*held;
+        drop(
+            changed
+                .wait_timeout_while(open.lock().unwrap(), DEADLINE, |open| !*open)
+                .unwrap(),
+        );
+        let mut seen = seen.lock().unwrap();
+        let results: Vec<Value> = ids(request)
+            .into_iter()
+            .map(|id| {
+                let count = seen.entry(id.clone()).or_default();
+                *count += 1;
+                if id == failing && *count == 1 {
+                    json!({"status": 500, "error": "try again"})
+                } else {
+                    json!({"status": 202})
+                }
+            })
+            .collect();
+        Reply::json(200, &Value::Array(results))
+    });
+    let sink = honeycomb_sink(&receiver.url("")) + "timeout = \"120s\"\n";
+    let daemon = Daemon::start_with(|dir| {
+        format!(
+            "{}\n[parse]\nmax_value_bytes = \"64KiB\"\nmax_span_bytes = \"384KiB\"\n\n\
+             [[sink]]\ntype = \"stdout\"\n\n{sink}",
+            default_config(dir)
+        )
+    });
+    send_text(&daemon, &audit_pair_with(0, &data));
+    daemon.wait_until(DEADLINE, "the first export to arrive", || {
+        receiver.requests().len() == 1
+    });
+    send_text(
+        &daemon,
+        &(1..20)
+            .map(|n| audit_pair_with(n, &data))
+            .collect::<String>(),
+    );
+    daemon.wait_for_spans(20);
+    {
+        let (open, changed) = &*gate;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+    daemon.wait_until(DEADLINE, "every span delivered", || {
+        daemon
+            .metrics()
+            .get("auditspan_sink_exported_spans_total", &SINK)
+            == 20.0
+    });
+    let requests = receiver.requests();
+    for request in &requests {
+        assert!(
+            request.body.len() <= 5_000_000,
+            "a request of {} bytes",
+            request.body.len()
+        );
+    }
+    let sizes: Vec<usize> = requests.iter().map(|r| ids(r).len()).collect();
+    assert_eq!(sizes[0], 1, "{sizes:?}");
+    assert!(
+        sizes.len() >= 4 && sizes[1] + sizes[2] == 19 && sizes[1] > 1 && sizes[2] > 1,
+        "the batch of 19 went as two requests, then the failed event alone: {sizes:?}"
+    );
+    assert_eq!(ids(&requests[3]), [retried.clone()], "{sizes:?}");
+    let answered = answered.lock().unwrap();
+    for n in 0..20 {
+        let id = request_id(n);
+        let expected = if id == retried { 2 } else { 1 };
+        assert_eq!(answered.get(&id), Some(&expected), "span {n}");
+    }
+    assert_eq!(requests.len(), 4, "{sizes:?}");
+    // The strings arrive whole: under Honeycomb's 64 KB.
+    let event = &events_of(&requests[1])[0];
+    assert_eq!(
+        event["data"]["response.data.f0"].as_str().unwrap().len(),
+        60_000
+    );
+}
+
 /// A refused key (401) is retried with a log line that says so; the key reaches the
-/// receiver in its header and never appears in stderr, `/metrics` or the dead-letter file.
+/// receiver in its header and never appears in stderr (not even when the backend's error
+/// text quotes it), `/metrics` or the dead-letter file.
 #[test]
 fn refused_api_key_is_retried_and_never_logged() {
     let calls = Arc::new(Mutex::new(0));
@@ -306,9 +408,11 @@ fn refused_api_key_is_retried_and_never_logged() {
         let mut calls = counted.lock().unwrap();
         *calls += 1;
         if *calls <= 2 {
+            // A careless proxy quoting the header back: the sink must not log it.
+            let key = request.header("x-honeycomb-team").unwrap_or_default();
             Reply::json(
                 401,
-                &json!({"error": "unknown API key - check your credentials"}),
+                &json!({"error": format!("unknown API key {key} - check your credentials")}),
             )
         } else {
             ack_all(request)
@@ -337,6 +441,7 @@ fn refused_api_key_is_retried_and_never_logged() {
     let stderr = daemon.stderr();
     assert!(stderr.contains("API key rejected"), "{stderr}");
     assert!(stderr.contains("401"), "{stderr}");
+    assert!(stderr.contains("unknown API key <redacted>"), "{stderr}");
     assert!(
         !stderr.contains(API_KEY),
         "the key is in the log:\n{stderr}"

@@ -368,6 +368,11 @@ pub fn request_id(n: u64) -> String {
 /// `2025-03-11T14:00:00Z + 2n ms` and the response 1 ms later (one event clock, so nothing
 /// expires on event time).
 pub fn audit_pair(n: u64) -> String {
+    audit_pair_with(n, r#"{"v":"hmac-sha256:00"}"#)
+}
+
+/// [`audit_pair`] with `data` (a JSON object) as the response's `data`.
+pub fn audit_pair_with(n: u64, data: &str) -> String {
     let id = request_id(n);
     let time = |millis: u64| {
         let secs = millis / 1000;
@@ -384,7 +389,7 @@ pub fn audit_pair(n: u64) -> String {
         time(2 * n)
     );
     let response = format!(
-        r#"{{"time":"{}","type":"response","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}},"response":{{"mount_type":"kv","data":{{"v":"hmac-sha256:00"}}}}}}"#,
+        r#"{{"time":"{}","type":"response","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}},"response":{{"mount_type":"kv","data":{data}}}}}"#,
         time(2 * n + 1)
     );
     format!("{request}\n{response}\n")
@@ -392,7 +397,11 @@ pub fn audit_pair(n: u64) -> String {
 
 /// Writes pairs `range` to the daemon's socket in one write.
 pub fn send_pairs(daemon: &Daemon, range: std::ops::Range<u64>) {
-    let text: String = range.map(audit_pair).collect();
+    send_text(daemon, &range.map(audit_pair).collect::<String>());
+}
+
+/// Writes `text` (audit lines) to the daemon's socket in one write.
+pub fn send_text(daemon: &Daemon, text: &str) {
     let mut conn = daemon.connect();
     conn.set_write_timeout(Some(DEADLINE)).unwrap();
     conn.write_all(text.as_bytes())
