@@ -381,7 +381,11 @@ fn large_batches_go_as_several_requests_with_their_own_statuses() {
         sizes.len() >= 4 && sizes[1] + sizes[2] == 19 && sizes[1] > 1 && sizes[2] > 1,
         "the batch of 19 went as two requests, then the failed event alone: {sizes:?}"
     );
-    assert_eq!(ids(&requests[3]), [retried.clone()], "{sizes:?}");
+    assert_eq!(
+        ids(&requests[3]),
+        std::slice::from_ref(&retried),
+        "{sizes:?}"
+    );
     let answered = answered.lock().unwrap();
     for n in 0..20 {
         let id = request_id(n);
