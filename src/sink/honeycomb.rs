@@ -240,9 +240,8 @@ impl HoneycombSink {
             )),
         }
     }
-}
 
-impl HoneycombSink {
+    /// A whole-request failure, its message scrubbed.
     fn whole(&self, mut failure: ExportFailure) -> Outcome {
         failure.message = self.scrub(failure.message);
         Outcome::Whole(failure)
