@@ -28,9 +28,11 @@ use crate::{
         actor::{GetStats, LoadPending, SpanQueue},
     },
     sink::{
-        Resource,
+        Resource, Sink,
+        honeycomb::HoneycombSink,
         stdout::StdoutSink,
         worker::{SinkWorker, WorkerSettings},
+        zipkin::ZipkinSink,
     },
     telemetry,
 };
@@ -123,22 +125,29 @@ impl Core {
                 resource: resource.clone(),
             };
             let thread = Arbiter::new();
-            let spawn = |sink| {
-                let worker = SinkWorker::new(
-                    sink,
-                    &settings,
-                    queue.clone(),
-                    committed_rx.clone(),
-                    deadletter.clone(),
-                );
-                thread.spawn(worker.run())
+            let worker = WorkerParts {
+                settings: &settings,
+                queue: &queue,
+                committed: &committed_rx,
+                deadletter: &deadletter,
+            };
+            let failed = |message| AppError::Sink {
+                sink: sink.name.clone(),
+                message,
             };
             match &sink.kind {
-                SinkKind::Stdout => spawn(StdoutSink::with_writer(
+                SinkKind::Stdout => thread.spawn(worker.run(StdoutSink::with_writer(
                     sink.name.clone(),
                     resource.clone(),
                     stdout(),
-                )),
+                ))),
+                SinkKind::Zipkin(c) => thread.spawn(
+                    worker.run(ZipkinSink::new(sink.name.clone(), c, &resource).map_err(failed)?),
+                ),
+                SinkKind::Honeycomb(c) => thread.spawn(
+                    worker
+                        .run(HoneycombSink::new(sink.name.clone(), c, &resource).map_err(failed)?),
+                ),
                 other => {
                     return Err(AppError::Sink {
                         sink: sink.name.clone(),
@@ -225,6 +234,29 @@ impl Core {
         if self.queue_thread.join().is_err() {
             warn!("The queue thread panicked while closing.");
         }
+    }
+}
+
+/// What a sink worker needs besides its sink, so that one generic call starts a worker
+/// for any sink type.
+struct WorkerParts<'a> {
+    settings: &'a WorkerSettings,
+    queue: &'a Addr<SpanQueue>,
+    committed: &'a watch::Receiver<u64>,
+    deadletter: &'a Addr<DeadLetter>,
+}
+
+impl WorkerParts<'_> {
+    /// The worker's loop, to spawn on the sink's own arbiter.
+    fn run<S: Sink>(&self, sink: S) -> impl Future<Output = ()> + use<S> {
+        SinkWorker::new(
+            sink,
+            self.settings,
+            self.queue.clone(),
+            self.committed.clone(),
+            self.deadletter.clone(),
+        )
+        .run()
     }
 }
 

@@ -1224,6 +1224,15 @@ impl Ctx<'_> {
             }),
             "honeycomb" => {
                 let dataset = match raw.dataset.take() {
+                    Some(v) if v.get_ref().contains('/') => {
+                        return Err(self.invalid(
+                            Some(v.span()),
+                            &field("dataset"),
+                            "a dataset name cannot contain \"/\" (Honeycomb takes no encoded \
+                             slash in the URL)"
+                                .to_owned(),
+                        ));
+                    }
                     Some(v) => self.non_empty(v, &field("dataset"))?,
                     None => {
                         return Err(self.invalid(
@@ -2199,6 +2208,10 @@ listen = "[::1]:0"
             (
                 "[[sink]]\ntype = \"honeycomb\"\ndataset = \"d\"\n",
                 "line 1: sink #1.api_key: a honeycomb sink needs api_key or api_key_env",
+            ),
+            (
+                "[[sink]]\ntype = \"honeycomb\"\ndataset = \"a/b\"\napi_key = \"k\"\n",
+                "line 3: sink #1.dataset: a dataset name cannot contain \"/\"",
             ),
             (
                 "[[sink]]\ntype = \"honeycomb\"\ndataset = \"d\"\napi_key = \"s3cret\"\napi_key_env = \"K\"\n",

@@ -7,8 +7,11 @@
 mod cli;
 mod durability;
 mod golden;
+mod honeycomb;
+mod http_receiver;
 mod openbao;
 mod queue_ops;
 mod sink;
 mod socket;
 mod support;
+mod zipkin;
