@@ -28,7 +28,8 @@ use crate::{
         actor::{GetStats, LoadPending, SpanQueue},
     },
     sink::{
-        Resource,
+        Resource, Sink,
+        otlp::{self, OtlpSink},
         stdout::StdoutSink,
         worker::{SinkWorker, WorkerSettings},
     },
@@ -83,6 +84,25 @@ pub fn correlator_settings(config: &Config) -> correlate::Settings {
     }
 }
 
+/// Starts `sink`'s worker on `thread`.
+fn spawn_worker<S: Sink>(
+    thread: &Arbiter,
+    sink: S,
+    settings: &WorkerSettings,
+    queue: &Addr<SpanQueue>,
+    committed: &watch::Receiver<u64>,
+    deadletter: &Addr<DeadLetter>,
+) -> bool {
+    let worker = SinkWorker::new(
+        sink,
+        settings,
+        queue.clone(),
+        committed.clone(),
+        deadletter.clone(),
+    );
+    thread.spawn(worker.run())
+}
+
 /// The queue, its sink workers and the correlator in front of them: the part of the
 /// pipeline the daemon and `import` share.
 pub struct Core {
@@ -123,22 +143,48 @@ impl Core {
                 resource: resource.clone(),
             };
             let thread = Arbiter::new();
-            let spawn = |sink| {
-                let worker = SinkWorker::new(
-                    sink,
-                    &settings,
-                    queue.clone(),
-                    committed_rx.clone(),
-                    deadletter.clone(),
-                );
-                thread.spawn(worker.run())
+            let sink_error = |message: String| AppError::Sink {
+                sink: sink.name.clone(),
+                message,
             };
             match &sink.kind {
-                SinkKind::Stdout => spawn(StdoutSink::with_writer(
-                    sink.name.clone(),
-                    resource.clone(),
-                    stdout(),
-                )),
+                SinkKind::Stdout => {
+                    let built =
+                        StdoutSink::with_writer(sink.name.clone(), resource.clone(), stdout());
+                    spawn_worker(
+                        &thread,
+                        built,
+                        &settings,
+                        &queue,
+                        &committed_rx,
+                        &deadletter,
+                    )
+                }
+                SinkKind::Otlp(otlp) => {
+                    let defaults = otlp::ResourceDefaults::from_config(config);
+                    let env = otlp::settings::process_env;
+                    let effective =
+                        otlp::Settings::resolve(otlp, &defaults, &env).map_err(sink_error)?;
+                    for warning in &effective.warnings {
+                        warn!(sink = %sink.name, "{warning}");
+                    }
+                    info!(
+                        sink = %sink.name,
+                        protocol = ?effective.protocol.0,
+                        endpoint = %effective.endpoint.0,
+                        "OTLP sink configured."
+                    );
+                    let built =
+                        OtlpSink::new(sink.name.clone(), &effective, &env).map_err(sink_error)?;
+                    spawn_worker(
+                        &thread,
+                        built,
+                        &settings,
+                        &queue,
+                        &committed_rx,
+                        &deadletter,
+                    )
+                }
                 other => {
                     return Err(AppError::Sink {
                         sink: sink.name.clone(),

@@ -9,6 +9,7 @@ use auditspan::{
     event::InvalidReason,
     import,
     queue::{StoreOptions, offline},
+    sink,
     span::Outcome,
     telemetry,
 };
@@ -199,9 +200,22 @@ async fn shutdown_signal() {
     }
 }
 
+/// Prints the effective configuration, then for each OTLP sink its settings after the
+/// `OTEL_*` environment (as TOML comments, so the output stays valid input).
 fn check(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
-    print!("{}", config.to_toml_redacted());
+    let mut otlp = String::new();
+    for sink in &config.sinks {
+        if let config::SinkKind::Otlp(c) = &sink.kind {
+            let defaults = sink::otlp::ResourceDefaults::from_config(&config);
+            let settings =
+                sink::otlp::Settings::resolve(c, &defaults, &sink::otlp::settings::process_env)
+                    .map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", sink.name))?;
+            otlp.push('\n');
+            otlp.push_str(&settings.describe(&sink.name));
+        }
+    }
+    print!("{}{otlp}", config.to_toml_redacted());
     eprintln!("auditspan: configuration OK");
     Ok(())
 }

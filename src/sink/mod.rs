@@ -3,6 +3,7 @@
 //! splitting rejected batches, dead-lettering, acknowledgement).
 
 pub mod http;
+pub mod otlp;
 pub mod stdout;
 pub mod worker;
 
