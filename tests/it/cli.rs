@@ -56,8 +56,8 @@ fn bad_config_files_give_clear_messages() {
             "input #1.mode: \"0800\" is not a file mode",
         ),
         (
-            "[[sink]]\ntype = \"otlp\"\n",
-            "sink type \"otlp\" is not supported yet",
+            "[[sink]]\ntype = \"otlp\"\nprotocol = \"http/json\"\n",
+            "line 3, column 12: unknown variant `http/json`, expected `grpc` or `http/protobuf`",
         ),
         (
             "[[input]]\ntype = \"tcp\"\n",

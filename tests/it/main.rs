@@ -8,6 +8,8 @@ mod cli;
 mod durability;
 mod golden;
 mod openbao;
+mod otlp;
+mod otlp_receiver;
 mod queue_ops;
 mod sink;
 mod socket;
