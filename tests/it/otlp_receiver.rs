@@ -175,11 +175,34 @@ impl Receiver {
 
     /// A receiver on `addr` (e.g. a port an earlier test step found free).
     pub fn start_on(protocol: Protocol, addr: SocketAddr) -> Receiver {
+        Self::start_with(protocol, addr, None)
+    }
+
+    /// A gRPC receiver on an ephemeral loopback port serving TLS with this PEM certificate
+    /// chain and key.
+    pub fn start_grpc_tls(cert_pem: &[u8], key_pem: &[u8]) -> Receiver {
+        // Already installed by an earlier call: fine.
+        rustls::crypto::aws_lc_rs::default_provider()
+            .install_default()
+            .ok();
+        let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
+        Self::start_with(
+            Protocol::Grpc,
+            "127.0.0.1:0".parse().unwrap(),
+            Some(identity),
+        )
+    }
+
+    fn start_with(
+        protocol: Protocol,
+        addr: SocketAddr,
+        tls: Option<tonic::transport::Identity>,
+    ) -> Receiver {
         let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("binding {addr}: {e}"));
         let addr = listener.local_addr().unwrap();
         let state = Shared::default();
         let stop = match protocol {
-            Protocol::Grpc => serve_grpc(listener, state.clone()),
+            Protocol::Grpc => serve_grpc(listener, state.clone(), tls),
             Protocol::Http => serve_http(listener, state.clone()),
         };
         Receiver {
@@ -300,8 +323,12 @@ impl TraceService for Grpc {
     }
 }
 
-/// Serves gRPC on its own runtime; the returned closure stops it.
-fn serve_grpc(listener: TcpListener, state: Shared) -> Box<dyn FnOnce() + Send> {
+/// Serves gRPC (over TLS with `tls`) on its own runtime; the returned closure stops it.
+fn serve_grpc(
+    listener: TcpListener,
+    state: Shared,
+    tls: Option<tonic::transport::Identity>,
+) -> Box<dyn FnOnce() + Send> {
     listener.set_nonblocking(true).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -315,7 +342,13 @@ fn serve_grpc(listener: TcpListener, state: Shared) -> Box<dyn FnOnce() + Send> 
     runtime.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(identity) = tls {
+            server = server
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .unwrap();
+        }
+        server
             .serve_with_incoming_shutdown(service, incoming, async {
                 stop_rx.await.ok();
             })
