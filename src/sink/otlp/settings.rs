@@ -237,6 +237,17 @@ impl Settings {
             }
         }
 
+        for header in &headers {
+            if let Secret::Env(var) = &header.value
+                && env(var).is_none()
+            {
+                warnings.push(format!(
+                    "header {}: environment variable {var} is not set here; the sink cannot start without it",
+                    header.name
+                ));
+            }
+        }
+
         let compression = match connection.compression {
             Some(c) => (c, Source::File),
             None => match pick(
@@ -801,6 +812,8 @@ mod tests {
             )],
         )
         .unwrap();
+        assert_eq!(s.warnings.len(), 1, "TEAM_KEY is unset: {:?}", s.warnings);
+        assert!(s.warnings[0].contains("TEAM_KEY"), "{:?}", s.warnings);
         let headers: Vec<(&str, &Secret, Source)> = s
             .headers
             .iter()
