@@ -131,8 +131,9 @@ pub fn status_failure(status: &Status, len: usize) -> ExportFailure {
     while let Some(cause) = source {
         timeout |= cause.is::<tonic::TimeoutExpired>();
         connect |= cause.is::<tonic::ConnectError>();
+        // tonic repeats the same text at several levels of the chain.
         let text = cause.to_string();
-        if !message.ends_with(&text) {
+        if !message.contains(&text) {
             message.push_str(": ");
             message.push_str(&text);
         }
