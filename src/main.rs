@@ -180,23 +180,32 @@ fn run(args: ConfigArgs) -> anyhow::Result<()> {
         Some(_) => Some(telemetry::metrics::install().context("installing the metrics recorder")?),
         None => None,
     };
-    actix_rt::System::new().block_on(app::run(config, metrics, shutdown_signal()))?;
+    actix_rt::System::new().block_on(async move {
+        // Installed before anything starts: a SIGTERM during start-up (the socket already
+        // accepts) is then a clean shutdown once started, not the default instant death.
+        let shutdown = shutdown_signal();
+        app::run(config, metrics, shutdown).await
+    })?;
     Ok(())
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (inside the runtime); the future completes on
+/// the first of them received since.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; stop with SIGKILL.");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            tracing::error!("Cannot install signal handlers; stop with SIGKILL.");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 
