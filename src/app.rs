@@ -30,6 +30,7 @@ use crate::{
     sink::{
         Resource, Sink,
         honeycomb::HoneycombSink,
+        otlp::{self, OtlpSink},
         stdout::StdoutSink,
         worker::{SinkWorker, WorkerSettings},
         zipkin::ZipkinSink,
@@ -131,7 +132,7 @@ impl Core {
                 committed: &committed_rx,
                 deadletter: &deadletter,
             };
-            let failed = |message| AppError::Sink {
+            let failed = |message: String| AppError::Sink {
                 sink: sink.name.clone(),
                 message,
             };
@@ -148,11 +149,23 @@ impl Core {
                     worker
                         .run(HoneycombSink::new(sink.name.clone(), c, &resource).map_err(failed)?),
                 ),
-                other => {
-                    return Err(AppError::Sink {
-                        sink: sink.name.clone(),
-                        message: format!("sink type {} is not built yet", other.as_str()),
-                    });
+                SinkKind::Otlp(otlp) => {
+                    let defaults = otlp::ResourceDefaults::from_config(config);
+                    let env = otlp::settings::process_env;
+                    let effective =
+                        otlp::Settings::resolve(otlp, &defaults, &env).map_err(failed)?;
+                    for warning in &effective.warnings {
+                        warn!(sink = %sink.name, "{warning}");
+                    }
+                    info!(
+                        sink = %sink.name,
+                        protocol = ?effective.protocol.0,
+                        endpoint = %effective.endpoint.0,
+                        "OTLP sink configured."
+                    );
+                    let built =
+                        OtlpSink::new(sink.name.clone(), &effective, &env).map_err(failed)?;
+                    thread.spawn(worker.run(built))
                 }
             };
             sink_threads.push(thread);

@@ -5,6 +5,7 @@
 pub mod honeycomb;
 pub mod http;
 pub mod json;
+pub mod otlp;
 pub mod stdout;
 pub mod worker;
 pub mod zipkin;

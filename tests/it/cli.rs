@@ -60,6 +60,10 @@ fn bad_config_files_give_clear_messages() {
             "sink type \"kafka\" is unknown",
         ),
         (
+            "[[sink]]\ntype = \"otlp\"\nprotocol = \"http/json\"\n",
+            "line 3, column 12: unknown variant `http/json`, expected `grpc` or `http/protobuf`",
+        ),
+        (
             "[[input]]\ntype = \"tcp\"\n",
             "input type \"tcp\" is not supported yet",
         ),

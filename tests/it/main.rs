@@ -10,6 +10,8 @@ mod golden;
 mod honeycomb;
 mod http_receiver;
 mod openbao;
+mod otlp;
+mod otlp_receiver;
 mod queue_ops;
 mod sink;
 mod socket;
