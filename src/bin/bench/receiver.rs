@@ -135,7 +135,9 @@ fn serve_grpc(listener: std::net::TcpListener, state: State) -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        // Without TCP_NODELAY, Nagle and delayed ACKs hold each answer ~40 ms.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
             .add_service(
                 TraceServiceServer::new(state)

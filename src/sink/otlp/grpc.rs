@@ -12,8 +12,10 @@
 //!   alone and dead-letters that span.
 //! - `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo`: throttled → retried after the delay.
 //!   Without `RetryInfo` it is not retryable (the spec): it is a server's answer to a
-//!   request over its size limit, so the request is split like an invalid one; a single
-//!   span that still does not fit is dead-lettered.
+//!   request over its size limit, so the request is split like an invalid one. A single
+//!   span (at most 448 KiB, far below any receiver's message limit) is retried instead:
+//!   then the answer is a quota without `RetryInfo`, and dead-lettering span after span
+//!   would empty the queue into a file.
 //! - `UNAVAILABLE`, `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`,
 //!   `DATA_LOSS`: retried (with `RetryInfo`'s delay when given).
 //! - Every other code (`UNAUTHENTICATED`, `PERMISSION_DENIED`, `NOT_FOUND`,
@@ -141,9 +143,11 @@ pub fn status_failure(status: &Status, len: usize) -> ExportFailure {
     }
     match status.code() {
         Code::InvalidArgument => ExportFailure::batch_rejected(message),
-        Code::ResourceExhausted if retry_after.is_none() => ExportFailure::batch_rejected(
-            message + " (no RetryInfo: the request is too large; splitting it)",
-        ),
+        Code::ResourceExhausted if retry_after.is_none() && len > 1 => {
+            ExportFailure::batch_rejected(
+                message + " (no RetryInfo: the request is too large; splitting it)",
+            )
+        }
         _ => {
             let reason = if timeout {
                 FailureReason::Timeout
@@ -187,6 +191,11 @@ mod tests {
         let details =
             RpcStatus::with_retry_delay(8, "slow down", Duration::from_secs(2)).encode_to_vec();
         let throttled = Status::with_details(Code::ResourceExhausted, "slow down", details.into());
+        let quota = Status::new(Code::ResourceExhausted, "quota");
+        assert!(status_failure(&quota, 2).batch_rejected);
+        let alone = status_failure(&quota, 1);
+        assert!(!alone.batch_rejected);
+        assert_eq!(alone.failed, [0]);
         let f = status_failure(&throttled, 3);
         assert!(!f.batch_rejected);
         assert_eq!(f.reason, FailureReason::Retryable);
