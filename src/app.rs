@@ -28,9 +28,12 @@ use crate::{
         actor::{GetStats, LoadPending, SpanQueue},
     },
     sink::{
-        Resource,
+        Resource, Sink,
+        honeycomb::HoneycombSink,
+        otlp::{self, OtlpSink},
         stdout::StdoutSink,
         worker::{SinkWorker, WorkerSettings},
+        zipkin::ZipkinSink,
     },
     telemetry::{
         self,
@@ -129,27 +132,46 @@ impl Core {
                 resource: resource.clone(),
             };
             let thread = Arbiter::new();
-            let spawn = |sink| {
-                let worker = SinkWorker::new(
-                    sink,
-                    &settings,
-                    queue.clone(),
-                    committed_rx.clone(),
-                    deadletter.clone(),
-                );
-                thread.spawn(worker.run())
+            let worker = WorkerParts {
+                settings: &settings,
+                queue: &queue,
+                committed: &committed_rx,
+                deadletter: &deadletter,
+            };
+            let failed = |message: String| AppError::Sink {
+                sink: sink.name.clone(),
+                message,
             };
             match &sink.kind {
-                SinkKind::Stdout => spawn(StdoutSink::with_writer(
+                SinkKind::Stdout => thread.spawn(worker.run(StdoutSink::with_writer(
                     sink.name.clone(),
                     resource.clone(),
                     stdout(),
-                )),
-                other => {
-                    return Err(AppError::Sink {
-                        sink: sink.name.clone(),
-                        message: format!("sink type {} is not built yet", other.as_str()),
-                    });
+                ))),
+                SinkKind::Zipkin(c) => thread.spawn(
+                    worker.run(ZipkinSink::new(sink.name.clone(), c, &resource).map_err(failed)?),
+                ),
+                SinkKind::Honeycomb(c) => thread.spawn(
+                    worker
+                        .run(HoneycombSink::new(sink.name.clone(), c, &resource).map_err(failed)?),
+                ),
+                SinkKind::Otlp(otlp) => {
+                    let defaults = otlp::ResourceDefaults::from_config(config);
+                    let env = otlp::settings::process_env;
+                    let effective =
+                        otlp::Settings::resolve(otlp, &defaults, &env).map_err(failed)?;
+                    for warning in &effective.warnings {
+                        warn!(sink = %sink.name, "{warning}");
+                    }
+                    info!(
+                        sink = %sink.name,
+                        protocol = ?effective.protocol.0,
+                        endpoint = %effective.endpoint.0,
+                        "OTLP sink configured."
+                    );
+                    let built =
+                        OtlpSink::new(sink.name.clone(), &effective, &env).map_err(failed)?;
+                    thread.spawn(worker.run(built))
                 }
             };
             sink_threads.push(thread);
@@ -235,6 +257,29 @@ impl Core {
         if self.queue_thread.join().is_err() {
             warn!("The queue thread panicked while closing.");
         }
+    }
+}
+
+/// What a sink worker needs besides its sink, so that one generic call starts a worker
+/// for any sink type.
+struct WorkerParts<'a> {
+    settings: &'a WorkerSettings,
+    queue: &'a Addr<SpanQueue>,
+    committed: &'a watch::Receiver<u64>,
+    deadletter: &'a Addr<DeadLetter>,
+}
+
+impl WorkerParts<'_> {
+    /// The worker's loop, to spawn on the sink's own arbiter.
+    fn run<S: Sink>(&self, sink: S) -> impl Future<Output = ()> + use<S> {
+        SinkWorker::new(
+            sink,
+            self.settings,
+            self.queue.clone(),
+            self.committed.clone(),
+            self.deadletter.clone(),
+        )
+        .run()
     }
 }
 

@@ -34,8 +34,10 @@
 //! # Reference: every key with its default
 //! ```toml
 //! data_dir = "./auditspan-data"  # queue and deadletter.jsonl; --data-dir, AUDITSPAN_DATA_DIR
-//! service_name = "vault"         # service.name; --service-name, AUDITSPAN_SERVICE_NAME
+//! # service_name = "vault"       # service.name; --service-name, AUDITSPAN_SERVICE_NAME
 //! # instance_id = "<host name>"  # service.instance.id; defaults to this machine's host name
+//!                                # (unset, these two rank below OTEL_SERVICE_NAME and
+//!                                # OTEL_RESOURCE_ATTRIBUTES in the OTLP sink's resource)
 //! shutdown_timeout = "10s"       # on SIGTERM/SIGINT, how long sinks may drain before exit
 //! import_timeout = "60s"         # `auditspan import` fails if a sink stays unreachable this long
 //! deadletter_max_bytes = "64MiB" # deadletter.jsonl rotates to deadletter.jsonl.1 past this size
@@ -181,6 +183,12 @@ pub struct Config {
     pub service_name: String,
     /// `service.instance.id` of every span; defaults to the host name.
     pub instance_id: String,
+    /// Whether `service_name` was set (file, flag or environment) rather than defaulted:
+    /// only a set value ranks above `OTEL_SERVICE_NAME` in the OTLP sink's resource.
+    pub service_name_given: bool,
+    /// Whether `instance_id` was set in the file rather than defaulted: only a set value
+    /// ranks above `OTEL_RESOURCE_ATTRIBUTES`' `service.instance.id` (OTLP sink).
+    pub instance_id_given: bool,
     /// How long sinks may drain after SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
     /// How long `auditspan import` waits for an unreachable sink before failing.
@@ -556,6 +564,8 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             instance_id: default_instance_id(),
+            service_name_given: false,
+            instance_id_given: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             import_timeout: DEFAULT_IMPORT_TIMEOUT,
             deadletter_max_bytes: DEFAULT_DEADLETTER_MAX_BYTES,
@@ -630,6 +640,7 @@ impl Config {
                 ));
             }
             self.service_name = name.clone();
+            self.service_name_given = true;
         }
         if let Some(listen) = &overrides.metrics_listen {
             self.metrics.listen = parse_listen(listen).map_err(|reason| {
@@ -646,22 +657,37 @@ impl Config {
 
     /// The effective configuration as TOML that [`from_toml_str`] accepts back, every key
     /// written out, secrets (`api_key`, `headers` values) replaced by `"<redacted>"`.
-    /// What `auditspan check` prints.
+    /// What `auditspan check` prints. A defaulted `service_name` / `instance_id` is printed
+    /// as a comment, so that it reads back as defaulted (see [`Config::service_name_given`]).
     pub fn to_toml_redacted(&self) -> String {
         let raw = RawConfig::from(self);
         let rendered = toml::Table::try_from(&raw).and_then(|mut table| {
             redact_table(&mut table);
             toml::to_string(&table)
         });
+        let mut out = String::new();
+        let defaulted = [
+            (!self.service_name_given).then_some(("service_name", &self.service_name)),
+            (!self.instance_id_given).then_some(("instance_id", &self.instance_id)),
+        ];
+        for (key, value) in defaulted.into_iter().flatten() {
+            out.push_str(&format!(
+                "# {key} = {}  # default; below OTEL_* in the OTLP sink's resource\n",
+                toml::Value::String(value.clone())
+            ));
+        }
         // Every value is a string, integer, bool or table, so serialization cannot fail;
         // if it ever does, say so in the output rather than panic in `check`.
-        rendered.unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+        out.push_str(
+            &rendered.unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n")),
+        );
+        out
     }
 }
 
 /// A sink endpoint must be an absolute http(s) URL with a host and no credentials (they
 /// would be printed by `check`; use `headers` or `headers_env`).
-fn check_endpoint(text: &str) -> Result<(), String> {
+pub(crate) fn check_endpoint(text: &str) -> Result<(), String> {
     let url = url::Url::parse(text).map_err(|e| format!("\"{text}\" is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
@@ -999,6 +1025,8 @@ impl Ctx<'_> {
             Some(v) => PathBuf::from(self.non_empty(v, "data_dir")?),
             None => defaults.data_dir,
         };
+        let service_name_given = raw.service_name.is_some();
+        let instance_id_given = raw.instance_id.is_some();
         let service_name = match raw.service_name {
             Some(v) => self.non_empty(v, "service_name")?,
             None => defaults.service_name,
@@ -1039,6 +1067,8 @@ impl Ctx<'_> {
             data_dir,
             service_name,
             instance_id,
+            service_name_given,
+            instance_id_given,
             shutdown_timeout,
             import_timeout,
             deadletter_max_bytes,
@@ -1227,6 +1257,15 @@ impl Ctx<'_> {
             }),
             "honeycomb" => {
                 let dataset = match raw.dataset.take() {
+                    Some(v) if v.get_ref().contains('/') => {
+                        return Err(self.invalid(
+                            Some(v.span()),
+                            &field("dataset"),
+                            "a dataset name cannot contain \"/\" (Honeycomb takes no encoded \
+                             slash in the URL)"
+                                .to_owned(),
+                        ));
+                    }
                     Some(v) => self.non_empty(v, &field("dataset"))?,
                     None => {
                         return Err(self.invalid(
@@ -1658,8 +1697,16 @@ impl From<&Config> for RawConfig {
     fn from(c: &Config) -> Self {
         RawConfig {
             data_dir: text(c.data_dir.to_string_lossy()),
-            service_name: text(c.service_name.as_str()),
-            instance_id: text(c.instance_id.as_str()),
+            // Defaulted values are printed as comments by `to_toml_redacted`: written out,
+            // they would read back as set and outrank the OTEL_* environment.
+            service_name: c
+                .service_name_given
+                .then(|| text(c.service_name.as_str()))
+                .flatten(),
+            instance_id: c
+                .instance_id_given
+                .then(|| text(c.instance_id.as_str()))
+                .flatten(),
             shutdown_timeout: duration_text(c.shutdown_timeout),
             import_timeout: duration_text(c.import_timeout),
             deadletter_max_bytes: size_text(c.deadletter_max_bytes),
@@ -2239,6 +2286,10 @@ max_label_values = 20
             (
                 "[[sink]]\ntype = \"honeycomb\"\ndataset = \"d\"\n",
                 "line 1: sink #1.api_key: a honeycomb sink needs api_key or api_key_env",
+            ),
+            (
+                "[[sink]]\ntype = \"honeycomb\"\ndataset = \"a/b\"\napi_key = \"k\"\n",
+                "line 3: sink #1.dataset: a dataset name cannot contain \"/\"",
             ),
             (
                 "[[sink]]\ntype = \"honeycomb\"\ndataset = \"d\"\napi_key = \"s3cret\"\napi_key_env = \"K\"\n",

@@ -9,6 +9,7 @@ use auditspan::{
     event::InvalidReason,
     import,
     queue::{StoreOptions, offline},
+    sink,
     span::Outcome,
     telemetry,
 };
@@ -179,29 +180,51 @@ fn run(args: ConfigArgs) -> anyhow::Result<()> {
         Some(_) => Some(telemetry::metrics::install().context("installing the metrics recorder")?),
         None => None,
     };
-    actix_rt::System::new().block_on(app::run(config, metrics, shutdown_signal()))?;
+    actix_rt::System::new().block_on(async move {
+        // Installed before anything starts: a SIGTERM during start-up (the socket already
+        // accepts) is then a clean shutdown once started, not the default instant death.
+        let shutdown = shutdown_signal();
+        app::run(config, metrics, shutdown).await
+    })?;
     Ok(())
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (inside the runtime); the future completes on
+/// the first of them received since.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; stop with SIGKILL.");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            tracing::error!("Cannot install signal handlers; stop with SIGKILL.");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 
+/// Prints the effective configuration, then for each OTLP sink its settings after the
+/// `OTEL_*` environment (as TOML comments, so the output stays valid input).
 fn check(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
-    print!("{}", config.to_toml_redacted());
+    let mut otlp = String::new();
+    for sink in &config.sinks {
+        if let config::SinkKind::Otlp(c) = &sink.kind {
+            let defaults = sink::otlp::ResourceDefaults::from_config(&config);
+            let settings =
+                sink::otlp::Settings::resolve(c, &defaults, &sink::otlp::settings::process_env)
+                    .map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", sink.name))?;
+            otlp.push('\n');
+            otlp.push_str(&settings.describe(&sink.name));
+        }
+    }
+    print!("{}{otlp}", config.to_toml_redacted());
     eprintln!("auditspan: configuration OK");
     Ok(())
 }

@@ -2,9 +2,13 @@
 //! backend's answer; its [`worker::SinkWorker`] owns the rest (cursor, batching, retries,
 //! splitting rejected batches, dead-lettering, acknowledgement).
 
+pub mod honeycomb;
 pub mod http;
+pub mod json;
+pub mod otlp;
 pub mod stdout;
 pub mod worker;
+pub mod zipkin;
 
 use std::future::Future;
 

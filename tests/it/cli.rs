@@ -56,8 +56,12 @@ fn bad_config_files_give_clear_messages() {
             "input #1.mode: \"0800\" is not a file mode",
         ),
         (
-            "[[sink]]\ntype = \"otlp\"\n",
-            "sink type \"otlp\" is not supported yet",
+            "[[sink]]\ntype = \"kafka\"\n",
+            "sink type \"kafka\" is unknown",
+        ),
+        (
+            "[[sink]]\ntype = \"otlp\"\nprotocol = \"http/json\"\n",
+            "line 3, column 12: unknown variant `http/json`, expected `grpc` or `http/protobuf`",
         ),
         (
             "[[input]]\ntype = \"tcp\"\n",
@@ -150,6 +154,37 @@ fn check_prints_the_effective_config_with_precedence() {
         "{}",
         defaults.stdout
     );
+}
+
+/// `check` prints Zipkin and Honeycomb sinks with their settings, the Honeycomb API key
+/// and every header value redacted; the names of environment variables stay readable.
+#[test]
+fn check_redacts_the_honeycomb_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "hcaik_01jchecksecret000000000000000000000000000000000000000000";
+    let out = check(
+        dir.path(),
+        &format!(
+            "[[sink]]\ntype = \"zipkin\"\nendpoint = \"http://zipkin.example:9411/api/v2/spans\"\n\
+             \n[[sink]]\ntype = \"honeycomb\"\ndataset = \"vault audit\"\napi_key = \"{secret}\"\n\
+             headers = {{ \"x-extra\" = \"{secret}-header\" }}\n\
+             \n[[sink]]\ntype = \"honeycomb\"\nname = \"hc-env\"\ndataset = \"d\"\napi_key_env = \"HONEYCOMB_API_KEY\"\n"
+        ),
+    );
+    assert!(out.success, "{}", out.stderr);
+    assert!(!out.stdout.contains(secret), "{}", out.stdout);
+    assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    for needle in [
+        "type = \"zipkin\"",
+        "endpoint = \"http://zipkin.example:9411/api/v2/spans\"",
+        "type = \"honeycomb\"",
+        "dataset = \"vault audit\"",
+        "api_key = \"<redacted>\"",
+        "x-extra = \"<redacted>\"",
+        "api_key_env = \"HONEYCOMB_API_KEY\"",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle} in:\n{}", out.stdout);
+    }
 }
 
 /// `--help` documents every option and subcommand.

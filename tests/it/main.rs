@@ -7,9 +7,14 @@
 mod cli;
 mod durability;
 mod golden;
+mod honeycomb;
+mod http_receiver;
 mod metrics;
 mod openbao;
+mod otlp;
+mod otlp_receiver;
 mod queue_ops;
 mod sink;
 mod socket;
 mod support;
+mod zipkin;

@@ -7,7 +7,9 @@
 //! `audit enable` over the API: a unix-socket device writing into auditspan, and a file
 //! device beside it whose log is the reference for which requests happened. The test drives
 //! real requests through the HTTP API and checks the spans auditspan printed against both
-//! the calls it made and the file device's log.
+//! the calls it made and the file device's log. An OTLP/gRPC sink beside stdout sends the
+//! same spans to a test receiver (`otlp_receiver`), which must get exactly what stdout
+//! printed.
 //!
 //! Facts this relies on, observed on 2.7.2: the socket device connects and sends its test
 //! message (`sys/audit/test`, never answered) during the dev server's first unseal, then
@@ -28,7 +30,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Daemon, http_agent, poll_until};
+use crate::otlp_receiver::{Protocol, Receiver, assert_same_spans, delivered_as_stdout_json};
+use crate::support::{DEADLINE, Daemon, default_config, http_agent, poll_until};
 
 /// The only OpenBao version whose behaviour this test (and the fixtures) describe.
 const BAO_VERSION: &str = "2.7.2";
@@ -57,11 +60,19 @@ impl Call {
 
 /// Real requests through a socket device: one span per paired request id in the file
 /// device's log, the API's request ids, errors, durations and a joined caller trace; the
-/// device's test message makes no span; SIGTERM exits 0 and removes the socket.
+/// device's test message makes no span; SIGTERM exits 0 and removes the socket. The OTLP
+/// receiver gets the same spans, field for field.
 #[test]
 fn openbao_socket_device_produces_one_span_per_request() {
     let bao_bin = bao_binary();
-    let mut daemon = Daemon::start_default();
+    let receiver = Receiver::start(Protocol::Grpc);
+    let mut daemon = Daemon::start_with(|dir| {
+        format!(
+            "{}\n[[sink]]\ntype = \"stdout\"\n\n[[sink]]\ntype = \"otlp\"\nendpoint = \"{}\"\ncompression = \"gzip\"\n",
+            default_config(dir),
+            receiver.endpoint()
+        )
+    });
     let mut bao = OpenBao::start(&bao_bin, daemon.dir(), daemon.socket());
 
     let root = bao.root_token.clone();
@@ -170,6 +181,18 @@ fn openbao_socket_device_produces_one_span_per_request() {
         "events without request.id (the dev server's own secret/ mount)"
     );
 
+    daemon.wait_until(DEADLINE, "the OTLP receiver to get every span", || {
+        let delivered: BTreeSet<String> = receiver
+            .delivered()
+            .iter()
+            .map(|s| s.span_id.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        daemon
+            .spans()
+            .iter()
+            .all(|s| delivered.contains(s["span_id"].as_str().unwrap_or_default()))
+    });
+
     daemon.sigterm();
     let status = daemon.wait_exit(DEADLINE);
     assert_eq!(
@@ -185,6 +208,7 @@ fn openbao_socket_device_produces_one_span_per_request() {
 
     // Now the span list is complete: check it exactly.
     let spans = daemon.spans();
+    assert_same_spans(&spans, &delivered_as_stdout_json(&receiver));
     let mut per_id: BTreeMap<String, usize> = BTreeMap::new();
     for span in &spans {
         *per_id.entry(span_request_id(span)).or_default() += 1;

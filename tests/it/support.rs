@@ -76,6 +76,8 @@ pub struct Daemon {
     /// The unix sockets of the config's inputs, absolute.
     sockets: Vec<PathBuf>,
     config_path: PathBuf,
+    /// Environment variables set on every run of the child (see [`Daemon::start_with_env`]).
+    env: Vec<(String, String)>,
     /// Dropped last: holds the config, and whatever the test placed beside it.
     dir: TempDir,
 }
@@ -97,6 +99,17 @@ impl Daemon {
     /// directory this `Daemon` owns. Returns once the metrics server has logged its address
     /// (when enabled) and every unix input accepts connections.
     pub fn start_with(config: impl FnOnce(&Path) -> String) -> Daemon {
+        Self::start_with_env(&[], config)
+    }
+
+    /// [`Daemon::start_with`], with `env` set on the child (on every run): the only way
+    /// `AUDITSPAN_*` / `OTEL_*` variables reach it, since [`auditspan`] removes the test
+    /// process's own.
+    pub fn start_with_env(env: &[(&str, &str)], config: impl FnOnce(&Path) -> String) -> Daemon {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let dir = tempfile::Builder::new()
             .prefix("auditspan-it-")
             .tempdir()
@@ -114,6 +127,7 @@ impl Daemon {
         let (child, readers) = spawn_child(
             &config_path,
             dir.path(),
+            &env,
             &stdout,
             &stderr,
             &stdout_gate,
@@ -131,6 +145,7 @@ impl Daemon {
             metrics_enabled: metrics_enabled(&parsed),
             sockets: unix_sockets(&parsed, dir.path()),
             config_path,
+            env,
             dir,
         };
         daemon.wait_ready();
@@ -297,6 +312,7 @@ impl Daemon {
         let (child, readers) = spawn_child(
             &self.config_path,
             self.dir.path(),
+            &self.env,
             &self.stdout,
             &self.stderr,
             &self.stdout_gate,
@@ -389,10 +405,11 @@ impl Drop for Daemon {
 
 /// Starts `auditspan run --config <config_path>` in `dir` with its pipes copied into
 /// `stdout` (while `stdout_gate` is open; an unfinished last line into
-/// `stdout_truncated`) and `stderr` by the returned threads.
+/// `stdout_truncated`) and `stderr` by the returned threads; `env` is set on the child.
 fn spawn_child(
     config_path: &Path,
     dir: &Path,
+    env: &[(String, String)],
     stdout: &Lines,
     stderr: &Lines,
     stdout_gate: &Gate,
@@ -400,6 +417,7 @@ fn spawn_child(
 ) -> (Child, Vec<JoinHandle<()>>) {
     let mut command = auditspan(dir);
     command
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("run")
         .arg("--config")
         .arg(config_path)

@@ -43,17 +43,21 @@
 //! clock of one input runs ahead of its slower connections by seconds, and a 1 s timeout
 //! split ~10 % of the pairs in a 4-connection test (`--pair-timeout` overrides).
 //!
-//! 6. With `--metrics-cost N`, only this runs: N rounds, each starting one daemon with
+//! 6. With `--sink otlp-grpc|otlp-http|zipkin|honeycomb`, the daemon exports to a local
+//!    receiver (`receiver.rs`) that acknowledges at once; a second daemon then commits the
+//!    whole load while the receiver refuses it, and the drain of the queue into the
+//!    receiver is timed with the daemon's CPU time: the sink's own throughput and cost.
+//! 7. With `--metrics-cost N`, only this runs: N rounds, each starting one daemon with
 //!    metrics on (`metrics.listen` on a port, so the recorder is installed and every metric,
 //!    the Vault request metrics included, is recorded) and one with metrics off
 //!    (`listen = ""`: no recorder, no Vault request bookkeeping), in alternating order. Both
-//!    are measured the same way, without any scrape: stdout is a pipe the bench reads, and
-//!    the clock runs from the first byte written to the line that completes the paired
-//!    spans (`expected spans − unpaired ids`). It prints each run, the medians of the
-//!    delivered spans/s and of the daemon's CPU time per event, and the cost of metrics as
-//!    the difference of the medians.
+//!    are measured the same way, without any scrape: stdout is a pipe the bench reads (the
+//!    stdout sink, whatever `--sink` says), and the clock runs from the first byte written
+//!    to the line that completes the paired spans (`expected spans − unpaired ids`). It
+//!    prints each run, the medians of the delivered spans/s and of the daemon's CPU time
+//!    per event, and the cost of metrics as the difference of the medians.
 //!
-//! Run: `cargo run --release --bin auditspan-bench -- [--pairs N] [--connections N]
+//! Run: `cargo run --release --bin auditspan-bench -- [--pairs N] [--connections N] [--sink KIND]
 //! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]`. When run through cargo it first builds the `auditspan` binary of the same
 //! profile, so the numbers are never those of a stale daemon.
 
@@ -67,6 +71,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod receiver;
+
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use nix::sys::signal::{Signal, kill};
@@ -79,7 +85,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// What the daemon logs once its metrics endpoint is bound (followed by `IP:PORT`).
 const METRICS_LOG_MARKER: &str = "Serving metrics. addr=";
 
-/// The bench's config has exactly one sink, the default stdout one.
+/// The default sink's name; the outage run measures it.
 const SINK: &str = "stdout";
 
 /// `correlate.pair_timeout` for a load with unpaired ids (the default is 10 s).
@@ -113,6 +119,17 @@ struct Args {
     /// short timeout splits pairs.
     #[arg(long)]
     pair_timeout: Option<String>,
+    /// The sink to measure. Other than stdout, a local receiver that acknowledges at once
+    /// gets the spans (stdout still goes to /dev/null), and a second run times the sink
+    /// alone: the receiver answers "unavailable" while the load is committed, then the
+    /// drain of the queue is timed.
+    #[arg(long, value_enum, default_value_t = receiver::SinkKind::Stdout)]
+    sink: receiver::SinkKind,
+    /// Send at most this many events per second in all (spread over the connections)
+    /// instead of as fast as the sockets take them: memory and latency at a given load
+    /// rather than at saturation.
+    #[arg(long)]
+    rate: Option<u64>,
     /// Instead of the usual report, compare throughput with metrics on and off over this
     /// many rounds (one daemon of each per round) and print the medians.
     #[arg(long)]
@@ -148,6 +165,18 @@ fn main() -> Result<()> {
         );
     }
 
+    ensure!(
+        args.outage_secs.is_none() || args.sink == receiver::SinkKind::Stdout,
+        "--outage-secs measures the stdout sink; leave out --sink"
+    );
+    ensure!(
+        args.metrics_cost.is_none() || args.sink == receiver::SinkKind::Stdout,
+        "--metrics-cost times the stdout sink; leave out --sink"
+    );
+    let receiver = receiver::Receiver::start(args.sink)?;
+    load.sink = args.sink;
+    load.rate = args.rate;
+    load.sink_config = args.sink.config(receiver.addr);
     let timeout = Duration::from_secs(args.timeout_secs);
     if let Some(rounds) = args.metrics_cost {
         let daemon_bin = daemon_binary(args.daemon.as_deref())?;
@@ -169,7 +198,18 @@ fn main() -> Result<()> {
         }
         None => None,
     };
+    let drain = match args.sink {
+        receiver::SinkKind::Stdout => None,
+        _ => {
+            let dir = work.path.join("drain");
+            std::fs::create_dir_all(&dir)?;
+            Some(measure_drain(&daemon_bin, &load, &dir, &receiver, timeout)?)
+        }
+    };
     print_report(&load_path, &load, &baseline, &daemon);
+    if let Some(drain) = &drain {
+        print_drain_report(&load, drain);
+    }
     if let Some(outage) = &outage {
         print_outage_report(&load, outage);
     }
@@ -209,6 +249,11 @@ struct Load {
     only_response: u64,
     /// `correlate.pair_timeout` for the daemon, if not its default.
     pair_timeout: Option<String>,
+    /// The sink measured, and its `[[sink]]` entry (empty: the default stdout sink).
+    sink: receiver::SinkKind,
+    sink_config: String,
+    /// Events per second over all connections (`--rate`); `None`: as fast as possible.
+    rate: Option<u64>,
 }
 
 impl Load {
@@ -289,6 +334,9 @@ impl Load {
             only_request: count(SEEN_REQUEST),
             only_response: count(SEEN_RESPONSE),
             pair_timeout: None,
+            sink: receiver::SinkKind::Stdout,
+            sink_config: String::new(),
+            rate: None,
         })
     }
 }
@@ -304,7 +352,14 @@ fn write_all_connections(load: &Load, connect: impl Fn() -> Result<UnixStream>) 
             .zip(&load.per_connection)
             .map(|(mut stream, buffer)| {
                 scope.spawn(move || -> Result<()> {
-                    stream.write_all(buffer).context("writing to the socket")?;
+                    match load.rate {
+                        None => stream.write_all(buffer).context("writing to the socket")?,
+                        Some(rate) => {
+                            let per_connection =
+                                (rate as f64 / load.per_connection.len() as f64).max(1.0);
+                            write_paced(&mut stream, buffer, per_connection)?;
+                        }
+                    }
                     stream
                         .shutdown(std::net::Shutdown::Write)
                         .context("closing the socket")?;
@@ -319,6 +374,32 @@ fn write_all_connections(load: &Load, connect: impl Fn() -> Result<UnixStream>) 
                 Err(_) => bail!("a writer thread panicked"),
             })
     })
+}
+
+/// Writes `buffer` at `lines_per_sec`, in slices of whole lines sent every 10 ms.
+fn write_paced(stream: &mut UnixStream, buffer: &[u8], lines_per_sec: f64) -> Result<()> {
+    const TICK: Duration = Duration::from_millis(10);
+    let per_tick = (lines_per_sec * TICK.as_secs_f64()).ceil().max(1.0) as usize;
+    let start = Instant::now();
+    let mut rest = buffer;
+    let mut ticks = 0u32;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(per_tick - 1)
+            .map_or(rest.len(), |(i, _)| i + 1);
+        stream
+            .write_all(&rest[..end])
+            .context("writing to the socket")?;
+        rest = &rest[end..];
+        ticks += 1;
+        if let Some(wait) = (start + TICK * ticks).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(())
 }
 
 struct BaselineResult {
@@ -456,9 +537,10 @@ fn start_daemon_with(
         &config,
         format!(
             "data_dir = {data}\n\n[[input]]\ntype = \"unix\"\nname = \"unix\"\npath = {socket}\n\n\
-             [metrics]\nlisten = {listen}\n{correlate}",
+             {sink}\n[metrics]\nlisten = {listen}\n{correlate}",
             data = toml_string(&work.join("data")),
             socket = toml_string(&socket),
+            sink = load.sink_config,
             listen = if metrics { "\"127.0.0.1:0\"" } else { "\"\"" },
         ),
     )?;
@@ -557,8 +639,9 @@ fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Re
     let (committed_at, _) = wait_for(&mut started, start, timeout, "the last commit", |s| {
         s.sum("auditspan_queue_committed_sequence") >= created
     })?;
+    let sink = load.sink.sink_name();
     let (delivered_at, _) = wait_for(&mut started, start, timeout, "the sink", |s| {
-        s.labelled("auditspan_sink_exported_spans_total", "sink", SINK) >= created
+        s.labelled("auditspan_sink_exported_spans_total", "sink", sink) >= created
     })?;
     let (_, scrape) = wait_for(&mut started, start, timeout, "every span", |s| {
         all_created(s, load)
@@ -1106,6 +1189,74 @@ impl Scrape {
             })
             .collect()
     }
+}
+
+struct DrainResult {
+    spans: f64,
+    elapsed: Duration,
+    /// Daemon CPU time during the drain: the sink's own cost (plus the queue reads).
+    cpu: Duration,
+    requests: u64,
+}
+
+/// The sink alone: the load is committed while the receiver refuses everything, then the
+/// receiver accepts and the drain is timed until the sink has acknowledged every span.
+fn measure_drain(
+    bin: &Path,
+    load: &Load,
+    work: &Path,
+    receiver: &receiver::Receiver,
+    timeout: Duration,
+) -> Result<DrainResult> {
+    receiver.hold(true);
+    let mut started = start_daemon(bin, load, work, Stdio::null())?;
+    let start = Instant::now();
+    write_all_connections(load, || connect(&started.socket))?;
+    let (_, scrape) = wait_for(&mut started, start, timeout, "every span", |s| {
+        all_created(s, load)
+            && s.sum("auditspan_queue_committed_sequence") >= s.sum("auditspan_spans_created_total")
+    })?;
+    let spans = scrape.sum("auditspan_spans_created_total");
+    let sink = load.sink.sink_name();
+    let pid = started.daemon.child.id();
+    let requests_before = receiver.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let cpu_before = cpu_time(pid)?;
+    let start = Instant::now();
+    receiver.hold(false);
+    let (elapsed, _) = wait_for(&mut started, start, timeout, "the drain", |s| {
+        s.labelled("auditspan_sink_exported_spans_total", "sink", sink) >= spans
+    })?;
+    let cpu = cpu_time(pid)?.saturating_sub(cpu_before);
+    let requests = receiver.requests.load(std::sync::atomic::Ordering::Relaxed) - requests_before;
+    let status = started.daemon.stop(Duration::from_secs(60))?;
+    ensure!(
+        status.success(),
+        "the daemon exited with {status} after SIGTERM"
+    );
+    Ok(DrainResult {
+        spans,
+        elapsed,
+        cpu,
+        requests,
+    })
+}
+
+fn print_drain_report(load: &Load, drain: &DrainResult) {
+    println!();
+    println!(
+        "  sink {:?} alone: {} queued spans drained in {:.2} s: {:.0} spans/s, {} requests",
+        load.sink,
+        drain.spans,
+        drain.elapsed.as_secs_f64(),
+        drain.spans / drain.elapsed.as_secs_f64(),
+        drain.requests
+    );
+    println!(
+        "  daemon CPU during the drain: {:.2} s, {:.1} ms per 10k spans ({:.0}% of one core)",
+        drain.cpu.as_secs_f64(),
+        drain.cpu.as_secs_f64() * 1e3 * 1e4 / drain.spans.max(1.0),
+        100.0 * drain.cpu.as_secs_f64() / drain.elapsed.as_secs_f64()
+    );
 }
 
 /// Peak resident set size of `pid`, from the kernel's own high-water mark.
