@@ -1385,10 +1385,11 @@ fn print_report(path: &Path, load: &Load, baseline: &BaselineResult, daemon: &Da
         "  {:<20} {:>10} {:>10} {:>12}",
         "spans", "count", "done at", "spans/s"
     );
+    let delivered_label = format!("delivered ({})", load.sink.sink_name());
     for (what, at) in [
         ("created", daemon.elapsed),
         ("committed (queue)", daemon.committed_at),
-        ("delivered (stdout)", daemon.delivered_at),
+        (delivered_label.as_str(), daemon.delivered_at),
     ] {
         println!(
             "  {:<20} {:>10} {:>8.2} s {:>12.0}",
