@@ -47,23 +47,31 @@ pub fn client(
         .connect_timeout(connection.timeout.unwrap_or(default_timeout))
         .user_agent(concat!("auditspan/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &connection.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "ca_file {} holds no PEM certificate",
-                path.display()
-            ));
-        }
-        for cert in certs {
+        for cert in ca_certificates(path)?.1 {
             builder = builder.add_root_certificate(cert);
         }
     }
     builder
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Reads a `ca_file`: its PEM text and the certificates in it; a file without any
+/// certificate is an error. Errors name the file.
+pub fn ca_certificates(
+    path: &std::path::Path,
+) -> Result<(Vec<u8>, Vec<reqwest::Certificate>), String> {
+    let pem =
+        std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "ca_file {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok((pem, certs))
 }
 
 /// `body` gzip-compressed when `compression` asks for it; the `Content-Encoding` to send.
@@ -131,9 +139,9 @@ pub fn quote_body(body: &[u8]) -> String {
     }
 }
 
-/// reqwest's error with its causes: the top level alone ("error sending request") hides
-/// the reason (connection refused, certificate unknown...).
-fn error_chain(err: &reqwest::Error) -> String {
+/// An error with its causes: the top level alone ("error sending request", "transport
+/// error") hides the reason (connection refused, certificate unknown...).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {

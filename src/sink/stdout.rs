@@ -11,7 +11,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::{ExportFailure, Exported, FailureReason, Resource, Sink};
+use super::{ExportFailure, Exported, FailureReason, Resource, Sink, json::Hex};
 use crate::{
     attr::{AttrRef, Attributes},
     span::{Span, Status},
@@ -147,24 +147,6 @@ fn write_attributes(out: &mut Vec<u8>, attributes: &Attributes) {
         }
     }
     out.push(b'}');
-}
-
-/// Lowercase hex of an id as a JSON string, formatted on the stack.
-struct Hex<'a, const N: usize>(&'a [u8; N]);
-
-impl<const N: usize> Serialize for Hex<'_, N> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        // Ids are 8 or 16 bytes.
-        let mut buf = [0u8; 32];
-        let digits = &mut buf[..(2 * N).min(32)];
-        for (pair, b) in digits.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xf)];
-        }
-        // Hex digits are ASCII, so this never takes the error branch.
-        s.serialize_str(std::str::from_utf8(digits).unwrap_or_default())
-    }
 }
 
 /// An integer as a JSON string of its decimal digits, without a temporary `String`.

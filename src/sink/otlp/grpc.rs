@@ -39,6 +39,7 @@ use tonic::{
 };
 
 use super::{MAX_RESPONSE_BYTES, exported};
+use crate::sink::http::error_chain;
 use crate::sink::{ExportFailure, Exported, FailureReason};
 
 /// An OTLP/gRPC client.
@@ -159,17 +160,6 @@ pub fn status_failure(status: &Status, len: usize) -> ExportFailure {
             ExportFailure::all(reason, message, len).with_retry_after(retry_after)
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

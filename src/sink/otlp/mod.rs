@@ -79,19 +79,7 @@ impl OtlpSink {
             .collect::<Result<Vec<_>, String>>()?;
         let ca_pem = match &settings.ca_file {
             None => None,
-            Some((path, _)) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                if certs.is_empty() {
-                    return Err(format!(
-                        "ca_file {} holds no PEM certificate",
-                        path.display()
-                    ));
-                }
-                Some(pem)
-            }
+            Some((path, _)) => Some(crate::sink::http::ca_certificates(path)?.0),
         };
         let (url, _) = &settings.endpoint;
         let (compression, _) = settings.compression;
