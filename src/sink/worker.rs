@@ -282,7 +282,7 @@ impl<S: Sink> SinkWorker<S> {
                 .iter()
                 .filter_map(|(i, why)| current.get(*i).map(|span| (span, why.clone())))
                 .collect();
-            let delivered = current.len() - retry.len() - rejected.len();
+            let delivered = current.len().saturating_sub(retry.len() + rejected.len());
             self.exported.increment(delivered as u64);
             if !rejected.is_empty() {
                 self.dead_letter(&rejected).await;
