@@ -57,6 +57,25 @@ pub struct Span {
     pub attributes: Attributes,
 }
 
+/// A span for sink encoder tests: fixed ids, `read kv/`, paired, 1.501 ms long. Tests
+/// override the fields they are about with struct update syntax.
+#[cfg(test)]
+impl Span {
+    pub fn sample(status: Status, attributes: Vec<(&str, crate::attr::AttrValue)>) -> Span {
+        Span {
+            trace_id: [0x11; 16],
+            span_id: [0x22; 8],
+            parent_span_id: None,
+            name: "read kv/".into(),
+            start_unix_nano: 1_741_708_800_000_001_999,
+            end_unix_nano: 1_741_708_800_001_502_998,
+            status,
+            outcome: Outcome::Paired,
+            attributes: attributes.into_iter().collect(),
+        }
+    }
+}
+
 impl Span {
     pub fn duration_nanos(&self) -> i64 {
         self.end_unix_nano - self.start_unix_nano

@@ -463,7 +463,6 @@ mod tests {
     use crate::{
         attr::AttrValue,
         config::{Connection, Secret},
-        span::Outcome as SpanOutcome,
     };
 
     fn resource() -> Resource {
@@ -489,15 +488,8 @@ mod tests {
 
     fn span(status: Status, attributes: Vec<(&str, AttrValue)>) -> Span {
         Span {
-            trace_id: [0x11; 16],
-            span_id: [0x22; 8],
-            parent_span_id: None,
-            name: "read kv/".into(),
-            start_unix_nano: 1_741_708_800_000_001_999,
             end_unix_nano: 1_741_708_800_001_502_000,
-            status,
-            outcome: SpanOutcome::Paired,
-            attributes: attributes.into_iter().collect(),
+            ..Span::sample(status, attributes)
         }
     }
 

@@ -195,7 +195,6 @@ impl Serialize for ResourceJson<'_> {
 mod tests {
     use super::*;
     use crate::attr::AttrValue;
-    use crate::span::Outcome;
 
     /// The stack-formatted ids and times are the strings `span::hex` and `to_string` give.
     #[test]
@@ -269,20 +268,15 @@ mod tests {
     #[test]
     fn field_order_and_types() {
         let span = Span {
-            trace_id: [0x11; 16],
-            span_id: [0x22; 8],
-            parent_span_id: None,
-            name: "read kv/".into(),
             start_unix_nano: 1_741_708_800_000_000_000,
             end_unix_nano: 1_741_708_800_001_500_000,
-            status: Status::Error("permission denied".into()),
-            outcome: Outcome::Paired,
-            attributes: [
-                ("b", AttrValue::Bool(true)),
-                ("a", AttrValue::IntArray(vec![1, 2])),
-            ]
-            .into_iter()
-            .collect(),
+            ..Span::sample(
+                Status::Error("permission denied".into()),
+                vec![
+                    ("b", AttrValue::Bool(true)),
+                    ("a", AttrValue::IntArray(vec![1, 2])),
+                ],
+            )
         };
         let resource = Resource {
             service_name: "vault".into(),

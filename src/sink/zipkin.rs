@@ -280,7 +280,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::{attr::AttrValue, config::Connection, span::Outcome};
+    use crate::{attr::AttrValue, config::Connection};
 
     fn sink() -> ZipkinSink {
         let resource = Resource {
@@ -296,20 +296,6 @@ mod tests {
             &resource,
         )
         .unwrap()
-    }
-
-    fn span(status: Status, attributes: Vec<(&str, AttrValue)>) -> Span {
-        Span {
-            trace_id: [0x11; 16],
-            span_id: [0x22; 8],
-            parent_span_id: None,
-            name: "read kv/".into(),
-            start_unix_nano: 1_741_708_800_000_001_999,
-            end_unix_nano: 1_741_708_800_001_502_998,
-            status,
-            outcome: Outcome::Paired,
-            attributes: attributes.into_iter().collect(),
-        }
     }
 
     fn encode(span: Span) -> Value {
@@ -330,7 +316,7 @@ mod tests {
     /// Every field of a span with typed attributes and no error.
     #[test]
     fn span_fields_and_string_tags() {
-        let value = encode(span(
+        let value = encode(Span::sample(
             Status::Unset,
             vec![
                 ("request.operation", AttrValue::Str("read".into())),
@@ -377,7 +363,7 @@ mod tests {
     /// remote endpoint.
     #[test]
     fn error_parent_and_short_spans() {
-        let mut s = span(
+        let mut s = Span::sample(
             Status::Error("permission denied".into()),
             vec![
                 ("error", AttrValue::Str("permission denied".into())),
@@ -395,7 +381,7 @@ mod tests {
         let tags = value["tags"].as_object().unwrap();
         assert_eq!(tags.keys().filter(|k| *k == "error").count(), 1);
 
-        let ok = encode(span(Status::Unset, vec![]));
+        let ok = encode(Span::sample(Status::Unset, vec![]));
         assert!(ok["tags"].get("error").is_none());
         assert!(ok["tags"].get("otel.status_code").is_none());
         assert!(ok.get("parentId").is_none());
@@ -403,7 +389,7 @@ mod tests {
 
     #[test]
     fn ipv6_client() {
-        let value = encode(span(
+        let value = encode(Span::sample(
             Status::Unset,
             vec![
                 (

@@ -160,31 +160,27 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::{attr::AttrValue, span::Outcome};
+    use crate::attr::AttrValue;
 
     fn sample(parent: Option<[u8; 8]>, status: Status) -> Span {
         Span {
-            trace_id: [0x11; 16],
-            span_id: [0x22; 8],
             parent_span_id: parent,
-            name: "read kv/".into(),
             start_unix_nano: 1_741_708_800_000_000_000,
             end_unix_nano: 1_741_708_800_001_500_000,
-            status,
-            outcome: Outcome::Paired,
-            attributes: [
-                ("s", AttrValue::Str("x".into())),
-                ("b", AttrValue::Bool(true)),
-                ("i", AttrValue::Int(-7)),
-                ("f", AttrValue::Float(0.5)),
-                ("sa", AttrValue::StrArray(vec!["p".into(), "q".into()])),
-                ("ba", AttrValue::BoolArray(vec![false])),
-                ("ia", AttrValue::IntArray(vec![1, 2])),
-                ("fa", AttrValue::FloatArray(vec![1.5])),
-                ("empty", AttrValue::StrArray(vec![])),
-            ]
-            .into_iter()
-            .collect(),
+            ..Span::sample(
+                status,
+                vec![
+                    ("s", AttrValue::Str("x".into())),
+                    ("b", AttrValue::Bool(true)),
+                    ("i", AttrValue::Int(-7)),
+                    ("f", AttrValue::Float(0.5)),
+                    ("sa", AttrValue::StrArray(vec!["p".into(), "q".into()])),
+                    ("ba", AttrValue::BoolArray(vec![false])),
+                    ("ia", AttrValue::IntArray(vec![1, 2])),
+                    ("fa", AttrValue::FloatArray(vec![1.5])),
+                    ("empty", AttrValue::StrArray(vec![])),
+                ],
+            )
         }
     }
 
