@@ -341,7 +341,7 @@ impl<S: Sink> SinkWorker<S> {
             sink = %self.name,
             error = %message,
             spans = current.len(),
-            "The backend rejected the batch; splitting it to find the span at fault."
+            "The batch was refused as a whole (by the backend, or as over the sink's request size limit); splitting it."
         );
         let mid = current.len() / 2;
         let (first, second) = match current {
