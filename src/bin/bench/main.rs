@@ -650,11 +650,7 @@ fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Re
     let peak_rss_kib = vm_hwm_kib(pid)?;
     let cpu = cpu_time(pid)?;
 
-    let status = started.daemon.stop(Duration::from_secs(60))?;
-    ensure!(
-        status.success(),
-        "the daemon exited with {status} after SIGTERM"
-    );
+    started.daemon.stop(Duration::from_secs(60))?;
     Ok(DaemonResult {
         elapsed,
         writers_done,
@@ -729,11 +725,7 @@ fn measure_delivery(
         )
     })?;
     let cpu = cpu_time(started.daemon.child.id())?;
-    let status = started.daemon.stop(Duration::from_secs(60))?;
-    ensure!(
-        status.success(),
-        "the daemon exited with {status} after SIGTERM"
-    );
+    started.daemon.stop(Duration::from_secs(60))?;
     reader
         .join()
         .map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?
@@ -909,11 +901,7 @@ fn measure_outage(
     let peak_rss_kib = vm_hwm_kib(pid)?;
     let cpu = cpu_time(pid)?;
 
-    let status = started.daemon.stop(Duration::from_secs(60))?;
-    ensure!(
-        status.success(),
-        "the daemon exited with {status} after SIGTERM"
-    );
+    started.daemon.stop(Duration::from_secs(60))?;
     let (stdout_lines, stdout_bytes) = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?
@@ -1041,7 +1029,8 @@ impl DaemonProcess {
         }
     }
 
-    fn stop(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+    /// SIGTERM, then waits for the exit, which must be clean (status 0).
+    fn stop(&mut self, timeout: Duration) -> Result<()> {
         kill(
             Pid::from_raw(i32::try_from(self.child.id())?),
             Signal::SIGTERM,
@@ -1049,7 +1038,12 @@ impl DaemonProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
+                ensure!(
+                    status.success(),
+                    "the daemon exited with {status} after SIGTERM\n{}",
+                    self.stderr_tail()
+                );
+                return Ok(());
             }
             ensure!(
                 Instant::now() < deadline,
@@ -1228,11 +1222,7 @@ fn measure_drain(
     })?;
     let cpu = cpu_time(pid)?.saturating_sub(cpu_before);
     let requests = receiver.requests.load(std::sync::atomic::Ordering::Relaxed) - requests_before;
-    let status = started.daemon.stop(Duration::from_secs(60))?;
-    ensure!(
-        status.success(),
-        "the daemon exited with {status} after SIGTERM"
-    );
+    started.daemon.stop(Duration::from_secs(60))?;
     Ok(DrainResult {
         spans,
         elapsed,
