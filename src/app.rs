@@ -1,48 +1,32 @@
-//! Starts the pipeline's actors in order (queue → sinks → correlator → listeners) and stops
-//! them in the reverse order, so that every event read before shutdown is committed.
+//! The wiring: starts the pipeline's actors in order (queue → sinks → correlator → inputs)
+//! and stops them in the reverse order, so that every event read before shutdown is
+//! committed. Only `main.rs` and `import.rs` use this module; every stage builds itself
+//! from the config (`sink::build`, `correlate::Settings::from_config`, `listener::bind`).
 //!
 //! Threads: the correlator, the dead-letter writer and the accept loops run on the
 //! calling (system) arbiter; the queue has its own arbiter, because every sled call
 //! blocks; each sink has its own, because writing may block; connections are read on a
-//! pool of listener arbiters, one per core, because parsing is the most expensive step.
+//! pool of reader arbiters, one per core, because parsing is the most expensive step.
 
-use std::{
-    future::Future,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{future::Future, path::Path, path::PathBuf, time::Duration};
 
 use actix::prelude::*;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    codec,
-    config::{Config, SinkKind},
-    correlate::{self, Correlator, Drain},
+    config::Config,
+    correlate::{self, Correlator, Counts, Drain, Feed, Finish},
     deadletter::{DeadLetter, Reopen},
-    listener::unix::{self, ConnectionSettings, UnixIngest},
+    listener::{self, InputContext, ListenerError, Readers, Shutdown},
     queue::{
         QueueError, QueueStore, StoreOptions,
-        actor::{GetStats, LoadPending, SpanQueue},
+        actor::{LoadPending, QueueState, SpanQueue},
     },
-    sink::{
-        Resource, Sink,
-        honeycomb::HoneycombSink,
-        otlp::{self, OtlpSink},
-        stdout::StdoutSink,
-        worker::{SinkWorker, WorkerSettings},
-        zipkin::ZipkinSink,
-    },
-    telemetry::{
-        self,
-        ready::{self, QueueHealth, Readiness},
-    },
+    sink::{self, SinkError, StdoutFactory, worker::SinkWorker, worker::WorkerSettings},
+    telemetry::{self, ready::Readiness},
 };
-
-/// How often shutdown and `import` look at the sinks' progress.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Why the daemon could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +38,7 @@ pub enum AppError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Listener(#[from] unix::ListenerError),
+    Listener(#[from] ListenerError),
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error("metrics server on {addr}: {source}")]
@@ -66,181 +50,107 @@ pub enum AppError {
     #[error("the queue stopped unexpectedly")]
     QueueGone,
     /// A sink could not be set up (a missing secret, an unreadable CA file, ...).
-    #[error("sink \"{sink}\": {message}")]
-    Sink { sink: String, message: String },
-}
-
-/// The resource of this process's spans.
-pub fn resource(config: &Config) -> Resource {
-    Resource {
-        service_name: config.service_name.clone(),
-        instance_id: config.instance_id.clone(),
-        host_name: gethostname::gethostname().to_string_lossy().into_owned(),
-    }
-}
-
-/// The correlator's settings from the config.
-pub fn correlator_settings(config: &Config) -> correlate::Settings {
-    correlate::Settings {
-        pair_timeout: config.correlate.pair_timeout,
-        join_traceparent: config.correlate.join_traceparent,
-        max_attributes: config.parse.max_attributes,
-        max_span_bytes: config.parse.max_span_bytes,
-    }
+    #[error("sink \"{sink}\": {error}")]
+    Sink { sink: String, error: SinkError },
 }
 
 /// The queue, its sink workers and the correlator in front of them: the part of the
 /// pipeline the daemon and `import` share.
-pub struct Core {
-    pub queue: Addr<SpanQueue>,
+pub struct Pipeline {
     pub correlator: Addr<Correlator>,
-    /// What the queue publishes for `/readyz`.
-    pub queue_health: watch::Receiver<QueueHealth>,
-    sink_names: Vec<String>,
+    /// What the queue publishes (committed and delivered sequences, health).
+    pub queue_state: watch::Receiver<QueueState>,
+    queue: Addr<SpanQueue>,
     sink_threads: Vec<Arbiter>,
     queue_thread: Arbiter,
 }
 
-impl Core {
+impl Pipeline {
     /// Opens the queue in `data_dir`, starts one worker per configured sink (stdout goes to
     /// what `stdout` returns) and a correlator with the waiting entries of the last run.
+    /// `inputs` are the input names, in the order of their [`correlate::InputId`]s.
     pub async fn start(
         config: &Config,
         data_dir: &Path,
         inputs: &[String],
-        live: bool,
-        stdout: impl Fn() -> Box<dyn std::io::Write + Send>,
+        feed: Feed,
+        stdout: StdoutFactory<'_>,
         deadletter: Addr<DeadLetter>,
-    ) -> Result<Core, AppError> {
+    ) -> Result<Pipeline, AppError> {
         let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
         let mut store = QueueStore::open(data_dir, options)?;
         let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         store.set_sinks(&sink_names)?;
-        let (committed_tx, committed_rx) = watch::channel(store.stats().committed);
-        let (health_tx, queue_health) = ready::queue_channel();
+        let (queue_actor, queue_state) = SpanQueue::new(store);
         let queue_thread = Arbiter::new();
-        let queue = SpanQueue::start_in_arbiter(&queue_thread.handle(), move |_| {
-            SpanQueue::new(store, committed_tx).with_health(health_tx)
-        });
+        let queue = SpanQueue::start_in_arbiter(&queue_thread.handle(), move |_| queue_actor);
 
-        let resource = resource(config);
+        let settings_of = |sink: &crate::config::SinkConfig| WorkerSettings {
+            batch_size: sink.batch_size,
+            max_retry_delay: sink.max_retry_delay,
+            resource: sink::Resource::from_config(config),
+        };
         let mut sink_threads = Vec::new();
         for sink in &config.sinks {
-            let settings = WorkerSettings {
-                batch_size: sink.batch_size,
-                max_retry_delay: sink.max_retry_delay,
-                resource: resource.clone(),
-            };
-            let thread = Arbiter::new();
-            let worker = WorkerParts {
-                settings: &settings,
-                queue: &queue,
-                committed: &committed_rx,
-                deadletter: &deadletter,
-            };
-            let failed = |message: String| AppError::Sink {
+            let built = sink::build(sink, config, stdout).map_err(|error| AppError::Sink {
                 sink: sink.name.clone(),
-                message,
-            };
-            match &sink.kind {
-                SinkKind::Stdout => thread.spawn(worker.run(StdoutSink::with_writer(
-                    sink.name.clone(),
-                    resource.clone(),
-                    stdout(),
-                ))),
-                SinkKind::Zipkin(c) => thread.spawn(
-                    worker.run(ZipkinSink::new(sink.name.clone(), c, &resource).map_err(failed)?),
-                ),
-                SinkKind::Honeycomb(c) => thread.spawn(
-                    worker
-                        .run(HoneycombSink::new(sink.name.clone(), c, &resource).map_err(failed)?),
-                ),
-                SinkKind::Otlp(otlp) => {
-                    let defaults = otlp::ResourceDefaults::from_config(config);
-                    let env = otlp::settings::process_env;
-                    let effective =
-                        otlp::Settings::resolve(otlp, &defaults, &env).map_err(failed)?;
-                    for warning in &effective.warnings {
-                        warn!(sink = %sink.name, "{warning}");
-                    }
-                    info!(
-                        sink = %sink.name,
-                        protocol = ?effective.protocol.0,
-                        endpoint = %effective.endpoint.0,
-                        "OTLP sink configured."
-                    );
-                    let built =
-                        OtlpSink::new(sink.name.clone(), &effective, &env).map_err(failed)?;
-                    thread.spawn(worker.run(built))
-                }
-            };
+                error,
+            })?;
+            let worker = SinkWorker::new(
+                built,
+                &settings_of(sink),
+                queue.clone(),
+                queue_state.clone(),
+                deadletter.clone(),
+            );
+            let thread = Arbiter::new();
+            thread.spawn(worker.run());
             sink_threads.push(thread);
         }
 
-        let pending = queue
+        let stored = queue
             .send(LoadPending)
             .await
             .map_err(|_| AppError::QueueGone)??;
-        let mut restored = Vec::with_capacity(pending.len());
-        for (key, bytes) in pending {
-            match codec::decode_waiting(&bytes) {
-                Ok(entry) => restored.push(entry),
-                Err(err) => {
-                    warn!(key = ?key, error = %err, "Skipping a stored waiting entry that does not decode.")
-                }
-            }
-        }
         let mut correlator = Correlator::new(
-            correlator_settings(config),
+            correlate::Settings::from_config(config),
             inputs,
             queue.clone(),
+            queue_state.clone(),
             config.queue.flush_interval,
-            live,
+            feed,
         );
-        correlator.restore(restored);
+        correlator.restore(stored);
         if telemetry::metrics::installed() {
             correlator.record_vault_requests(config.metrics.max_label_values);
         }
         let correlator = correlator.start();
-        Ok(Core {
-            queue,
+        Ok(Pipeline {
             correlator,
-            queue_health,
-            sink_names,
+            queue_state,
+            queue,
             sink_threads,
             queue_thread,
         })
     }
 
-    /// Commits everything the correlator holds; with `expire_all`, it first turns every
-    /// waiting entry into a span (end of an import).
-    pub async fn commit_all(&self, expire_all: bool) -> Result<correlate::Counts, MailboxError> {
-        if expire_all {
-            self.correlator.send(correlate::Finish).await
-        } else {
-            self.correlator.send(Drain).await
-        }
+    /// Commits every span and every waiting entry, and answers once the queue has them
+    /// (shutdown: waiting entries are kept for the next start).
+    pub async fn drain(&self) -> Result<Counts, MailboxError> {
+        self.correlator.send(Drain).await
+    }
+
+    /// Turns every waiting entry into a span and commits everything (end of an import).
+    pub async fn finish(&self) -> Result<Counts, MailboxError> {
+        self.correlator.send(Finish).await
     }
 
     /// Waits until every sink has acknowledged every committed span; false on timeout.
     pub async fn wait_delivered(&self, timeout: Duration) -> bool {
-        let done = async {
-            loop {
-                let Ok(stats) = self.queue.send(GetStats).await else {
-                    return;
-                };
-                let behind = stats
-                    .sinks
-                    .iter()
-                    .filter(|s| self.sink_names.contains(&s.name))
-                    .any(|s| s.cursor < stats.committed);
-                if !behind {
-                    return;
-                }
-                tokio::time::sleep(DRAIN_POLL).await;
-            }
-        };
-        tokio::time::timeout(timeout, done).await.is_ok()
+        let mut state = self.queue_state.clone();
+        let delivered = state.wait_for(|s| s.delivered >= s.committed);
+        // A queue that is gone has nothing more to deliver.
+        tokio::time::timeout(timeout, delivered).await.is_ok()
     }
 
     /// Stops the sink workers and closes the queue, waiting until the store is dropped: its
@@ -260,29 +170,6 @@ impl Core {
     }
 }
 
-/// What a sink worker needs besides its sink, so that one generic call starts a worker
-/// for any sink type.
-struct WorkerParts<'a> {
-    settings: &'a WorkerSettings,
-    queue: &'a Addr<SpanQueue>,
-    committed: &'a watch::Receiver<u64>,
-    deadletter: &'a Addr<DeadLetter>,
-}
-
-impl WorkerParts<'_> {
-    /// The worker's loop, to spawn on the sink's own arbiter.
-    fn run<S: Sink>(&self, sink: S) -> impl Future<Output = ()> + use<S> {
-        SinkWorker::new(
-            sink,
-            self.settings,
-            self.queue.clone(),
-            self.committed.clone(),
-            self.deadletter.clone(),
-        )
-        .run()
-    }
-}
-
 /// Runs the daemon until `shutdown` completes, then stops it in order. Must run inside
 /// an actix system.
 pub async fn run(
@@ -295,10 +182,10 @@ pub async fn run(
         source,
     })?;
 
-    // Bind every socket first, so that a configuration error stops us before anything runs.
-    let mut listeners = Vec::new();
+    // Bind every input first, so that a configuration error stops us before anything runs.
+    let mut bound = Vec::new();
     for input in &config.inputs {
-        listeners.push(unix::bind(&input.path, input.mode)?);
+        bound.push(listener::bind(input)?);
     }
     let deadletter = DeadLetter::new(
         config.data_dir.join("deadletter.jsonl"),
@@ -306,18 +193,19 @@ pub async fn run(
     )
     .start();
     let names: Vec<String> = config.inputs.iter().map(|i| i.name.clone()).collect();
-    let core = Core::start(
+    let stdout = || Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>;
+    let pipeline = Pipeline::start(
         &config,
         &config.data_dir,
         &names,
-        true,
-        || Box::new(std::io::stdout()),
+        Feed::Live,
+        &stdout,
         deadletter.clone(),
     )
     .await?;
 
     let mut readiness = Readiness::new();
-    readiness.queue(core.queue_health.clone(), config.queue.max_bytes);
+    readiness.queue(pipeline.queue_state.clone(), config.queue.max_bytes);
     let input_ready: Vec<_> = config
         .inputs
         .iter()
@@ -337,43 +225,28 @@ pub async fn run(
         _ => None,
     };
 
-    let readers: Vec<Arbiter> = (0..std::thread::available_parallelism().map_or(1, usize::from))
+    let reader_threads: Vec<Arbiter> = (0..std::thread::available_parallelism()
+        .map_or(1, usize::from))
         .map(|_| Arbiter::new())
         .collect();
-    let reader_handles: Vec<ArbiterHandle> = readers.iter().map(Arbiter::handle).collect();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let mut ingests = Vec::new();
-    for (input_id, ((input, listener), ready)) in config
-        .inputs
-        .iter()
-        .zip(listeners)
-        .zip(input_ready)
-        .enumerate()
+    let readers = Readers::new(reader_threads.iter().map(Arbiter::handle).collect());
+    let inputs_shutdown = Shutdown::new();
+    for (id, ((input, bound), ready)) in
+        config.inputs.iter().zip(bound).zip(input_ready).enumerate()
     {
-        let settings = ConnectionSettings {
-            input: input.name.clone(),
-            input_id,
+        let ctx = InputContext {
+            name: input.name.as_str().into(),
+            id,
             prefix: input.prefix.clone(),
             max_line_bytes: input.max_line_bytes,
             limits: config.parse.limits(),
-            correlator: core.correlator.clone(),
+            correlator: pipeline.correlator.clone(),
             deadletter: deadletter.clone(),
+            shutdown: inputs_shutdown.clone(),
+            readers: readers.clone(),
         };
-        ingests.push(
-            UnixIngest::new(
-                input.path.clone(),
-                listener,
-                settings,
-                reader_handles.clone(),
-                stop_rx.clone(),
-                done_tx.clone(),
-            )
-            .with_readiness(ready)
-            .start(),
-        );
+        actix::spawn(inputs_shutdown.track(bound.run(ctx, ready)));
     }
-    drop(done_tx);
 
     let hup = deadletter.clone();
     actix::spawn(async move {
@@ -390,35 +263,35 @@ pub async fn run(
     shutdown.await;
     info!("Shutting down.");
 
-    for ingest in &ingests {
-        ingest.send(unix::Stop).await.ok();
-    }
-    stop_tx.send_replace(true);
+    inputs_shutdown.begin();
     let grace = config.shutdown_timeout;
-    if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+    if tokio::time::timeout(grace, inputs_shutdown.finished())
+        .await
+        .is_err()
+    {
         warn!(timeout = ?grace, "Connections did not finish in time.");
     }
-    match core.commit_all(false).await {
+    match pipeline.drain().await {
         Ok(counts) if counts.held > 0 => warn!(
             spans = counts.held,
             "The queue could not take these spans before exit; they are lost."
         ),
         Ok(counts) => info!(
-            paired = counts.spans[0],
-            response_missing = counts.spans[1],
-            request_missing = counts.spans[2],
+            paired = counts.spans.paired,
+            response_missing = counts.spans.response_missing,
+            request_missing = counts.spans.request_missing,
             waiting = counts.pending,
             "Committed; requests still waiting are kept for the next start."
         ),
         Err(err) => warn!(error = %err, "The correlator stopped before committing."),
     }
-    if !core.wait_delivered(grace).await {
+    if !pipeline.wait_delivered(grace).await {
         warn!(timeout = ?grace, "Sinks did not catch up in time; the rest is delivered after the next start.");
     }
-    for reader in readers {
-        reader.stop();
+    for thread in reader_threads {
+        thread.stop();
     }
-    core.stop();
+    pipeline.stop();
     if let Some(http) = http {
         http.stop(true).await;
     }

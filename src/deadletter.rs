@@ -44,12 +44,12 @@ pub struct RejectedSpan {
 /// Rejected spans to append, in order.
 #[derive(Message)]
 #[rtype(result = "Result<(), DeadLetterError>")]
-pub struct AppendSpans(pub Vec<RejectedSpan>);
+pub struct WriteSpans(pub Vec<RejectedSpan>);
 
 /// Lines to append, in order.
 #[derive(Message)]
 #[rtype(result = "Result<(), DeadLetterError>")]
-pub struct Append(pub Vec<Rejected>);
+pub struct WriteLines(pub Vec<Rejected>);
 
 /// Close the file and open it again at its path (SIGHUP).
 #[derive(Message)]
@@ -223,10 +223,10 @@ impl Actor for DeadLetter {
     type Context = Context<Self>;
 }
 
-impl Handler<Append> for DeadLetter {
+impl Handler<WriteLines> for DeadLetter {
     type Result = Result<(), DeadLetterError>;
 
-    fn handle(&mut self, msg: Append, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: WriteLines, _: &mut Self::Context) -> Self::Result {
         let result = self.append(&msg.0);
         if let Err(err) = &result {
             error!(error = %err, lines = msg.0.len(), "Could not write rejected lines to the dead-letter file.");
@@ -235,10 +235,10 @@ impl Handler<Append> for DeadLetter {
     }
 }
 
-impl Handler<AppendSpans> for DeadLetter {
+impl Handler<WriteSpans> for DeadLetter {
     type Result = Result<(), DeadLetterError>;
 
-    fn handle(&mut self, msg: AppendSpans, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: WriteSpans, _: &mut Self::Context) -> Self::Result {
         let result = self.append_spans(&msg.0);
         if let Err(err) = &result {
             error!(error = %err, spans = msg.0.len(), "Could not write rejected spans to the dead-letter file.");

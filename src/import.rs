@@ -17,17 +17,17 @@ use tokio::io::AsyncReadExt;
 use crate::{
     app,
     config::Config,
-    correlate::Counts,
+    correlate::{Counts, Feed, Source},
     deadletter::DeadLetter,
     event::{Parsed, parse_line},
-    listener::{Frame, Framer, LineCounts, LineHandler, unix::Delivery},
+    listener::{Delivery, Frame, Framer, LineCounts, LineHandler, StreamReader},
 };
 
 /// The input name `import` uses in metrics and dead-letter records.
 pub const INPUT: &str = "import";
 
 /// Lines handed to the correlator at a time.
-const BATCH_LINES: usize = 1024;
+const BATCH_LINES: u64 = 1024;
 
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -110,62 +110,46 @@ pub async fn run(
     };
     let deadletter =
         DeadLetter::new(options.deadletter.clone(), config.deadletter_max_bytes).start();
-    let core = app::Core::start(
+    let pipeline = app::Pipeline::start(
         config,
         data_dir,
         &[INPUT.to_owned()],
-        false,
-        stdout,
+        Feed::Replay,
+        &stdout,
         deadletter.clone(),
     )
     .await?;
-    let correlator = core.correlator.clone();
 
-    let mut lines = LineHandler::new(INPUT, prefix, limits);
-    let mut delivery = Delivery::new(0.into(), correlator.clone(), deadletter);
+    // Every file is one stream of the one input: rotated logs of a device pair across
+    // file boundaries.
+    let delivery = Delivery::new(Source::from(0), pipeline.correlator.clone(), deadletter);
+    let lines = LineHandler::new(INPUT, prefix, limits);
+    let mut reader = StreamReader::new(max_line_bytes, lines, delivery).batch_lines(BATCH_LINES);
     for path in &files {
         let read_err = |source| ImportError::Read {
             path: path.clone(),
             source,
         };
         let mut file = tokio::fs::File::open(path).await.map_err(read_err)?;
-        let mut framer = Framer::new(max_line_bytes);
-        let mut pending = 0;
-        loop {
-            let n = file
-                .read_buf(framer.buffer(256 * 1024))
-                .await
-                .map_err(read_err)?;
-            let before = lines.counts().received;
-            if n == 0 {
-                framer.finish(|f| lines.handle(f));
-            } else {
-                framer.drain(|f| lines.handle(f));
-            }
-            pending += lines.counts().received - before;
-            if n == 0 || pending >= BATCH_LINES as u64 {
-                delivery.send(&mut lines, std::time::Instant::now()).await;
-                pending = 0;
-            }
-            if n == 0 {
-                break;
-            }
-        }
+        reader
+            .read_to_end(&mut file, None)
+            .await
+            .map_err(read_err)?;
     }
+    let lines = reader.close().await;
 
-    delivery.settle().await;
-    let counts = core.commit_all(true).await?;
+    let counts = pipeline.finish().await?;
     if counts.held > 0 {
         return Err(ImportError::Undelivered(counts.held));
     }
-    if !core.wait_delivered(config.import_timeout).await {
+    if !pipeline.wait_delivered(config.import_timeout).await {
         return Err(ImportError::Timeout(config.import_timeout));
     }
-    core.stop();
-    let dead_letters = lines.counts().invalid.iter().sum();
+    pipeline.stop();
+    let dead_letters = lines.invalid.iter().sum();
     Ok(ImportSummary {
         files,
-        lines: lines.counts(),
+        lines,
         correlator: counts,
         dead_letters,
         deadletter: options.deadletter,

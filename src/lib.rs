@@ -1,16 +1,40 @@
-//! auditspan turns HashiCorp Vault / OpenBao audit events into trace spans.
+//! auditspan turns HashiCorp Vault / OpenBao audit events into trace spans, without losing
+//! them across restarts, crashes and backend outages. `ARCHITECTURE.md` at the root is the
+//! guided tour; this is the map.
 //!
 //! # Layout
 //! ```text
-//!  listener::unix ──Ingest──► correlate::Correlator ──SpanBatch──► span output ──► sink::stdout
-//!  (read, frame, parse)        (pair by request.id)                  (the queue slots in here)
+//!  listener ──Ingest──► correlate::Correlator ──CommitWindow──► queue::SpanQueue ◄──Read/Ack── sink::worker::SinkWorker ──► backend
+//!  frame, parse          pair by request.id,                    sled, fsync,                   one per sink: batch, retry,
+//!  (event), count        expire, commit windows                 per-sink cursors               split, dead-letter (sink::*)
+//!     │ rejected lines                                               │ QueueState (watch): committed, delivered, health
+//!     ▼                                                              ▼
+//!  deadletter::DeadLetter                                  sink workers wake · correlator unblocks · /readyz · shutdown
 //! ```
-//! - [`event`] and [`flatten`]: one line → one [`event::AuditEvent`] or a rejection reason.
-//! - [`correlate`]: pairs requests and responses into [`span::Span`]s.
-//! - [`listener`]: inputs; [`sink`]: outputs; [`deadletter`]: the rejected-line file.
-//! - [`config`]: the TOML file, environment and CLI overrides.
-//! - [`telemetry`]: the daemon's own logs, metrics and HTTP endpoints.
-//! - [`app`]: starts the actors in order and stops them in order.
+//!
+//! One event, from socket to sink:
+//! 1. [`listener::unix`] accepts Vault's connection; a [`listener::StreamReader`] reads it
+//!    on a reader thread, the [`listener::Framer`] cuts lines, and the
+//!    [`listener::LineHandler`] parses each with [`event::parse_line`], which flattens the
+//!    JSON into [`attr::Attributes`] and picks the fields pairing needs. A rejected line is
+//!    counted and goes to the [`deadletter`] file.
+//! 2. A [`listener::Delivery`] sends the batch of events to the [`correlate::Correlator`]
+//!    (one batch in flight: back-pressure reaches the socket). Its pure core,
+//!    [`correlate::Pairing`], matches request and response by `request.id` into a
+//!    [`span::Span`], or keeps the half waiting until its partner or its timeout.
+//! 3. Every `queue.flush_interval` the correlator encodes ([`codec`]) the window's spans
+//!    and waiting entries into one [`queue::Commit`] for the [`queue::actor::SpanQueue`],
+//!    which writes it to sled atomically and fsyncs: only now is the span durable, and only
+//!    now is it offered to sinks ([`queue::actor::QueueState`]).
+//! 4. Each [`sink::worker::SinkWorker`] reads a batch after its cursor, decodes it and
+//!    exports it through its [`sink::Sink`] (stdout, OTLP, Zipkin, Honeycomb), retrying,
+//!    splitting and dead-lettering as the backend answers; then it acknowledges, the cursor
+//!    moves, and the queue deletes what every sink has passed.
+//!
+//! Around it: [`config`] (the TOML file, environment and CLI overrides, validated once),
+//! [`telemetry`] (logs, Prometheus metrics, `/healthz` and `/readyz`), [`app`] (the wiring:
+//! starts the stages in order and stops them in reverse) and [`import`] (captured logs
+//! through the same stages).
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -209,22 +209,21 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Prints the effective configuration, then for each OTLP sink its settings after the
-/// `OTEL_*` environment (as TOML comments, so the output stays valid input).
+/// Prints the effective configuration, then for each sink that reads settings from the
+/// environment (OTLP: `OTEL_*`) its effective settings, as TOML comments, so the output
+/// stays valid input.
 fn check(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.load()?;
-    let mut otlp = String::new();
+    let mut environment = String::new();
     for sink in &config.sinks {
-        if let config::SinkKind::Otlp(c) = &sink.kind {
-            let defaults = sink::otlp::ResourceDefaults::from_config(&config);
-            let settings =
-                sink::otlp::Settings::resolve(c, &defaults, &sink::otlp::settings::process_env)
-                    .map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", sink.name))?;
-            otlp.push('\n');
-            otlp.push_str(&settings.describe(&sink.name));
+        let described = sink::describe_environment(sink, &config)
+            .map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", sink.name))?;
+        if let Some(text) = described {
+            environment.push('\n');
+            environment.push_str(&text);
         }
     }
-    print!("{}{otlp}", config.to_toml_redacted());
+    print!("{}{environment}", config.to_toml_redacted());
     eprintln!("auditspan: configuration OK");
     Ok(())
 }
@@ -265,8 +264,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         .collect();
     let spans: Vec<String> = Outcome::ALL
         .iter()
-        .zip(c.spans)
-        .map(|(o, n)| format!("{} {n}", o.as_str()))
+        .map(|o| format!("{} {}", o.as_str(), c.spans.get(*o)))
         .collect();
     eprintln!(
         "auditspan import: {} file(s), {} lines: {} events, {} invalid{}, {} ignored (audit_test {}, duplicate {}); {} spans ({})",
@@ -282,7 +280,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         l.audit_test + c.duplicates,
         l.audit_test,
         c.duplicates,
-        c.spans.iter().sum::<u64>(),
+        c.spans.total(),
         spans.join(", "),
     );
     if summary.dead_letters > 0 {

@@ -2,9 +2,12 @@
 //! what it made to the durable queue in group-commit windows (DESIGN "Queue").
 //!
 //! Every `queue.flush_interval` (or sooner, once [`WINDOW_SPANS`] spans are ready) it sends
-//! the queue ONE [`Append`]: the spans completed in the window, the waiting entries that
-//! arrived in it and are still waiting, and the removals of persisted entries answered or
-//! expired since. Only one commit is in flight; the next window gathers while it runs.
+//! the queue ONE [`CommitWindow`]: the spans completed in the window, the waiting entries
+//! that arrived in it and are still waiting, and the removals of persisted entries answered
+//! or expired since. Only one commit is in flight; the next window gathers while it runs.
+//!
+//! The correlator alone knows the binary form of its waiting entries: it encodes them into
+//! commits and decodes the ones an earlier run stored ([`Correlator::restore`]).
 //!
 //! Invariants:
 //! - Spans reach the queue in the order they were made, and a span reaches a sink only
@@ -21,24 +24,22 @@
 
 pub mod pairing;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration, time::Instant};
 
 use actix::prelude::*;
 use metrics::{Counter, Gauge, Histogram};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tracing::{error, info, warn};
 
-pub use pairing::{InputId, Pairing, Settings, Source, Step, StreamId};
+pub use pairing::{Feed, InputId, Pairing, Settings, Source, Step, StreamId};
 
 use crate::{
     codec,
+    config::Config,
     event::AuditEvent,
     queue::{
-        Commit,
-        actor::{Accepting, Append, SpanQueue},
+        Commit, PendingEntry,
+        actor::{CommitWindow, QueueState, SpanQueue},
     },
     span::{Outcome, Span},
     telemetry::{metrics as m, vault::VaultRequests},
@@ -49,9 +50,6 @@ pub const WINDOW_SPANS: usize = 2048;
 
 /// Spans kept in memory while the queue cannot write, at most.
 pub const MAX_HELD_SPANS: usize = 200_000;
-
-/// How often a blocked correlator asks the queue whether it takes spans again.
-const BLOCKED_POLL: Duration = Duration::from_millis(50);
 
 /// Events from one input, in the order they were read.
 #[derive(Message)]
@@ -80,10 +78,53 @@ pub struct Finish;
 #[rtype(result = "Counts")]
 pub struct Drain;
 
+impl Settings {
+    /// The pairing settings from `[correlate]` and `[parse]`.
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            pair_timeout: config.correlate.pair_timeout,
+            join_traceparent: config.correlate.join_traceparent,
+            max_attributes: config.parse.max_attributes,
+            max_span_bytes: config.parse.max_span_bytes,
+        }
+    }
+}
+
+/// Spans made, by outcome.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SpanCounts {
+    pub paired: u64,
+    pub response_missing: u64,
+    pub request_missing: u64,
+}
+
+impl SpanCounts {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Paired => self.paired += 1,
+            Outcome::ResponseMissing => self.response_missing += 1,
+            Outcome::RequestMissing => self.request_missing += 1,
+        }
+    }
+
+    /// The count of `outcome`.
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        match outcome {
+            Outcome::Paired => self.paired,
+            Outcome::ResponseMissing => self.response_missing,
+            Outcome::RequestMissing => self.request_missing,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.paired + self.response_missing + self.request_missing
+    }
+}
+
 /// What the correlator did since it started.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
-    pub spans: [u64; 3],
+    pub spans: SpanCounts,
     pub duplicates: u64,
     /// Entries waiting for their partner (on disk after a [`Drain`]).
     pub pending: u64,
@@ -95,10 +136,12 @@ pub struct Counts {
 pub struct Correlator {
     pairing: Pairing,
     queue: Addr<SpanQueue>,
+    /// The queue's published state: whether it takes commits again (`overflow = "block"`).
+    queue_state: watch::Receiver<QueueState>,
     /// Input names, by [`InputId`], stored with waiting entries.
     inputs: Vec<String>,
-    /// Live inputs expire on the wall clock too; `import` is not live.
-    live: bool,
+    /// Live inputs expire on the wall clock too; `import` replays.
+    feed: Feed,
     flush_interval: Duration,
     /// Spans of the current window.
     outbox: Vec<Span>,
@@ -113,6 +156,7 @@ pub struct Correlator {
     commit_latency: Histogram,
     counts: Counts,
     duplicates: Vec<Counter>,
+    /// Indexed like [`Outcome::ALL`].
     spans_created: [Counter; 3],
     truncated_attributes: Counter,
     truncated_span_bytes: Counter,
@@ -123,19 +167,22 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    /// `inputs` are the input names, indexed by [`InputId`].
+    /// `inputs` are the input names, indexed by [`InputId`]; `queue_state` is what `queue`
+    /// publishes.
     pub fn new(
         settings: Settings,
         inputs: &[String],
         queue: Addr<SpanQueue>,
+        queue_state: watch::Receiver<QueueState>,
         flush_interval: Duration,
-        live: bool,
+        feed: Feed,
     ) -> Self {
         Correlator {
             pairing: Pairing::new(settings),
             queue,
+            queue_state,
             inputs: inputs.to_vec(),
-            live,
+            feed,
             flush_interval,
             outbox: Vec::new(),
             held: None,
@@ -163,9 +210,19 @@ impl Correlator {
         self.vault = Some(VaultRequests::new(max_label_values));
     }
 
-    /// Puts back the waiting entries an earlier run committed. Entries of an input no
-    /// longer configured join the first input.
-    pub fn restore(&mut self, mut entries: Vec<codec::WaitingEntry>) {
+    /// Puts back the waiting entries an earlier run committed (as the queue stored them).
+    /// Entries of an input no longer configured join the first input; an entry that does
+    /// not decode is logged and skipped.
+    pub fn restore(&mut self, stored: Vec<PendingEntry>) {
+        let mut entries = Vec::with_capacity(stored.len());
+        for (key, bytes) in stored {
+            match codec::decode_waiting(&bytes) {
+                Ok(entry) => entries.push(entry),
+                Err(err) => {
+                    warn!(key = ?key, error = %err, "Skipping a stored waiting entry that does not decode.")
+                }
+            }
+        }
         let count = entries.len();
         entries.sort_by_key(|e| e.arrived_unix_nano);
         for entry in entries {
@@ -175,7 +232,7 @@ impl Correlator {
                 .position(|i| *i == entry.input)
                 .unwrap_or(0);
             self.pairing
-                .restore(input, entry.event, entry.arrived_unix_nano, self.live);
+                .restore(input, entry.event, entry.arrived_unix_nano, self.feed);
         }
         if count > 0 {
             info!(
@@ -192,7 +249,7 @@ impl Correlator {
             .iter()
             .position(|o| *o == span.outcome)
             .unwrap_or(0);
-        self.counts.spans[i] += 1;
+        self.counts.spans.add(span.outcome);
         self.spans_created[i].increment(1);
         if let Some(vault) = &mut self.vault {
             vault.record(&span);
@@ -205,8 +262,8 @@ impl Correlator {
         if all {
             self.pairing.expire_all(&mut expired);
         } else {
-            self.pairing
-                .expire(self.live.then(Instant::now), &mut expired);
+            let now = (self.feed == Feed::Live).then(Instant::now);
+            self.pairing.expire(now, &mut expired);
         }
         for span in expired {
             self.record(span);
@@ -263,7 +320,7 @@ impl Correlator {
             return;
         }
         let reads = std::mem::take(&mut self.window_reads);
-        let send = self.queue.send(Append(commit));
+        let send = self.queue.send(CommitWindow(commit));
         ctx.spawn(send.into_actor(self).map(move |result, act, ctx| {
             drop(permit);
             match result {
@@ -310,13 +367,11 @@ impl Correlator {
         .into_actor(self)
     }
 
-    /// Waits until the queue takes spans again (`overflow = "block"`).
+    /// Waits until the queue takes spans again (`overflow = "block"`), or is gone.
     fn wait_unblocked(&self) -> impl ActorFuture<Self, Output = ()> + use<> {
-        let queue = self.queue.clone();
+        let mut state = self.queue_state.clone();
         async move {
-            while let Ok(false) = queue.send(Accepting).await {
-                tokio::time::sleep(BLOCKED_POLL).await;
-            }
+            drop(state.wait_for(|s| s.accepting).await);
         }
         .into_actor(self)
         .map(|(), act: &mut Self, _| act.blocked = false)
@@ -357,7 +412,7 @@ impl Handler<Ingest> for Correlator {
     /// commit (or the queue blocks), only once that is over: the listener holds its next
     /// batch until then. (Not `ctx.wait`: that would also stop the commit's own answer.)
     fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) -> Self::Result {
-        let arrived = self.live.then(Instant::now);
+        let arrived = (self.feed == Feed::Live).then(Instant::now);
         self.window_reads
             .push((msg.read_at, msg.events.len() as u64));
         for event in msg.events {

@@ -79,6 +79,18 @@ impl Stream {
     }
 }
 
+/// How events reach the correlator, which decides whether the wall clock expires entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// As Vault writes them (the daemon's inputs): an entry also expires once
+    /// `pair_timeout` has passed on the wall clock since it arrived, so an idle stream
+    /// still flushes.
+    Live,
+    /// Captured logs read as fast as possible (`import`): only event time counts, and what
+    /// still waits at the end expires then.
+    Replay,
+}
+
 /// Pairing settings, from `[correlate]` and `[parse]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -281,7 +293,7 @@ impl Pairing {
         Some(w)
     }
 
-    /// Puts back an entry an earlier run persisted. `live` inputs also expire it on the
+    /// Puts back an entry an earlier run persisted. A [`Feed::Live`] feed also expires it on the
     /// wall clock, counting from when it first arrived: one that is overdue expires at the
     /// next [`Pairing::expire`].
     pub fn restore(
@@ -289,13 +301,13 @@ impl Pairing {
         input: InputId,
         event: AuditEvent,
         arrived_unix_nano: i64,
-        live: bool,
+        feed: Feed,
     ) {
         let key = span::trace_id_for(&event.id);
         if self.waiting.contains_key(&key) {
             return;
         }
-        let arrived = live.then(|| {
+        let arrived = (feed == Feed::Live).then(|| {
             let age = u64::try_from(now_unix_nano().saturating_sub(arrived_unix_nano)).unwrap_or(0);
             let now = Instant::now();
             now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
@@ -634,7 +646,7 @@ mod tests {
     #[test]
     fn restored_entries_pair_and_expire() {
         let mut p = Pairing::new(settings());
-        p.restore(0, req("before-restart", 1_000), now_unix_nano(), true);
+        p.restore(0, req("before-restart", 1_000), now_unix_nano(), Feed::Live);
         assert_eq!(p.pending(), 1);
         let s = span(p.ingest(0, resp("before-restart", 1_020), None));
         assert_eq!(s.outcome, Outcome::Paired);
@@ -646,7 +658,7 @@ mod tests {
 
         // Arrived long ago on the wall clock: overdue at once after the restart.
         let old = now_unix_nano() - 60_000 * MS;
-        p.restore(0, req("expired-while-down", 1_000), old, true);
+        p.restore(0, req("expired-while-down", 1_000), old, Feed::Live);
         let mut out = Vec::new();
         p.expire(Some(Instant::now()), &mut out);
         assert_eq!(out.len(), 1);

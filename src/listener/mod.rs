@@ -1,23 +1,383 @@
-//! Inputs: framing bytes into lines and lines into events (DESIGN "What happens to each
-//! line"). [`Framer`] and [`LineHandler`] are shared by every input and by `import`, so
-//! that a line is treated the same wherever it comes from.
+//! Inputs: where audit events come in. Every input plugs into the parts here, so that a
+//! line is treated the same wherever it comes from:
+//!
+//! - [`Framer`] splits bytes into lines of at most `max_line_bytes`;
+//! - [`LineHandler`] parses and counts each line, collecting events and rejected lines;
+//! - [`Delivery`] hands them to the dead-letter writer and the correlator, one batch in
+//!   flight, so a slow pipeline slows the reads instead of growing memory;
+//! - [`StreamReader`] is the one read loop over them, used by every stream input (each
+//!   unix connection) and by `import`;
+//! - [`InputContext`] is what every input is given; [`Shutdown`] is the one way inputs
+//!   and their connections are told to stop, and the way the daemon learns they have.
+//!
+//! A new input type adds a variant to [`BoundInput`], binds in [`bind`] (before anything
+//! runs, so a bad address or path stops the daemon at start) and runs its accept or read
+//! loop in [`BoundInput::run`], reporting to `/readyz` whether it listens.
 
+pub mod lines;
 pub mod unix;
 
 use std::{
-    sync::Arc,
+    future::Future,
+    io,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
+use actix::prelude::*;
 use memchr::memchr;
-use metrics::Counter;
-use tracing::warn;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, warn};
+
+pub use lines::{LineCounts, LineHandler};
 
 use crate::{
-    deadletter::Rejected,
-    event::{AuditEvent, InvalidReason, ParseLimits, Parsed, parse_line},
-    telemetry::metrics as m,
+    config::{InputConfig, InputKind},
+    correlate::{Correlator, Ingest, InputId, Source, StreamClosed},
+    deadletter::{DeadLetter, WriteLines},
+    event::ParseLimits,
+    telemetry::ready::InputReporter,
 };
+
+/// Why an input could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Another process accepts connections on the socket path.
+    #[error("socket {path} is in use by another process (is another auditspan running?)")]
+    InUse { path: PathBuf },
+    /// Something other than a socket exists at the path; we never delete it.
+    #[error("{path} exists and is not a socket; remove it or choose another path")]
+    NotASocket { path: PathBuf },
+    /// Binding, replacing or setting the mode failed.
+    #[error("socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An input whose socket or file is bound, ready to run.
+pub enum BoundInput {
+    Unix(unix::Bound),
+}
+
+/// Binds the input `config` describes.
+pub fn bind(config: &InputConfig) -> Result<BoundInput, ListenerError> {
+    match config.kind {
+        InputKind::Unix => Ok(BoundInput::Unix(unix::bind(&config.path, config.mode)?)),
+    }
+}
+
+impl BoundInput {
+    /// Runs the input until `ctx.shutdown` is signalled (spawn it with
+    /// [`Shutdown::track`]); `ready` tells `/readyz` whether it listens meanwhile.
+    pub async fn run(self, ctx: InputContext, ready: InputReporter) {
+        match self {
+            BoundInput::Unix(bound) => unix::run(bound, ctx, ready).await,
+        }
+    }
+}
+
+/// What every input is given.
+#[derive(Clone)]
+pub struct InputContext {
+    /// The input's name: the `input` metric label and dead-letter field.
+    pub name: Arc<str>,
+    /// The input's index in the correlator's list of inputs.
+    pub id: InputId,
+    pub prefix: String,
+    pub max_line_bytes: usize,
+    pub limits: ParseLimits,
+    pub correlator: Addr<Correlator>,
+    pub deadletter: Addr<DeadLetter>,
+    pub shutdown: Shutdown,
+    /// Where connections are read.
+    pub readers: Readers,
+}
+
+impl InputContext {
+    /// A handler for this input's lines.
+    pub fn line_handler(&self) -> LineHandler {
+        LineHandler::new(&self.name, self.prefix.clone(), self.limits)
+    }
+
+    /// A reader for one stream of this input (a connection; each has its own event clock).
+    pub fn stream_reader(&self, source: Source) -> StreamReader {
+        StreamReader::new(
+            self.max_line_bytes,
+            self.line_handler(),
+            Delivery::new(source, self.correlator.clone(), self.deadletter.clone()),
+        )
+    }
+}
+
+/// The threads that read connections, taken in turn: parsing is the most expensive step,
+/// so connections are spread over one thread per core.
+#[derive(Clone)]
+pub struct Readers {
+    threads: Arc<[ArbiterHandle]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Readers {
+    pub fn new(threads: Vec<ArbiterHandle>) -> Self {
+        Readers {
+            threads: threads.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Runs `task` on the next reader thread (on the current one when there are none).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        if self.threads.is_empty() {
+            actix::spawn(task);
+            return;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
+        self.threads[i].spawn(task);
+    }
+}
+
+/// The one shutdown mechanism of the inputs: [`Shutdown::begin`] tells every input and
+/// connection to stop; each of them runs wrapped in [`Shutdown::track`], so that
+/// [`Shutdown::finished`] completes once the last one has handed over what it read.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tells every input and connection to stop.
+    pub fn begin(&self) {
+        self.tracker.close();
+        self.token.cancel();
+    }
+
+    /// Completes once [`Shutdown::begin`] was called.
+    pub async fn signalled(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// `task`, counted until it ends.
+    pub fn track<F: Future>(&self, task: F) -> impl Future<Output = F::Output> + use<F> {
+        self.tracker.track_future(task)
+    }
+
+    /// Completes once shutdown began and every tracked task has ended.
+    pub async fn finished(&self) {
+        self.tracker.wait().await;
+    }
+}
+
+/// Bytes read from a stream at a time, at most.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// At shutdown, a stream silent this long has nothing more to give.
+const DRAIN_IDLE: Duration = Duration::from_millis(100);
+/// At shutdown, the longest a stream is still read.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// The one read loop: reads a byte stream, frames it, parses each line and delivers the
+/// events and rejected lines after every read (or, with [`StreamReader::batch_lines`],
+/// once that many lines gathered).
+pub struct StreamReader {
+    framer: Framer,
+    lines: LineHandler,
+    delivery: Delivery,
+    batch_lines: u64,
+    /// Lines framed since the last delivery.
+    undelivered: u64,
+}
+
+impl StreamReader {
+    pub fn new(max_line_bytes: usize, lines: LineHandler, delivery: Delivery) -> Self {
+        StreamReader {
+            framer: Framer::new(max_line_bytes),
+            lines,
+            delivery,
+            batch_lines: 1,
+            undelivered: 0,
+        }
+    }
+
+    /// Delivers only once `lines` lines gathered (and at the end of each stream): for
+    /// `import`, where the latency of one read does not matter and larger batches keep its
+    /// output the same however the file is cut into reads.
+    pub fn batch_lines(mut self, lines: u64) -> Self {
+        self.batch_lines = lines.max(1);
+        self
+    }
+
+    /// Frames what was read (or, at the end, the rest) and delivers when a batch is due.
+    async fn take(&mut self, end: bool, read_at: Instant) {
+        let before = self.lines.counts().received;
+        if end {
+            self.framer.finish(|f| self.lines.handle(f));
+        } else {
+            self.framer.drain(|f| self.lines.handle(f));
+        }
+        self.undelivered += self.lines.counts().received - before;
+        if end || self.undelivered >= self.batch_lines {
+            self.delivery.send(&mut self.lines, read_at).await;
+            self.undelivered = 0;
+        }
+    }
+
+    /// Reads `reader` to its end; a last line without its newline is taken as it is
+    /// (parsing decides whether it is whole). With `shutdown`, it also stops when that is
+    /// signalled, after taking what the writer had sent by then (a line it had not
+    /// finished is not taken). The framer is ready for another stream afterwards, so one
+    /// reader can read several files in turn (`import`).
+    pub async fn read_to_end<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        shutdown: Option<&Shutdown>,
+    ) -> io::Result<()> {
+        let stop = async {
+            match shutdown {
+                Some(shutdown) => shutdown.signalled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stop);
+        loop {
+            let read = tokio::select! {
+                read = reader.read_buf(self.framer.buffer(READ_CHUNK)) => read,
+                () = &mut stop => {
+                    self.read_what_is_buffered(reader).await;
+                    self.delivery.send(&mut self.lines, Instant::now()).await;
+                    self.undelivered = 0;
+                    return Ok(());
+                }
+            };
+            let read_at = Instant::now();
+            match read {
+                Ok(0) => {
+                    self.take(true, read_at).await;
+                    return Ok(());
+                }
+                Ok(_) => self.take(false, read_at).await,
+                Err(err) => {
+                    // A broken stream ends like a closed one.
+                    self.take(true, read_at).await;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Frames and parses what the writer has sent by now. A read that finds nothing for
+    /// [`DRAIN_IDLE`] ends it (a writer still sending is cut off after [`DRAIN_MAX`]); a
+    /// non-blocking read would not do: tokio answers it from cached readiness, which may
+    /// not have seen the last bytes yet.
+    async fn read_what_is_buffered<R: AsyncRead + Unpin>(&mut self, reader: &mut R) {
+        let started = Instant::now();
+        while started.elapsed() < DRAIN_MAX {
+            let read = reader.read_buf(self.framer.buffer(READ_CHUNK));
+            match tokio::time::timeout(DRAIN_IDLE, read).await {
+                Ok(Ok(0)) => {
+                    self.framer.finish(|f| self.lines.handle(f));
+                    return;
+                }
+                Ok(Ok(_)) => self.framer.drain(|f| self.lines.handle(f)),
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        self.framer.reset();
+    }
+
+    /// Waits until the correlator has everything delivered, and tells it the stream ended
+    /// (its event clock goes once its entries do). Returns what the lines came to.
+    pub async fn close(mut self) -> LineCounts {
+        self.delivery.settle().await;
+        let stream = self.delivery.source.stream;
+        if self
+            .delivery
+            .correlator
+            .send(StreamClosed(stream))
+            .await
+            .is_err()
+        {
+            debug!("The correlator is gone.");
+        }
+        self.lines.counts()
+    }
+
+    /// What the lines came to so far.
+    pub fn counts(&self) -> LineCounts {
+        self.lines.counts()
+    }
+}
+
+/// Hands what a [`LineHandler`] collected to the dead-letter writer and the correlator.
+///
+/// One batch of events stays in flight: the next chunk is read and parsed while the
+/// correlator works on the last one, and [`Delivery::send`] waits for that one's answer
+/// before it offers the next, so batches arrive in order and memory stays bounded.
+pub struct Delivery {
+    source: Source,
+    correlator: Addr<Correlator>,
+    deadletter: Addr<DeadLetter>,
+    in_flight: Option<actix::dev::Request<Correlator, Ingest>>,
+}
+
+impl Delivery {
+    pub fn new(source: Source, correlator: Addr<Correlator>, deadletter: Addr<DeadLetter>) -> Self {
+        Delivery {
+            source,
+            correlator,
+            deadletter,
+            in_flight: None,
+        }
+    }
+
+    /// `read_at`: when the bytes the events came from were read (commit latency starts).
+    pub async fn send(&mut self, lines: &mut LineHandler, read_at: Instant) {
+        let (events, rejected) = lines.take();
+        if !rejected.is_empty() {
+            // The dead-letter actor logs its own write failures.
+            if self.deadletter.send(WriteLines(rejected)).await.is_err() {
+                warn!(
+                    input = self.source.input,
+                    "The dead-letter writer is gone; rejected lines dropped."
+                );
+            }
+        }
+        if events.is_empty() {
+            return;
+        }
+        self.settle().await;
+        // `send` queues the message at once; awaiting it only waits for the answer.
+        self.in_flight = Some(self.correlator.send(Ingest {
+            source: self.source,
+            events,
+            read_at,
+        }));
+    }
+
+    /// Waits until the correlator has taken the batch in flight.
+    pub async fn settle(&mut self) {
+        if let Some(request) = self.in_flight.take()
+            && request.await.is_err()
+        {
+            warn!(
+                input = self.source.input,
+                "The correlator is gone; events dropped."
+            );
+        }
+    }
+}
 
 /// Bytes of an oversized line kept for the dead-letter file.
 pub const TOO_LONG_HEAD_BYTES: usize = 4096;
@@ -113,6 +473,13 @@ impl Framer {
         self.scanned = 0;
     }
 
+    /// Forgets an unfinished line, so the framer can take another stream.
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.scanned = 0;
+        self.skipping = None;
+    }
+
     fn frame<'a>(&self, line: &'a [u8]) -> Frame<'a> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.len() > self.max_line_bytes {
@@ -122,150 +489,6 @@ impl Framer {
             }
         } else {
             Frame::Line(line)
-        }
-    }
-}
-
-/// What one input's lines came to, for `import`'s summary.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LineCounts {
-    pub received: u64,
-    pub events: u64,
-    /// Indexed like [`InvalidReason::ALL`].
-    pub invalid: [u64; 5],
-    pub audit_test: u64,
-}
-
-/// Parses framed lines of one input: valid events and rejected lines collect in batches,
-/// every line is counted by outcome.
-pub struct LineHandler {
-    input: Arc<str>,
-    prefix: String,
-    limits: ParseLimits,
-    received: Counter,
-    invalid: [Counter; 5],
-    audit_test: Counter,
-    truncated: [Counter; 3],
-    counts: LineCounts,
-    events: Vec<AuditEvent>,
-    rejected: Vec<Rejected>,
-    log_limit: LogLimit,
-}
-
-impl LineHandler {
-    pub fn new(input: &str, prefix: String, limits: ParseLimits) -> Self {
-        LineHandler {
-            input: Arc::from(input),
-            prefix,
-            limits,
-            received: m::events_received(input),
-            invalid: InvalidReason::ALL.map(|r| m::events_invalid(input, r.as_str())),
-            audit_test: m::events_ignored(input, "audit_test"),
-            truncated: ["depth", "attributes", "value_bytes"].map(m::attributes_truncated),
-            counts: LineCounts::default(),
-            events: Vec::new(),
-            rejected: Vec::new(),
-            log_limit: LogLimit::new(),
-        }
-    }
-
-    pub fn handle(&mut self, frame: Frame<'_>) {
-        self.received.increment(1);
-        self.counts.received += 1;
-        match frame {
-            Frame::Line(line) => match parse_line(line, &self.prefix, &self.limits) {
-                Ok(Parsed::Event(event)) => {
-                    let t = event.truncations;
-                    for (counter, n) in
-                        self.truncated
-                            .iter()
-                            .zip([t.depth, t.attributes, t.value_bytes])
-                    {
-                        if n > 0 {
-                            counter.increment(u64::from(n));
-                        }
-                    }
-                    self.counts.events += 1;
-                    self.events.push(*event);
-                }
-                Ok(Parsed::AuditTest) => {
-                    self.counts.audit_test += 1;
-                    self.audit_test.increment(1);
-                }
-                Err(err) => self.reject(err.reason, line.to_vec(), line.len(), &err.detail),
-            },
-            Frame::TooLong { head, len } => {
-                let detail = format!("longer than max_line_bytes ({len} bytes)");
-                self.reject(InvalidReason::TooLong, head, len, &detail);
-            }
-        }
-    }
-
-    fn reject(&mut self, reason: InvalidReason, line: Vec<u8>, len: usize, detail: &str) {
-        let i = InvalidReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.invalid[i].increment(1);
-        self.counts.invalid[i] += 1;
-        if let Some(suppressed) = self.log_limit.allow() {
-            warn!(input = %self.input, reason = reason.as_str(), bytes = len, detail, suppressed, "Rejected a line; it is in the dead-letter file.");
-        }
-        self.rejected.push(Rejected {
-            received: jiff::Timestamp::now(),
-            input: Arc::clone(&self.input),
-            reason: reason.as_str(),
-            line,
-        });
-    }
-
-    /// The events and rejected lines collected since the last call.
-    pub fn take(&mut self) -> (Vec<AuditEvent>, Vec<Rejected>) {
-        // The batch goes to another thread; the next one starts at this one's size rather
-        // than regrowing from empty (events are a few hundred bytes each).
-        let events = Vec::with_capacity(self.events.len());
-        (
-            std::mem::replace(&mut self.events, events),
-            std::mem::take(&mut self.rejected),
-        )
-    }
-
-    pub fn counts(&self) -> LineCounts {
-        self.counts
-    }
-}
-
-/// At most [`LogLimit::PER_SECOND`] warnings a second per input, so that a stream of garbage
-/// cannot flood the logs; the next warning says how many were left out.
-struct LogLimit {
-    window: Instant,
-    logged: u32,
-    suppressed: u64,
-}
-
-impl LogLimit {
-    const PER_SECOND: u32 = 5;
-
-    fn new() -> Self {
-        LogLimit {
-            window: Instant::now(),
-            logged: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(suppressed since the last warning)` when a warning may be logged now.
-    fn allow(&mut self) -> Option<u64> {
-        if self.window.elapsed() >= Duration::from_secs(1) {
-            self.window = Instant::now();
-            self.logged = 0;
-        }
-        if self.logged < Self::PER_SECOND {
-            self.logged += 1;
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
         }
     }
 }

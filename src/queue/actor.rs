@@ -1,15 +1,17 @@
 //! [`SpanQueue`]: the actor that owns the [`QueueStore`], alone on its own thread because
 //! every sled call blocks.
 //!
-//! The correlator sends one [`Append`] per commit window; sink workers [`Read`] after their
-//! cursor and [`Ack`] what their backend took. After every commit the queue publishes the
-//! committed sequence on a `watch` channel, which idle sink workers wait on. The actor
-//! records the queue gauges and counters where the values change.
+//! The correlator sends one [`CommitWindow`] per commit window; sink workers [`Read`] after
+//! their cursor and [`Ack`] what their backend took. Wherever they change, the queue
+//! publishes its [`QueueState`] on a `watch` channel: idle sink workers wait there for the
+//! next commit, a correlator blocked by `overflow = "block"` for room, and shutdown and
+//! `import` for every sink to have everything. The actor records the queue gauges and
+//! counters where the values change.
 //!
 //! After a failed commit (a full disk, or any sled I/O error, after which sled stays
-//! failed) the next [`Append`] first reopens the database; until one succeeds the queue
-//! reports `auditspan_queue_disk_full` = 1 (or the error) and the correlator keeps its
-//! window and retries.
+//! failed) the next [`CommitWindow`] first reopens the database; until one succeeds the
+//! queue reports `auditspan_queue_disk_full` = 1 (or the error) and the correlator keeps
+//! its window and retries.
 
 use std::time::{Duration, Instant};
 
@@ -18,20 +20,17 @@ use metrics::{Counter, Gauge};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{Commit, Committed, PendingEntry, QueueError, QueueStore, Stats};
-use crate::telemetry::{
-    metrics as m,
-    ready::{QueueHealth, QueueReporter},
-};
+use super::{Commit, Committed, PendingEntry, QueueError, QueueStore};
+use crate::telemetry::metrics as m;
 
 /// Commit one window (see [`QueueStore::commit`]).
 #[derive(Message)]
-#[rtype(result = "Result<Committed, AppendError>")]
-pub struct Append(pub Commit);
+#[rtype(result = "Result<Committed, CommitRefused>")]
+pub struct CommitWindow(pub Commit);
 
 /// A refused commit, handed back so that the caller can keep it and retry.
 #[derive(Debug)]
-pub struct AppendError {
+pub struct CommitRefused {
     pub error: QueueError,
     pub commit: Commit,
 }
@@ -60,37 +59,43 @@ pub struct Ack {
 #[rtype(result = "u64")]
 pub struct Cursor(pub String);
 
-/// A snapshot of the queue.
-#[derive(Message)]
-#[rtype(result = "Stats")]
-pub struct GetStats;
-
 /// The correlator's waiting entries stored by earlier runs.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<PendingEntry>, QueueError>")]
 pub struct LoadPending;
 
-/// Whether the queue takes commits: false while the disk is full or the database failed,
-/// and under `overflow = "block"` while it is full.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct Accepting;
+/// What the queue publishes wherever it changes: the one channel through which the rest
+/// of the pipeline (sink workers, the correlator, shutdown, `/readyz`) learns its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    /// The last sequence committed.
+    pub committed: u64,
+    /// The lowest cursor of the configured sinks: every span up to it is delivered
+    /// everywhere (`committed` when there are no sinks).
+    pub delivered: u64,
+    /// Bytes of span records in the queue (`auditspan_queue_bytes`).
+    pub bytes: u64,
+    /// Commits fail for want of disk space (`auditspan_queue_disk_full`).
+    pub disk_full: bool,
+    /// Commits fail (a full disk or a sled error); the queue reopens the database.
+    pub failed: bool,
+    /// Whether the queue takes commits: not while they fail, and under
+    /// `overflow = "block"` not while the queue is full.
+    pub accepting: bool,
+}
 
 pub struct SpanQueue {
     store: QueueStore,
-    committed: watch::Sender<u64>,
-    /// Since when the queue fails to write (a full disk, a sled error); it reopens the
+    state: watch::Sender<QueueState>,
+    /// Since when the queue fails to write, and whether for a full disk; it reopens the
     /// database before a commit, at most every [`REOPEN_INTERVAL`].
-    failed: Option<Instant>,
+    failed: Option<(Instant, bool)>,
     gauges: Gauges,
     dropped: Counter,
     corrupt: Counter,
     /// `Stats` counters already added to the Prometheus counters.
     reported_dropped: u64,
     reported_corrupt: u64,
-    /// Readiness for `/readyz`: bytes and failure, published where they change.
-    health: Option<QueueReporter>,
-    last_health: QueueHealth,
 }
 
 struct Gauges {
@@ -102,8 +107,16 @@ struct Gauges {
 }
 
 impl SpanQueue {
-    /// `committed` is set to the last committed sequence after every commit.
-    pub fn new(store: QueueStore, committed: watch::Sender<u64>) -> Self {
+    /// The actor, and the receiving end of its [`QueueState`].
+    pub fn new(store: QueueStore) -> (Self, watch::Receiver<QueueState>) {
+        let (state, state_rx) = watch::channel(QueueState {
+            committed: 0,
+            delivered: 0,
+            bytes: 0,
+            disk_full: false,
+            failed: false,
+            accepting: true,
+        });
         let lag = store
             .stats()
             .sinks
@@ -112,7 +125,7 @@ impl SpanQueue {
             .collect();
         let mut queue = SpanQueue {
             store,
-            committed,
+            state,
             failed: None,
             gauges: Gauges {
                 spans: m::queue_spans(),
@@ -125,27 +138,12 @@ impl SpanQueue {
             corrupt: m::queue_corrupt_records(),
             reported_dropped: 0,
             reported_corrupt: 0,
-            health: None,
-            last_health: QueueHealth::default(),
         };
         queue.record();
-        queue
+        (queue, state_rx)
     }
 
-    /// Publishes the queue's readiness state (see `telemetry::ready`) from now on.
-    pub fn with_health(mut self, reporter: QueueReporter) -> Self {
-        reporter.report(self.last_health);
-        self.health = Some(reporter);
-        self
-    }
-
-    fn report_health(&mut self, health: QueueHealth) {
-        self.last_health = health;
-        if let Some(reporter) = &self.health {
-            reporter.report(health);
-        }
-    }
-
+    /// Records the gauges and counters and publishes the state, after any change.
     fn record(&mut self) {
         let stats = self.store.stats();
         self.gauges.spans.set(stats.spans as f64);
@@ -169,26 +167,31 @@ impl SpanQueue {
             .increment(stats.corrupt_records - self.reported_corrupt);
         self.reported_dropped = stats.dropped_spans;
         self.reported_corrupt = stats.corrupt_records;
-        self.committed.send_replace(stats.committed);
-        self.report_health(QueueHealth {
+        let disk_full = self.failed.is_some_and(|(_, disk_full)| disk_full);
+        self.gauges.disk_full.set(if disk_full { 1.0 } else { 0.0 });
+        let state = QueueState {
+            committed: stats.committed,
+            delivered: stats
+                .sinks
+                .iter()
+                .map(|s| s.cursor)
+                .min()
+                .unwrap_or(stats.committed),
             bytes: stats.bytes,
-            ..self.last_health
-        });
+            disk_full,
+            failed: self.failed.is_some(),
+            accepting: self.failed.is_none() && !self.store.is_full(),
+        };
+        self.state
+            .send_if_modified(|old| std::mem::replace(old, state) != state);
     }
 
     fn note_failure(&mut self, err: &QueueError) {
         if self.failed.is_none() {
             error!(error = %err, "The queue cannot write; holding spans in memory and retrying.");
         }
-        self.failed = Some(Instant::now());
-        self.gauges
-            .disk_full
-            .set(if err.is_disk_full() { 1.0 } else { 0.0 });
-        self.report_health(QueueHealth {
-            disk_full: err.is_disk_full(),
-            failed: true,
-            ..self.last_health
-        });
+        self.failed = Some((Instant::now(), err.is_disk_full()));
+        self.record();
     }
 }
 
@@ -205,29 +208,26 @@ impl Actor for SpanQueue {
     }
 }
 
-impl Handler<Append> for SpanQueue {
-    type Result = Result<Committed, AppendError>;
+impl Handler<CommitWindow> for SpanQueue {
+    type Result = Result<Committed, CommitRefused>;
 
-    fn handle(&mut self, msg: Append, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: CommitWindow, _: &mut Self::Context) -> Self::Result {
         let commit = msg.0;
-        if let Some(since) = self.failed {
+        if let Some((since, _)) = self.failed {
             if since.elapsed() < REOPEN_INTERVAL {
                 let error = QueueError::Failed {
                     path: self.store.path().to_owned(),
                 };
-                return Err(AppendError { error, commit });
+                return Err(CommitRefused { error, commit });
             }
             if let Err(error) = self.store.reopen() {
                 self.note_failure(&error);
-                return Err(AppendError { error, commit });
+                return Err(CommitRefused { error, commit });
             }
         }
         match self.store.commit(&commit) {
             Ok(committed) => {
                 if self.failed.take().is_some() {
-                    self.gauges.disk_full.set(0.0);
-                    self.last_health.disk_full = false;
-                    self.last_health.failed = false;
                     info!("The queue writes again.");
                 }
                 self.record();
@@ -235,7 +235,7 @@ impl Handler<Append> for SpanQueue {
             }
             Err(error) => {
                 self.note_failure(&error);
-                Err(AppendError { error, commit })
+                Err(CommitRefused { error, commit })
             }
         }
     }
@@ -271,26 +271,10 @@ impl Handler<Cursor> for SpanQueue {
     }
 }
 
-impl Handler<GetStats> for SpanQueue {
-    type Result = MessageResult<GetStats>;
-
-    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.store.stats())
-    }
-}
-
 impl Handler<LoadPending> for SpanQueue {
     type Result = Result<Vec<PendingEntry>, QueueError>;
 
     fn handle(&mut self, _: LoadPending, _: &mut Self::Context) -> Self::Result {
         self.store.pending()
-    }
-}
-
-impl Handler<Accepting> for SpanQueue {
-    type Result = bool;
-
-    fn handle(&mut self, _: Accepting, _: &mut Self::Context) -> bool {
-        self.failed.is_none() && !self.store.is_full()
     }
 }

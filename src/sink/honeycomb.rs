@@ -53,7 +53,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::json::{Cut, Hex, JsonText, Rfc3339Nanos};
-use super::{ExportFailure, Exported, FailureReason, Resource, Sink, http};
+use super::{ExportFailure, Exported, FailedSpans, FailureReason, Resource, Sink, SinkError, http};
 use crate::{
     attr::AttrRef,
     config::{Compression, HoneycombConfig},
@@ -136,14 +136,15 @@ impl HoneycombSink {
         name: String,
         config: &HoneycombConfig,
         resource: &Resource,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SinkError> {
         let connection = &config.connection;
-        let api_key = config
-            .api_key
-            .resolve()
-            .map_err(|e| format!("api_key: {e}"))?;
+        let key_error = |reason: String| SinkError::Secret {
+            setting: "api_key".to_owned(),
+            reason,
+        };
+        let api_key = config.api_key.resolve().map_err(key_error)?;
         if api_key.is_empty() {
-            return Err("api_key: the API key is empty".to_owned());
+            return Err(key_error("the API key is empty".to_owned()));
         }
         let endpoint = connection.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
         Ok(HoneycombSink {
@@ -300,7 +301,7 @@ impl Sink for HoneycombSink {
             let request = std::mem::take(&mut body);
             match self.send(request, sent.len()).await {
                 Outcome::PerEvent(statuses) => tally.per_event(&sent, statuses),
-                Outcome::Whole(failure) if failure.batch_rejected && first_request => {
+                Outcome::Whole(failure) if failure.is_whole_batch_invalid() && first_request => {
                     // Nothing was delivered yet: the worker splits the whole batch.
                     return Err(failure);
                 }
@@ -309,7 +310,7 @@ impl Sink for HoneycombSink {
                     // retried (on their own, where a 400 rejects them as a batch).
                     tally.failed.extend(sent);
                     tally.failed.extend(next..spans.len());
-                    let reason = if failure.batch_rejected {
+                    let reason = if failure.is_whole_batch_invalid() {
                         FailureReason::Retryable
                     } else {
                         failure.reason
@@ -375,19 +376,24 @@ impl Tally {
         Err(ExportFailure {
             reason,
             message,
-            failed: self.failed,
-            rejected: self.rejected,
-            batch_rejected: false,
+            failed: FailedSpans::Named {
+                retry: self.failed,
+                rejected: self.rejected,
+            },
             retry_after,
         })
     }
 }
 
 /// `{endpoint}/1/batch/{dataset}`, the dataset percent-encoded as one path segment.
-pub fn batch_url(endpoint: &str, dataset: &str) -> Result<String, String> {
-    let mut url = url::Url::parse(endpoint).map_err(|e| format!("endpoint \"{endpoint}\": {e}"))?;
+pub fn batch_url(endpoint: &str, dataset: &str) -> Result<String, SinkError> {
+    let endpoint_error = |reason: String| SinkError::Endpoint {
+        url: endpoint.to_owned(),
+        reason,
+    };
+    let mut url = url::Url::parse(endpoint).map_err(|e| endpoint_error(e.to_string()))?;
     url.path_segments_mut()
-        .map_err(|()| format!("endpoint \"{endpoint}\" cannot take a path"))?
+        .map_err(|()| endpoint_error("cannot take a path".to_owned()))?
         .pop_if_empty()
         .extend(["1", "batch", dataset]);
     Ok(url.into())
@@ -527,6 +533,8 @@ mod tests {
         )
         .err()
         .unwrap();
+        assert!(matches!(err, SinkError::Secret { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("AUDITSPAN_TEST_SURELY_UNSET_KEY"), "{err}");
     }
 
@@ -634,19 +642,20 @@ mod tests {
         let mut tally = Tally::default();
         tally.per_event(&[10, 11, 12, 13, 14, 15], statuses);
         let failure = tally.finish().unwrap_err();
-        assert_eq!(failure.failed, [12, 13]);
         assert_eq!(
-            failure.rejected,
-            [
-                (
-                    11,
-                    "Honeycomb event status 400: too many columns".to_owned()
-                ),
-                (15, "Honeycomb event status 413: big".to_owned())
-            ]
+            failure.failed,
+            FailedSpans::Named {
+                retry: vec![12, 13],
+                rejected: vec![
+                    (
+                        11,
+                        "Honeycomb event status 400: too many columns".to_owned()
+                    ),
+                    (15, "Honeycomb event status 413: big".to_owned())
+                ]
+            }
         );
         assert_eq!(failure.reason, FailureReason::Retryable);
-        assert!(!failure.batch_rejected);
 
         let mut tally = Tally::default();
         tally.per_event(
@@ -655,7 +664,7 @@ mod tests {
         );
         let failure = tally.finish().unwrap_err();
         assert_eq!(failure.reason, FailureReason::Rejected);
-        assert!(failure.failed.is_empty());
+        assert!(failure.retry().is_empty());
 
         let mut tally = Tally::default();
         tally.per_event(

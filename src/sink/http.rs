@@ -13,7 +13,7 @@ use reqwest::{
     header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER},
 };
 
-use super::{ExportFailure, FailureReason};
+use super::{ExportFailure, FailureReason, SinkError};
 use crate::config::{Compression, Connection};
 
 /// Longest piece of a backend's error body quoted in a log line.
@@ -26,20 +26,30 @@ pub fn client(
     connection: &Connection,
     default_timeout: Duration,
     extra: &[(&str, String)],
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, SinkError> {
     let mut headers = HeaderMap::new();
     let configured = connection
         .headers
         .iter()
-        .map(|(name, secret)| Ok((name.as_str(), secret.resolve()?)))
-        .collect::<Result<Vec<_>, String>>()?;
+        .map(|(name, secret)| {
+            let value = secret.resolve().map_err(|reason| SinkError::Secret {
+                setting: format!("header {name}"),
+                reason,
+            })?;
+            Ok((name.as_str(), value))
+        })
+        .collect::<Result<Vec<_>, SinkError>>()?;
+    let header_error = |name: &str, reason: &str| SinkError::Header {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    };
     for (name, value) in extra.iter().map(|(n, v)| (*n, v.clone())).chain(configured) {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("\"{name}\" is not a valid header name"))?;
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| header_error(name, "not a valid header name"))?;
         let mut value = HeaderValue::from_str(&value)
-            .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
+            .map_err(|_| header_error(name, "the value is not a valid header value"))?;
         value.set_sensitive(true);
-        headers.insert(name, value);
+        headers.insert(header, value);
     }
     let mut builder = reqwest::Client::builder()
         .default_headers(headers)
@@ -51,25 +61,25 @@ pub fn client(
             builder = builder.add_root_certificate(cert);
         }
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    builder.build().map_err(|e| {
+        SinkError::Client(format!("cannot build the HTTP client: {}", error_chain(&e)))
+    })
 }
 
 /// Reads a `ca_file`: its PEM text and the certificates in it; a file without any
 /// certificate is an error. Errors name the file.
 pub fn ca_certificates(
     path: &std::path::Path,
-) -> Result<(Vec<u8>, Vec<reqwest::Certificate>), String> {
-    let pem =
-        std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+) -> Result<(Vec<u8>, Vec<reqwest::Certificate>), SinkError> {
+    let ca_error = |reason: String| SinkError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_error(format!("cannot be read: {e}")))?;
+    let certs =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(error_chain(&e)))?;
     if certs.is_empty() {
-        return Err(format!(
-            "ca_file {} holds no PEM certificate",
-            path.display()
-        ));
+        return Err(ca_error("holds no PEM certificate".to_owned()));
     }
     Ok((pem, certs))
 }
@@ -162,17 +172,17 @@ mod tests {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         let f = status_failure(StatusCode::TOO_MANY_REQUESTS, &headers, b"slow down", 3);
         assert_eq!(f.reason, FailureReason::Retryable);
-        assert_eq!(f.failed, [0, 1, 2]);
+        assert_eq!(f.retry(), [0, 1, 2]);
         assert_eq!(f.retry_after, Some(Duration::from_secs(7)));
         assert_eq!(f.message, "HTTP 429 Too Many Requests: slow down");
 
         let f = status_failure(StatusCode::BAD_REQUEST, &HeaderMap::new(), b"bad span", 3);
-        assert!(f.batch_rejected);
+        assert!(f.is_whole_batch_invalid());
         assert_eq!(f.reason, FailureReason::Rejected);
 
         let f = status_failure(StatusCode::UNAUTHORIZED, &HeaderMap::new(), b"", 2);
         assert_eq!(f.reason, FailureReason::Retryable);
-        assert_eq!(f.failed, [0, 1]);
+        assert_eq!(f.retry(), [0, 1]);
     }
 
     #[test]
@@ -196,6 +206,8 @@ mod tests {
             ..Connection::default()
         };
         let err = client(&connection, Duration::from_secs(1), &[]).unwrap_err();
+        assert!(matches!(err, SinkError::Secret { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("AUDITSPAN_TEST_SURELY_UNSET"), "{err}");
     }
 
@@ -209,6 +221,8 @@ mod tests {
             ..Connection::default()
         };
         let err = client(&connection, Duration::from_secs(1), &[]).unwrap_err();
+        assert!(matches!(err, SinkError::CaFile { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
     }
 }

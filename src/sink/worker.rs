@@ -12,7 +12,7 @@
 //! The batch is acknowledged to the queue only when every span of it was delivered or
 //! dead-lettered, so duplicates happen only across a crash. Meanwhile the correlator keeps
 //! committing newer spans to disk, so an outage costs disk space, not spans. With nothing
-//! to read, the worker waits for the queue's committed sequence to move.
+//! to read, the worker waits for the queue's published committed sequence to move.
 //!
 //! Each worker runs on its own arbiter (thread): a sink that blocks (stdout into a full
 //! pipe, a slow backend) stops only itself.
@@ -29,102 +29,17 @@ use metrics::{Counter, Histogram};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{Resource, Sink};
+use super::{Exported, FailedSpans, FailureReason, Resource, Sink};
 use crate::{
     codec::decode_span,
-    deadletter::{AppendSpans, DeadLetter, RejectedSpan},
-    queue::actor::{Ack, Cursor, Read, SpanQueue},
+    deadletter::{DeadLetter, RejectedSpan, WriteSpans},
+    queue::actor::{Ack, Cursor, QueueState, Read, SpanQueue},
     span::Span,
     telemetry::metrics as m,
 };
 
 /// How long to wait before reading again after the queue itself failed.
 const QUEUE_RETRY: Duration = Duration::from_secs(1);
-
-/// Why an export attempt failed: the `reason` label of `sink_failed_exports_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureReason {
-    /// The backend answered that it cannot take the spans now (e.g. 503, 429).
-    Retryable,
-    /// The backend refused spans for good (HTTP 400, INVALID_ARGUMENT, a per-event 4xx).
-    Rejected,
-    /// No answer in time.
-    Timeout,
-    /// The backend could not be reached (or a local write failed).
-    Connect,
-}
-
-impl FailureReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Retryable => "retryable",
-            FailureReason::Rejected => "rejected",
-            FailureReason::Timeout => "timeout",
-            FailureReason::Connect => "connect",
-        }
-    }
-}
-
-/// A request the backend acknowledged.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Exported {
-    /// Spans the backend accepted the request for but reports it dropped (OTLP
-    /// `partial_success.rejected_spans`). They are counted as rejected, not retried: the
-    /// backend does not say which ones they were.
-    pub rejected: u64,
-    /// The backend's explanation of `rejected`, for the log.
-    pub message: Option<String>,
-}
-
-/// The result of one export attempt that did not deliver everything.
-#[derive(Debug)]
-pub struct ExportFailure {
-    pub reason: FailureReason,
-    /// For the log: what the backend or the connection said. Never contains secrets.
-    pub message: String,
-    /// Indices (into the attempted slice) of the spans to send again.
-    pub failed: Vec<usize>,
-    /// Indices of the spans the backend rejected for good, each with its own reason
-    /// (dead-lettered).
-    pub rejected: Vec<(usize, String)>,
-    /// The request as a whole was refused as invalid; `failed` and `rejected` are empty
-    /// and the worker splits the batch to find the span at fault.
-    pub batch_rejected: bool,
-    /// The backend's own wish (`Retry-After`, `RetryInfo`), honoured when longer than the
-    /// backoff's delay.
-    pub retry_after: Option<Duration>,
-}
-
-impl ExportFailure {
-    /// Every one of `len` spans is to be sent again.
-    pub fn all(reason: FailureReason, message: impl Into<String>, len: usize) -> Self {
-        ExportFailure {
-            reason,
-            message: message.into(),
-            failed: (0..len).collect(),
-            rejected: Vec::new(),
-            batch_rejected: false,
-            retry_after: None,
-        }
-    }
-
-    /// The backend refused the request as invalid without saying which span is at fault.
-    pub fn batch_rejected(message: impl Into<String>) -> Self {
-        ExportFailure {
-            reason: FailureReason::Rejected,
-            message: message.into(),
-            failed: Vec::new(),
-            rejected: Vec::new(),
-            batch_rejected: true,
-            retry_after: None,
-        }
-    }
-
-    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
-        self.retry_after = retry_after;
-        self
-    }
-}
 
 /// What every worker needs besides its sink.
 #[derive(Debug, Clone)]
@@ -141,7 +56,7 @@ pub struct SinkWorker<S: Sink> {
     batch_size: usize,
     backoff: ExponentialBuilder,
     queue: Addr<SpanQueue>,
-    committed: watch::Receiver<u64>,
+    queue_state: watch::Receiver<QueueState>,
     deadletter: Addr<DeadLetter>,
     /// Encodes dead-lettered spans as the stdout sink writes them.
     resource: Resource,
@@ -156,7 +71,7 @@ impl<S: Sink> SinkWorker<S> {
         sink: S,
         settings: &WorkerSettings,
         queue: Addr<SpanQueue>,
-        committed: watch::Receiver<u64>,
+        queue_state: watch::Receiver<QueueState>,
         deadletter: Addr<DeadLetter>,
     ) -> Self {
         let name = sink.name().to_owned();
@@ -174,7 +89,7 @@ impl<S: Sink> SinkWorker<S> {
             name,
             batch_size: settings.batch_size,
             queue,
-            committed,
+            queue_state,
             deadletter,
             resource: settings.resource.clone(),
         }
@@ -205,10 +120,12 @@ impl<S: Sink> SinkWorker<S> {
             };
             let Some(&(last, _)) = batch.last() else {
                 // Nothing after the cursor: wait for the next commit.
-                if *self.committed.borrow_and_update() > cursor {
-                    continue;
-                }
-                if self.committed.changed().await.is_err() {
+                if self
+                    .queue_state
+                    .wait_for(|s| s.committed > cursor)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -267,20 +184,21 @@ impl<S: Sink> SinkWorker<S> {
                 }
                 Err(failure) => failure,
             };
-            if failure.batch_rejected {
-                self.split_rejected(current, failure.message, &mut todo)
-                    .await;
-                continue;
-            }
-            let retry: Vec<Span> = failure
-                .failed
+            let (retry, rejected) = match failure.failed {
+                FailedSpans::WholeBatchInvalid => {
+                    self.split_rejected(current, failure.message, &mut todo)
+                        .await;
+                    continue;
+                }
+                FailedSpans::Named { retry, rejected } => (retry, rejected),
+            };
+            let retry: Vec<Span> = retry
                 .iter()
                 .filter_map(|&i| current.get(i).cloned())
                 .collect();
-            let rejected: Vec<(&Span, String)> = failure
-                .rejected
-                .iter()
-                .filter_map(|(i, why)| current.get(*i).map(|span| (span, why.clone())))
+            let rejected: Vec<(&Span, String)> = rejected
+                .into_iter()
+                .filter_map(|(i, why)| current.get(i).map(|span| (span, why)))
                 .collect();
             let delivered = current.len().saturating_sub(retry.len() + rejected.len());
             self.exported.increment(delivered as u64);
@@ -385,7 +303,7 @@ impl<S: Sink> SinkWorker<S> {
             })
             .collect();
         // A write error is logged by the dead-letter actor itself.
-        if self.deadletter.send(AppendSpans(records)).await.is_err() {
+        if self.deadletter.send(WriteSpans(records)).await.is_err() {
             error!(sink = %self.name, "The dead-letter writer has stopped; rejected spans are lost.");
         }
     }

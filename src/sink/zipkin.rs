@@ -39,7 +39,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 use super::json::{Hex, JsonText};
-use super::{ExportFailure, Exported, Resource, Sink, http};
+use super::{ExportFailure, Exported, Resource, Sink, SinkError, http};
 use crate::{
     attr::{AttrRef, Attributes},
     config::{Compression, ZipkinConfig},
@@ -76,7 +76,11 @@ pub struct ZipkinSink {
 impl ZipkinSink {
     /// The sink named `name`. Fails (naming the header, variable or file, never a value)
     /// when a header secret or the CA file cannot be read.
-    pub fn new(name: String, config: &ZipkinConfig, resource: &Resource) -> Result<Self, String> {
+    pub fn new(
+        name: String,
+        config: &ZipkinConfig,
+        resource: &Resource,
+    ) -> Result<Self, SinkError> {
         let connection = &config.connection;
         Ok(ZipkinSink {
             name,

@@ -9,45 +9,21 @@
 //!
 //! # How the state travels
 //! DESIGN: actors share no mutable state. Each owner publishes its own state on a
-//! `tokio::sync::watch` channel that only it writes: the queue actor a [`QueueHealth`]
-//! after every commit, acknowledgement and failure ([`QueueReporter`]); each input actor
-//! whether it listens ([`InputReporter`]). [`Readiness`] holds the receiving ends and reads
-//! the latest values when `/readyz` asks, on the HTTP worker's thread: a probe never sends a
-//! message into the pipeline and never waits for a busy actor. A channel whose owner is
-//! gone reads as its last value, except that an input whose actor is gone is not listening.
+//! `tokio::sync::watch` channel that only it writes: the queue actor its [`QueueState`]
+//! after every commit, acknowledgement and failure; each input whether it listens
+//! ([`InputReporter`]). [`Readiness`] holds the receiving ends and reads the latest values
+//! when `/readyz` asks, on the HTTP worker's thread: a probe never sends a message into the
+//! pipeline and never waits for a busy actor. A channel whose owner is gone reads as its
+//! last value, except that an input whose owner is gone is not listening.
 
 use tokio::sync::watch;
+
+use crate::queue::actor::QueueState;
 
 /// Fraction of `queue.max_bytes` above which auditspan is not ready.
 pub const HIGH_WATER: f64 = 0.9;
 
-/// What the queue actor publishes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueHealth {
-    /// Bytes of span records in the queue (`auditspan_queue_bytes`).
-    pub bytes: u64,
-    /// Commits fail for want of disk space (`auditspan_queue_disk_full`).
-    pub disk_full: bool,
-    /// Commits fail for another reason (a sled error; the queue reopens the database).
-    pub failed: bool,
-}
-
-/// The queue actor's end: publishes its [`QueueHealth`].
-#[derive(Debug)]
-pub struct QueueReporter(watch::Sender<QueueHealth>);
-
-impl QueueReporter {
-    /// Publishes `health` (a no-op when nothing changed).
-    pub fn report(&self, health: QueueHealth) {
-        self.0.send_if_modified(|current| {
-            let changed = *current != health;
-            *current = health;
-            changed
-        });
-    }
-}
-
-/// An input actor's end: publishes whether it listens.
+/// An input's end: publishes whether it listens.
 #[derive(Debug)]
 pub struct InputReporter(watch::Sender<bool>);
 
@@ -57,16 +33,10 @@ impl InputReporter {
     }
 }
 
-/// A new queue channel: the reporter for the queue actor, the receiver for [`Readiness`].
-pub fn queue_channel() -> (QueueReporter, watch::Receiver<QueueHealth>) {
-    let (tx, rx) = watch::channel(QueueHealth::default());
-    (QueueReporter(tx), rx)
-}
-
 /// The readiness check: the receiving ends of every owner's channel.
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    queue: Option<(watch::Receiver<QueueHealth>, u64)>,
+    queue: Option<(watch::Receiver<QueueState>, u64)>,
     inputs: Vec<(String, watch::Receiver<bool>)>,
 }
 
@@ -80,11 +50,11 @@ impl Readiness {
     }
 
     /// Watches the open queue, bounded by `max_bytes` (`queue.max_bytes`).
-    pub fn queue(&mut self, health: watch::Receiver<QueueHealth>, max_bytes: u64) {
-        self.queue = Some((health, max_bytes));
+    pub fn queue(&mut self, state: watch::Receiver<QueueState>, max_bytes: u64) {
+        self.queue = Some((state, max_bytes));
     }
 
-    /// Adds the input `name`, not listening until its actor says so; returns its reporter.
+    /// Adds the input `name`, not listening until it says so; returns its reporter.
     pub fn input(&mut self, name: &str) -> InputReporter {
         let (tx, rx) = watch::channel(false);
         self.inputs.push((name.to_owned(), rx));
@@ -137,39 +107,42 @@ mod tests {
         assert_eq!(r.check(), Err("input unix is not listening".into()));
         unix.listening(true);
         assert_eq!(r.check(), Err("the queue is not open".into()));
-        let (queue, health) = queue_channel();
-        r.queue(health, 1000);
+        let ok = QueueState {
+            committed: 0,
+            delivered: 0,
+            bytes: 0,
+            disk_full: false,
+            failed: false,
+            accepting: true,
+        };
+        let (queue, state) = watch::channel(ok);
+        r.queue(state, 1000);
         assert_eq!(r.check(), Ok(()));
 
-        queue.report(QueueHealth {
-            bytes: 900,
-            ..QueueHealth::default()
-        });
+        queue.send_replace(QueueState { bytes: 900, ..ok });
         assert_eq!(r.check(), Ok(()), "at 90% exactly: still ready");
-        queue.report(QueueHealth {
-            bytes: 901,
-            ..QueueHealth::default()
-        });
+        queue.send_replace(QueueState { bytes: 901, ..ok });
         assert_eq!(
             r.check(),
             Err("queue above 90% of max_bytes (901 of 1000 bytes)".into())
         );
-        queue.report(QueueHealth {
+        queue.send_replace(QueueState {
             bytes: 10,
             disk_full: true,
             failed: true,
+            ..ok
         });
         assert_eq!(
             r.check(),
             Err("the disk is full; the queue cannot write".into())
         );
-        queue.report(QueueHealth {
+        queue.send_replace(QueueState {
             bytes: 10,
-            disk_full: false,
             failed: true,
+            ..ok
         });
         assert_eq!(r.check(), Err("the queue cannot write".into()));
-        queue.report(QueueHealth::default());
+        queue.send_replace(ok);
         assert_eq!(r.check(), Ok(()));
 
         unix.listening(false);

@@ -40,7 +40,7 @@ use tonic::{
 
 use super::{MAX_RESPONSE_BYTES, exported};
 use crate::sink::http::error_chain;
-use crate::sink::{ExportFailure, Exported, FailureReason};
+use crate::sink::{ExportFailure, Exported, FailureReason, SinkError};
 
 /// An OTLP/gRPC client.
 pub struct GrpcExporter {
@@ -60,11 +60,15 @@ impl GrpcExporter {
         gzip: bool,
         timeout: Option<Duration>,
         ca_pem: Option<&[u8]>,
-    ) -> Result<GrpcExporter, String> {
+    ) -> Result<GrpcExporter, SinkError> {
+        let endpoint_error = |reason: String| SinkError::Endpoint {
+            url: url.to_owned(),
+            reason,
+        };
         let mut endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| format!("endpoint \"{url}\": {e}"))?
+            .map_err(|e| endpoint_error(e.to_string()))?
             .user_agent(concat!("auditspan/", env!("CARGO_PKG_VERSION")))
-            .map_err(|e| format!("user agent: {e}"))?;
+            .map_err(|e| SinkError::Client(format!("user agent: {e}")))?;
         if let Some(timeout) = timeout {
             endpoint = endpoint.timeout(timeout).connect_timeout(timeout);
         }
@@ -75,19 +79,21 @@ impl GrpcExporter {
             }
             endpoint = endpoint
                 .tls_config(tls)
-                .map_err(|e| format!("TLS for \"{url}\": {}", error_chain(&e)))?;
+                .map_err(|e| endpoint_error(format!("TLS: {}", error_chain(&e))))?;
         }
         let mut metadata = MetadataMap::new();
         for (name, value) in headers {
+            let header_error = |reason: &str| SinkError::Header {
+                name: name.clone(),
+                reason: reason.to_owned(),
+            };
             if name.ends_with("-bin") {
-                return Err(format!(
-                    "header {name}: binary (-bin) gRPC metadata is not supported"
-                ));
+                return Err(header_error("binary (-bin) gRPC metadata is not supported"));
             }
             let key = MetadataKey::from_bytes(name.as_bytes())
-                .map_err(|_| format!("\"{name}\" is not a valid gRPC metadata name"))?;
+                .map_err(|_| header_error("not a valid gRPC metadata name"))?;
             let mut value = MetadataValue::try_from(value.as_str())
-                .map_err(|_| format!("the value of header {name} is not valid gRPC metadata"))?;
+                .map_err(|_| header_error("the value is not valid gRPC metadata"))?;
             value.set_sensitive(true);
             metadata.insert(key, value);
         }
@@ -172,24 +178,24 @@ mod tests {
     #[test]
     fn codes_map_to_retry_rejection_or_split() {
         let f = status_failure(&Status::invalid_argument("bad span"), 3);
-        assert!(f.batch_rejected);
+        assert!(f.is_whole_batch_invalid());
         assert_eq!(f.reason, FailureReason::Rejected);
 
         let f = status_failure(&Status::resource_exhausted("too big"), 3);
-        assert!(f.batch_rejected, "no RetryInfo: not retryable");
+        assert!(f.is_whole_batch_invalid(), "no RetryInfo: not retryable");
 
         let details =
             RpcStatus::with_retry_delay(8, "slow down", Duration::from_secs(2)).encode_to_vec();
         let throttled = Status::with_details(Code::ResourceExhausted, "slow down", details.into());
         let quota = Status::new(Code::ResourceExhausted, "quota");
-        assert!(status_failure(&quota, 2).batch_rejected);
+        assert!(status_failure(&quota, 2).is_whole_batch_invalid());
         let alone = status_failure(&quota, 1);
-        assert!(!alone.batch_rejected);
-        assert_eq!(alone.failed, [0]);
+        assert!(!alone.is_whole_batch_invalid());
+        assert_eq!(alone.retry(), [0]);
         let f = status_failure(&throttled, 3);
-        assert!(!f.batch_rejected);
+        assert!(!f.is_whole_batch_invalid());
         assert_eq!(f.reason, FailureReason::Retryable);
-        assert_eq!(f.failed, [0, 1, 2]);
+        assert_eq!(f.retry(), [0, 1, 2]);
         assert_eq!(f.retry_after, Some(Duration::from_secs(2)));
 
         for code in [
@@ -207,7 +213,7 @@ mod tests {
         ] {
             let f = status_failure(&Status::new(code, "x"), 2);
             assert_eq!(f.reason, FailureReason::Retryable, "{code:?}");
-            assert_eq!(f.failed, [0, 1], "{code:?}");
+            assert_eq!(f.retry(), [0, 1], "{code:?}");
             assert_eq!(f.retry_after, None);
         }
         let f = status_failure(&Status::deadline_exceeded("late"), 1);
@@ -238,6 +244,8 @@ mod tests {
         )
         .err()
         .unwrap();
+        assert!(matches!(err, SinkError::Header { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("x-key") && !err.contains("sec"), "{err}");
         let err = GrpcExporter::new(
             "http://localhost:4317",
@@ -247,7 +255,8 @@ mod tests {
             None,
         )
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(err.contains("-bin"), "{err}");
     }
 }

@@ -32,7 +32,7 @@ use tracing::warn;
 
 pub use settings::{ResourceDefaults, Settings};
 
-use super::{ExportFailure, Exported, Sink};
+use super::{ExportFailure, Exported, Sink, SinkError};
 use crate::{
     config::{Compression, Connection, OtlpProtocol, Secret},
     span::Span,
@@ -66,17 +66,26 @@ impl OtlpSink {
     /// A sink with `settings`; header values named by `headers_env` are read from `env`.
     /// Errors (a missing variable, an unreadable CA file, a header gRPC cannot carry) name
     /// the variable, file or header, never a value.
-    pub fn new(name: String, settings: &Settings, env: settings::Env<'_>) -> Result<Self, String> {
+    pub fn new(
+        name: String,
+        settings: &Settings,
+        env: settings::Env<'_>,
+    ) -> Result<Self, SinkError> {
         let headers = settings
             .headers
             .iter()
             .map(|h| match &h.value {
                 Secret::Value(v) => Ok((h.name.clone(), v.clone())),
-                Secret::Env(var) => env(var).map(|v| (h.name.clone(), v)).ok_or_else(|| {
-                    format!("header {}: environment variable {var} is not set", h.name)
-                }),
+                Secret::Env(var) => {
+                    env(var)
+                        .map(|v| (h.name.clone(), v))
+                        .ok_or_else(|| SinkError::Secret {
+                            setting: format!("header {}", h.name),
+                            reason: format!("environment variable {var} is not set"),
+                        })
+                }
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, SinkError>>()?;
         let ca_pem = match &settings.ca_file {
             None => None,
             Some((path, _)) => Some(crate::sink::http::ca_certificates(path)?.0),
@@ -223,6 +232,8 @@ mod tests {
             source: settings::Source::File,
         });
         let err = OtlpSink::new("otlp".into(), &s, &|_| None).err().unwrap();
+        assert!(matches!(err, SinkError::Secret { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("OTLP_TEST_KEY"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -231,6 +242,8 @@ mod tests {
         let mut s = settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]);
         s.ca_file = Some((path.clone(), settings::Source::File));
         let err = OtlpSink::new("otlp".into(), &s, &|_| None).err().unwrap();
+        assert!(matches!(err, SinkError::CaFile { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
     }
 }

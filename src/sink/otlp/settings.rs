@@ -40,6 +40,7 @@
 use std::{fmt, path::PathBuf, time::Duration};
 
 use crate::config::{Compression, Config, OtlpConfig, OtlpProtocol, REDACTED, Secret};
+use crate::sink::SinkError;
 
 pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
@@ -114,7 +115,7 @@ pub struct ResourceDefaults {
 
 impl ResourceDefaults {
     pub fn from_config(config: &Config) -> ResourceDefaults {
-        let resource = crate::app::resource(config);
+        let resource = crate::sink::Resource::from_config(config);
         ResourceDefaults {
             service_name: resource.service_name,
             service_name_given: config.service_name_given,
@@ -157,7 +158,7 @@ impl Settings {
         sink: &OtlpConfig,
         defaults: &ResourceDefaults,
         env: Env<'_>,
-    ) -> Result<Settings, String> {
+    ) -> Result<Settings, SinkError> {
         let get = |name: &'static str| env(name).filter(|v| !v.trim().is_empty());
         let pick = |traces: &'static str, generic: &'static str| {
             get(traces)
@@ -258,9 +259,10 @@ impl Settings {
                     "gzip" => (Compression::Gzip, Source::Env(var)),
                     "none" => (Compression::None, Source::Env(var)),
                     other => {
-                        return Err(format!(
-                            "{var}=\"{other}\": the compression must be gzip or none"
-                        ));
+                        return Err(SinkError::Env {
+                            setting: format!("{var}=\"{other}\""),
+                            reason: "the compression must be gzip or none".to_owned(),
+                        });
                     }
                 },
                 None => (Compression::None, Source::Default),
@@ -287,9 +289,11 @@ impl Settings {
                         (Some(DEFAULT_TIMEOUT), Source::Default)
                     }
                     Err(_) => {
-                        return Err(format!(
-                            "{var}=\"{value}\": the timeout must be an integer number of milliseconds"
-                        ));
+                        return Err(SinkError::Env {
+                            setting: format!("{var}=\"{value}\""),
+                            reason: "the timeout must be an integer number of milliseconds"
+                                .to_owned(),
+                        });
                     }
                 },
                 None => (Some(DEFAULT_TIMEOUT), Source::Default),
@@ -387,23 +391,28 @@ impl Settings {
     }
 }
 
-fn parse_protocol(value: &str, var: &str) -> Result<OtlpProtocol, String> {
+fn parse_protocol(value: &str, var: &str) -> Result<OtlpProtocol, SinkError> {
     match value.trim() {
         "grpc" => Ok(OtlpProtocol::Grpc),
         "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
-        "http/json" => Err(format!(
-            "{var}=http/json: OTLP/JSON is not supported; use grpc or http/protobuf"
-        )),
-        other => Err(format!(
-            "{var}=\"{other}\": the protocol must be grpc or http/protobuf"
-        )),
+        "http/json" => Err(SinkError::Env {
+            setting: format!("{var}=http/json"),
+            reason: "OTLP/JSON is not supported; use grpc or http/protobuf".to_owned(),
+        }),
+        other => Err(SinkError::Env {
+            setting: format!("{var}=\"{other}\""),
+            reason: "the protocol must be grpc or http/protobuf".to_owned(),
+        }),
     }
 }
 
 /// The file's endpoint (already checked by the config): as is, but an HTTP URL without a
 /// path gets `/v1/traces`.
-fn file_endpoint(url: &str, http: bool) -> Result<String, String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("endpoint \"{url}\": {e}"))?;
+fn file_endpoint(url: &str, http: bool) -> Result<String, SinkError> {
+    let parsed = url::Url::parse(url).map_err(|e| SinkError::Endpoint {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     if http && parsed.path() == "/" && parsed.query().is_none() {
         return Ok(append_traces_path(url));
     }
@@ -412,7 +421,7 @@ fn file_endpoint(url: &str, http: bool) -> Result<String, String> {
 
 /// An endpoint from `var`, checked like the file's. A gRPC target without a scheme gets
 /// `https://`, or `http://` when `insecure`.
-fn env_endpoint(url: &str, var: &str, http: bool, insecure: bool) -> Result<String, String> {
+fn env_endpoint(url: &str, var: &str, http: bool, insecure: bool) -> Result<String, SinkError> {
     let url = url.trim();
     let url = if !http && !url.contains("://") {
         let scheme = if insecure { "http" } else { "https" };
@@ -420,7 +429,10 @@ fn env_endpoint(url: &str, var: &str, http: bool, insecure: bool) -> Result<Stri
     } else {
         url.to_owned()
     };
-    crate::config::check_endpoint(&url).map_err(|reason| format!("{var}: {reason}"))?;
+    crate::config::check_endpoint(&url).map_err(|reason| SinkError::Env {
+        setting: var.to_owned(),
+        reason,
+    })?;
     Ok(url)
 }
 
@@ -433,22 +445,26 @@ fn append_traces_path(base: &str) -> String {
 /// `name=value,name2=value2` with percent-encoded names and values (W3C Baggage without
 /// properties). Names are lower-cased (HTTP headers are case-insensitive; gRPC metadata
 /// keys must be lower case). Errors name the variable and the entry's position only.
-fn parse_headers(text: &str, var: &str) -> Result<Vec<(String, String)>, String> {
-    let entries = parse_list(text).map_err(|e| format!("{var}: {e}"))?;
+fn parse_headers(text: &str, var: &str) -> Result<Vec<(String, String)>, SinkError> {
+    let env_error = |reason: String| SinkError::Env {
+        setting: var.to_owned(),
+        reason,
+    };
+    let entries = parse_list(text).map_err(env_error)?;
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     let mut headers: Vec<(String, String)> = Vec::new();
     for (i, (name, value)) in entries.into_iter().enumerate() {
         let name = name.to_ascii_lowercase();
         if !name.chars().all(token) {
-            return Err(format!(
-                "{var}: entry {} has an invalid header name \"{name}\"",
+            return Err(env_error(format!(
+                "entry {} has an invalid header name \"{name}\"",
                 i + 1
-            ));
+            )));
         }
         if value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-            return Err(format!(
-                "{var}: the value of header {name} holds control characters"
-            ));
+            return Err(env_error(format!(
+                "the value of header {name} holds control characters"
+            )));
         }
         // A later entry for the same name replaces the earlier one.
         headers.retain(|(n, _)| *n != name);
@@ -591,7 +607,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Settings::resolve(sink, defaults, &|name| map.get(name).cloned())
+        Settings::resolve(sink, defaults, &|name| map.get(name).cloned()).map_err(|e| e.to_string())
     }
 
     fn file(protocol: Option<OtlpProtocol>, endpoint: Option<&str>) -> OtlpConfig {
