@@ -1,12 +1,18 @@
 //! The daemon's configuration: one TOML file, `AUDITSPAN_*` environment variables and CLI
 //! flags, merged into one validated [`Config`].
 //!
+//! Operators read `docs/configuration.md`: every key with its default, the accepted
+//! formats and the precedence, in one place. A unit test parses that page's reference
+//! block and requires it to equal [`Config::default`], so the page cannot drift from the
+//! code; change both together.
+//!
 //! # Precedence
 //! CLI flags > `AUDITSPAN_*` environment > config file > defaults. clap merges the flags
 //! with the environment (its `env` attribute) into [`Overrides`]; [`load`] reads the file
 //! named there (no file → defaults), applies the overrides and validates. The file is
 //! validated on its own before overrides apply, so `auditspan check --config FILE` gives
-//! the same verdict whatever the environment holds.
+//! the same verdict whatever the environment holds. (The OTLP sink ranks its `OTEL_*`
+//! variables between the file and the defaults; that happens in the sink, not here.)
 //!
 //! # Invariants
 //! - A [`Config`] that exists is valid: every range and cross-field rule below has been
@@ -17,76 +23,6 @@
 //! - [`Config::to_toml_redacted`] prints TOML that [`from_toml_str`] accepts back as an
 //!   equal [`Config`], except that secret values (keys in `SECRET_KEYS`) print as
 //!   `"<redacted>"`.
-//!
-//! # Formats
-//! - Durations are strings in jiff's friendly format: `"10s"`, `"5ms"`, `"1m 30s"`,
-//!   `"1.5s"` (ISO 8601 `"PT10S"` also parses). All durations must be positive.
-//! - Sizes are a number of bytes (`4096` or `"4096"`) or a string with a unit:
-//!   `"4KiB"`, `"64 MiB"`, `"1GiB"` (binary) or `"4KB"`, `"1G"` (decimal: 1 KB = 1000 B).
-//! - File modes are octal strings (`"0600"`), never TOML integers, so `600` cannot be
-//!   mistaken for decimal.
-//! - In `[[input]]` and `[[sink]]`, `type` defaults to `"unix"` / `"stdout"` and `name` to
-//!   the type. A type DESIGN plans but this version lacks is rejected as "not supported
-//!   yet", before any key that only that type would take is looked at.
-//! - Relative paths are kept as given and so resolve against the working directory
-//!   auditspan was started in.
-//!
-//! # Reference: every key with its default
-//! ```toml
-//! data_dir = "./auditspan-data"  # queue and deadletter.jsonl; --data-dir, AUDITSPAN_DATA_DIR
-//! # service_name = "vault"       # service.name; --service-name, AUDITSPAN_SERVICE_NAME
-//! # instance_id = "<host name>"  # service.instance.id; defaults to this machine's host name
-//!                                # (unset, these two rank below OTEL_SERVICE_NAME and
-//!                                # OTEL_RESOURCE_ATTRIBUTES in the OTLP sink's resource)
-//! shutdown_timeout = "10s"       # on SIGTERM/SIGINT, how long sinks may drain before exit
-//! import_timeout = "60s"         # `auditspan import` fails if a sink stays unreachable this long
-//! deadletter_max_bytes = "64MiB" # deadletter.jsonl rotates to deadletter.jsonl.1 past this size
-//!
-//! [[input]]                      # repeat per input; without any [[input]]: exactly this one
-//! type = "unix"                  # only "unix" so far; tcp, udp, file, fifo, stdin, syslog later
-//! name = "unix"                  # default: the type name; unique among inputs (metric label)
-//! path = "./auditspan.sock"      # the socket Vault's `socket` audit device connects to
-//! mode = "0600"                  # socket file permissions: octal string, at most "0777"
-//! prefix = ""                    # the audit device's `prefix`, stripped where a line has it
-//! max_line_bytes = "4MiB"        # longer lines are rejected (reason too_long)
-//!
-//! [parse]                        # limits per event; hitting one truncates and counts, never fails
-//! max_depth = 32                 # 1..=128; deeper subtrees become one JSON-text attribute
-//! max_attributes = 256           # attributes past this many are dropped
-//! max_value_bytes = "4KiB"       # longer values are cut; at most max_span_bytes
-//! max_span_bytes = "256KiB"      # per span; the largest values are truncated first; ≤ 384KiB
-//!
-//! [correlate]
-//! pair_timeout = "10s"           # a half still unpaired after this becomes a span on its own
-//! join_traceparent = true        # a valid `traceparent` request header joins the caller's trace
-//!
-//! [queue]
-//! flush_interval = "5ms"         # group-commit window, the crash loss window; at most "10s"
-//! max_bytes = "1GiB"             # bound on the queue's size on disk; leave disk headroom
-//! overflow = "drop_oldest"       # when full: "drop_oldest" (counted) or "block" (back-pressure)
-//!
-//! [[sink]]                       # repeat per sink; without any [[sink]]: exactly this one
-//! type = "stdout"                # stdout | otlp | zipkin | honeycomb
-//! name = "stdout"                # default: the type name; unique among sinks; keep it stable:
-//!                                # it keys the sink's position in the queue
-//! batch_size = 512               # spans per export, 1..=100000
-//! max_retry_delay = "30s"        # cap of the exponential backoff between retries (forever)
-//! # Network sinks (otlp, zipkin, honeycomb) also take these; a key the type does not take
-//! # is an error. Unset keys take the sink's default (OTLP: OTEL_EXPORTER_OTLP_* first).
-//! # endpoint = "http://localhost:4317"  # http(s) URL, no credentials in it
-//! # headers = { "x-scope-orgid" = "vault" }        # values are secrets: redacted by `check`
-//! # headers_env = { "authorization" = "OTLP_AUTH" } # header name -> environment variable
-//! # compression = "gzip"         # "gzip" | "none"
-//! # timeout = "10s"              # per request
-//! # ca_file = "/etc/ssl/private-ca.pem"  # trusted besides the system roots
-//! # protocol = "grpc"            # otlp only: "grpc" | "http/protobuf"
-//! # dataset = "vault"            # honeycomb only, required
-//! # api_key_env = "HONEYCOMB_API_KEY"    # honeycomb only: api_key or api_key_env, required
-//!
-//! [metrics]
-//! listen = "127.0.0.1:9464"      # /metrics, /healthz, /readyz; "" disables; port 0: any free port
-//! max_label_values = 500         # distinct mount_point / namespace label values each; the rest: "other"
-//! ```
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -1577,7 +1513,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// A positive size in bytes; see the module doc for the accepted forms.
+/// A positive size in bytes: a number of bytes, or a number with a binary (`KiB`) or
+/// decimal (`KB`, `K`) unit.
 fn parse_size(size: &Size) -> Result<u64, String> {
     let bytes = match size {
         Size::Bytes(n) => {
@@ -1808,6 +1745,8 @@ impl From<&Config> for RawConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -1821,21 +1760,67 @@ mod tests {
         }
     }
 
-    /// The annotated TOML in the module doc, so the reference cannot drift from the code.
-    fn doc_sample() -> String {
-        let source = include_str!("config.rs");
-        let mut lines = source
-            .lines()
-            .map_while(|l| l.strip_prefix("//!"))
-            .map(|l| l.strip_prefix(' ').unwrap_or(l))
-            .skip_while(|l| *l != "```toml")
-            .skip(1);
-        let mut sample = String::new();
-        for line in lines.by_ref().take_while(|l| *l != "```") {
-            sample.push_str(line);
-            sample.push('\n');
+    /// The operator's configuration reference, where the one annotated list of defaults lives.
+    const CONFIGURATION_MD: &str = include_str!("../docs/configuration.md");
+
+    /// The heading of that list in `docs/configuration.md`.
+    const REFERENCE_HEADING: &str = "Reference: every key with its default";
+
+    /// The ```toml blocks of `docs/configuration.md`, each with the heading it sits under.
+    fn doc_toml_blocks() -> Vec<(&'static str, String)> {
+        let mut blocks = Vec::new();
+        let mut heading = "";
+        let mut lines = CONFIGURATION_MD.lines();
+        while let Some(line) = lines.next() {
+            if let Some(lang) = line.strip_prefix("```") {
+                let body: String = lines
+                    .by_ref()
+                    .take_while(|l| !l.starts_with("```"))
+                    .flat_map(|l| [l, "\n"])
+                    .collect();
+                if lang == "toml" {
+                    blocks.push((heading, body));
+                }
+            } else if line.starts_with('#') {
+                heading = line.trim_start_matches('#').trim();
+            }
         }
-        sample
+        blocks
+    }
+
+    /// The one TOML block under the reference heading.
+    fn doc_reference() -> String {
+        let mut found = doc_toml_blocks()
+            .into_iter()
+            .filter(|(heading, _)| *heading == REFERENCE_HEADING);
+        let (_, reference) = found
+            .next()
+            .expect("no toml block under the reference heading");
+        assert!(
+            found.next().is_none(),
+            "two toml blocks under the reference heading"
+        );
+        reference
+    }
+
+    /// The keys that hold a value in `table`, at any depth: a table's keys rather than its
+    /// name, except for the header maps, whose keys are header names.
+    fn value_keys(table: &toml::Table, out: &mut BTreeSet<String>) {
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(inner) if key != "headers" && key != "headers_env" => {
+                    value_keys(inner, out);
+                }
+                toml::Value::Array(items) if items.iter().all(toml::Value::is_table) => {
+                    for inner in items.iter().filter_map(toml::Value::as_table) {
+                        value_keys(inner, out);
+                    }
+                }
+                _ => {
+                    out.insert(key.clone());
+                }
+            }
+        }
     }
 
     /// Every key with a non-default value, one entry of each array more than the default.
@@ -1965,16 +1950,64 @@ max_label_values = 20
         );
     }
 
-    /// An empty file and the module doc's reference sample both mean the defaults.
+    /// An empty file means the defaults.
     #[test]
-    fn empty_file_and_doc_sample_are_the_defaults() {
+    fn empty_file_is_the_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
-        let sample = doc_sample();
-        assert!(
-            sample.contains("[[sink]]"),
-            "doc sample not found:\n{sample}"
-        );
-        assert_eq!(parse(&sample).unwrap(), Config::default());
+    }
+
+    /// The reference block of `docs/configuration.md` writes every key at its default (keys
+    /// that must stay unset are comments), so as a file it means the defaults. This is what
+    /// keeps the one reference from drifting from the code.
+    #[test]
+    fn reference_in_docs_is_the_defaults() {
+        let reference = doc_reference();
+        for table in [
+            "[[input]]",
+            "[parse]",
+            "[correlate]",
+            "[queue]",
+            "[[sink]]",
+            "[metrics]",
+        ] {
+            assert!(
+                reference.contains(table),
+                "{table} missing in:\n{reference}"
+            );
+        }
+        assert_eq!(parse(&reference).unwrap(), Config::default());
+    }
+
+    /// The reference names every key the code reads (set or commented out): a key added to
+    /// the code but not to the reference fails here.
+    #[test]
+    fn reference_in_docs_names_every_key() {
+        // A leading newline, so that the first line's key is found like any other.
+        let reference = format!("\n{}", doc_reference());
+        let printed: toml::Table =
+            toml::from_str(&parse(FULL).unwrap().to_toml_redacted()).unwrap();
+        let mut keys = BTreeSet::new();
+        value_keys(&printed, &mut keys);
+        assert!(keys.len() > 30, "{keys:?}");
+        for key in keys {
+            assert!(
+                reference.contains(&format!("\n{key} ="))
+                    || reference.contains(&format!("# {key} =")),
+                "`{key}` is missing from the reference in docs/configuration.md"
+            );
+        }
+    }
+
+    /// Every TOML example in `docs/configuration.md` is a valid config file.
+    #[test]
+    fn every_toml_example_in_docs_parses() {
+        let blocks = doc_toml_blocks();
+        assert!(blocks.len() >= 2, "{blocks:?}");
+        for (heading, block) in blocks {
+            if let Err(e) = parse(&block) {
+                panic!("the example under \"{heading}\" in docs/configuration.md: {e}\n{block}");
+            }
+        }
     }
 
     /// Every key is read, and `to_toml_redacted` prints something that reads back equal.
