@@ -1,9 +1,10 @@
 //! One JSON object → span attributes, in a single streaming pass.
 //!
 //! Implements DESIGN "Span contract → Flattening". The text is walked once with serde
-//! visitors on `serde_json::Deserializer`; no `serde_json::Value` tree is built. While
-//! walking, the values at the paths the correlator needs ([`Picked`]) are picked out, whatever
-//! the limits later cut from the attributes.
+//! visitors on `serde_json::Deserializer`; no `serde_json::Value` tree is built. The walk
+//! knows nothing of Vault: at each value it tells [`Picked`] where it is and what it
+//! found, and `pick` keeps the fields the correlator needs, whatever the limits cut from the
+//! attributes.
 //!
 //! # Invariants
 //! - Keys in the output are unique and in document order. A key produced twice (a literal
@@ -42,6 +43,7 @@ use std::hash::BuildHasher;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::pick::{Picked, Slot};
 use super::{ParseLimits, Truncations};
 use crate::attr::{Attributes, TextFull};
 
@@ -64,52 +66,6 @@ const LINEAR_SIBLINGS: usize = 16;
 #[error("{detail}")]
 pub struct FlattenError {
     pub detail: String,
-}
-
-/// What the walk found at one watched path.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub enum Pick<'de> {
-    #[default]
-    Absent,
-    Str(Cow<'de, str>),
-    /// Present but not a string: the JSON type's name (`"number"`, `"object"`, …).
-    Other(&'static str),
-}
-
-impl<'de> Pick<'de> {
-    /// The string, if present and a string.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Pick::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn into_string(self) -> Option<String> {
-        match self {
-            Pick::Str(s) => Some(s.into_owned()),
-            _ => None,
-        }
-    }
-}
-
-/// The fields the correlator needs, first occurrence of each.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Picked<'de> {
-    /// Top-level `type`.
-    pub event_type: Pick<'de>,
-    /// Top-level `time`.
-    pub time: Pick<'de>,
-    /// Top-level `error`.
-    pub error: Pick<'de>,
-    pub request_id: Pick<'de>,
-    pub operation: Pick<'de>,
-    pub path: Pick<'de>,
-    pub mount_point: Pick<'de>,
-    /// `request.namespace.path`.
-    pub namespace_path: Pick<'de>,
-    /// First element of `request.headers.traceparent`, when the value is an array.
-    pub traceparent: Pick<'de>,
 }
 
 /// A flattened object.
@@ -140,7 +96,7 @@ pub fn flatten<'de>(json: &'de str, limits: &ParseLimits) -> Result<Flattened<'d
             picked: fl.picked,
         }),
         Err(e) => Err(FlattenError {
-            detail: fl.failure.take().unwrap_or_else(|| describe(&e)),
+            detail: fl.walk.failure.take().unwrap_or_else(|| describe(&e)),
         }),
     }
 }
@@ -160,68 +116,53 @@ fn describe(e: &serde_json::Error) -> String {
     }
 }
 
-/// Where a value sits relative to the picked paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    None,
-    Root,
-    Request,
-    Namespace,
-    Headers,
-    Type,
-    Time,
-    Error,
-    Id,
-    Operation,
-    Path,
-    MountPoint,
-    NamespacePath,
-    Traceparent,
+/// What every walk over one input shares, the flattener's and the picker's.
+pub(super) struct Walk {
+    /// Address range of the input, to tell serde_json's number marker (a static string)
+    /// from a real member of that name (borrowed from the input or unescaped).
+    input: std::ops::Range<usize>,
+    /// Our own error text, when we stopped the walk.
+    failure: Option<String>,
 }
 
-impl Slot {
-    fn child(self, name: &str) -> Slot {
-        match self {
-            Slot::None => Slot::None,
-            Slot::Root => match name {
-                "type" => Slot::Type,
-                "time" => Slot::Time,
-                "error" => Slot::Error,
-                "request" => Slot::Request,
-                _ => Slot::None,
-            },
-            Slot::Request => match name {
-                "id" => Slot::Id,
-                "operation" => Slot::Operation,
-                "path" => Slot::Path,
-                "mount_point" => Slot::MountPoint,
-                "namespace" => Slot::Namespace,
-                "headers" => Slot::Headers,
-                _ => Slot::None,
-            },
-            Slot::Namespace if name == "path" => Slot::NamespacePath,
-            Slot::Headers if name == "traceparent" => Slot::Traceparent,
-            _ => Slot::None,
+impl Walk {
+    fn new(json: &str) -> Walk {
+        let start = json.as_ptr() as usize;
+        Walk {
+            input: start..start + json.len(),
+            failure: None,
         }
     }
 
-    /// An object on the way to a picked field.
-    fn is_parent(self) -> bool {
-        matches!(
-            self,
-            Slot::Root | Slot::Request | Slot::Namespace | Slot::Headers
-        )
+    fn fail<E: de::Error>(&mut self, msg: &str) -> E {
+        if self.failure.is_none() {
+            self.failure = Some(msg.to_owned());
+        }
+        E::custom(msg)
     }
 
-    fn is_leaf(self) -> bool {
-        !matches!(self, Slot::None) && !self.is_parent()
+    /// A serde_json error from a nested walk over captured text.
+    pub(super) fn nested<E: de::Error>(&mut self, e: serde_json::Error) -> E {
+        if self.failure.is_none() {
+            self.failure = Some(describe(&e));
+        }
+        E::custom("invalid JSON in a captured value")
+    }
+
+    #[expect(
+        clippy::ptr_arg,
+        reason = "borrowed vs owned is what tells the marker apart"
+    )]
+    pub(super) fn is_number_marker(&self, name: &Cow<'_, str>) -> bool {
+        match name {
+            Cow::Borrowed(s) => *s == NUMBER_TOKEN && !self.input.contains(&(s.as_ptr() as usize)),
+            Cow::Owned(_) => false,
+        }
     }
 }
 
 struct Flattener<'de> {
-    /// Address range of the input, to tell serde_json's number marker (a static string)
-    /// from a real member of that name (borrowed from the input or unescaped).
-    input: std::ops::Range<usize>,
+    walk: Walk,
     max_depth: usize,
     max_attributes: usize,
     max_value_bytes: usize,
@@ -238,8 +179,6 @@ struct Flattener<'de> {
     siblings: Vec<Cow<'de, str>>,
     /// Array elements being classified, a stack of per-array runs.
     elems: Vec<&'de RawValue>,
-    /// Our own error text, when we stopped the walk.
-    failure: Option<String>,
     /// A JSON-string attribute being assembled (compacted subtrees, mixed arrays) before
     /// it is cut and copied into `attrs`; empty until the first one.
     scratch: String,
@@ -247,9 +186,8 @@ struct Flattener<'de> {
 
 impl<'de> Flattener<'de> {
     fn new(json: &'de str, limits: &ParseLimits) -> Self {
-        let start = json.as_ptr() as usize;
         Flattener {
-            input: start..start + json.len(),
+            walk: Walk::new(json),
             max_depth: limits.max_depth.clamp(1, DEPTH_CAP),
             max_attributes: limits.max_attributes,
             max_value_bytes: limits.max_value_bytes,
@@ -266,61 +204,7 @@ impl<'de> Flattener<'de> {
             seen: None,
             siblings: Vec::with_capacity(32),
             elems: Vec::with_capacity(32),
-            failure: None,
             scratch: String::new(),
-        }
-    }
-
-    fn fail<E: de::Error>(&mut self, msg: &str) -> E {
-        if self.failure.is_none() {
-            self.failure = Some(msg.to_owned());
-        }
-        E::custom(msg)
-    }
-
-    /// A serde_json error from a nested walk over captured text.
-    fn nested<E: de::Error>(&mut self, e: serde_json::Error) -> E {
-        if self.failure.is_none() {
-            self.failure = Some(describe(&e));
-        }
-        E::custom("invalid JSON in a captured value")
-    }
-
-    fn pick(&mut self, slot: Slot, value: Pick<'de>) {
-        let field = match slot {
-            Slot::Type => &mut self.picked.event_type,
-            Slot::Time => &mut self.picked.time,
-            Slot::Error => &mut self.picked.error,
-            Slot::Id => &mut self.picked.request_id,
-            Slot::Operation => &mut self.picked.operation,
-            Slot::Path => &mut self.picked.path,
-            Slot::MountPoint => &mut self.picked.mount_point,
-            Slot::NamespacePath => &mut self.picked.namespace_path,
-            Slot::Traceparent => &mut self.picked.traceparent,
-            _ => return,
-        };
-        if *field == Pick::Absent {
-            *field = value;
-        }
-    }
-
-    /// A string value at `slot` (`traceparent` is picked only from an array).
-    fn pick_str(&mut self, slot: Slot, value: impl FnOnce() -> Cow<'de, str>) {
-        match slot {
-            Slot::Traceparent => self.pick(slot, Pick::Other("string")),
-            _ if slot.is_leaf() => self.pick(slot, Pick::Str(value())),
-            _ => {}
-        }
-    }
-
-    #[expect(
-        clippy::ptr_arg,
-        reason = "borrowed vs owned is what tells the marker apart"
-    )]
-    fn is_number_marker(&self, name: &Cow<'de, str>) -> bool {
-        match name {
-            Cow::Borrowed(s) => *s == NUMBER_TOKEN && !self.input.contains(&(s.as_ptr() as usize)),
-            Cow::Owned(_) => false,
         }
     }
 
@@ -458,20 +342,7 @@ impl<'de> Flattener<'de> {
         let text = raw.get();
         match text.as_bytes().first() {
             Some(b'{' | b'[') => {
-                if slot.is_parent() || slot == Slot::Traceparent {
-                    let mut de = serde_json::Deserializer::from_str(text);
-                    de.disable_recursion_limit();
-                    PickSeed { fl: self, slot }.deserialize(&mut de)?;
-                } else if slot.is_leaf() {
-                    self.pick(
-                        slot,
-                        Pick::Other(if text.starts_with('{') {
-                            "object"
-                        } else {
-                            "array"
-                        }),
-                    );
-                }
+                self.picked.captured(&mut self.walk, slot, text)?;
                 if text[1..text.len() - 1].trim_ascii().is_empty() {
                     return Ok(());
                 }
@@ -504,18 +375,7 @@ impl<'de> Flattener<'de> {
         slot: Slot,
     ) -> Result<(), serde_json::Error> {
         let end = self.elems.len();
-        if slot == Slot::Traceparent {
-            let first = self.elems.get(start).copied();
-            match first {
-                Some(e) if e.get().starts_with('"') => {
-                    let s = raw_str(e.get())?;
-                    self.pick(slot, Pick::Str(s));
-                }
-                _ => self.pick(slot, Pick::Other("array")),
-            }
-        } else if slot.is_leaf() {
-            self.pick(slot, Pick::Other("array"));
-        }
+        self.picked.array(slot, self.elems.get(start).copied())?;
         if start == end {
             return Ok(());
         }
@@ -734,7 +594,7 @@ fn classify_number(text: &str) -> Num {
 }
 
 /// The content of a JSON string literal, borrowed when it has no escapes.
-fn raw_str(text: &str) -> Result<Cow<'_, str>, serde_json::Error> {
+pub(super) fn raw_str(text: &str) -> Result<Cow<'_, str>, serde_json::Error> {
     let inner = &text[1..text.len() - 1];
     if inner.contains('\\') {
         serde_json::from_str::<String>(text).map(Cow::Owned)
@@ -784,7 +644,7 @@ fn compact_into(out: &mut String, text: &str) {
 }
 
 /// Deserializes a map key, borrowed when it has no escapes.
-struct KeySeed;
+pub(super) struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = Cow<'de, str>;
@@ -814,21 +674,21 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// Flattens one value under the current key. `depth` counts the containers around it.
+/// Flattens one value under the current key.
 struct ValueSeed<'a, 'de> {
     fl: &'a mut Flattener<'de>,
+    /// The containers around the value: 0 for the event itself, which must be an object.
     depth: usize,
+    /// Where the value sits relative to the picked fields.
     slot: Slot,
 }
 
 impl<'de> ValueSeed<'_, 'de> {
     fn scalar<E: de::Error>(&mut self, type_name: &'static str) -> Result<(), E> {
-        if self.slot == Slot::Root {
-            return Err(self.fl.fail("not a JSON object"));
+        if self.depth == 0 {
+            return Err(self.fl.walk.fail("not a JSON object"));
         }
-        if self.slot.is_leaf() {
-            self.fl.pick(self.slot, Pick::Other(type_name));
-        }
+        self.fl.picked.other(self.slot, type_name);
         Ok(())
     }
 }
@@ -896,19 +756,21 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
-        if self.slot == Slot::Root {
-            return Err(self.fl.fail("not a JSON object"));
+        if self.depth == 0 {
+            return Err(self.fl.walk.fail("not a JSON object"));
         }
-        self.fl.pick_str(self.slot, || Cow::Borrowed(v));
+        self.fl.picked.string(self.slot, || Cow::Borrowed(v));
         self.fl.emit_str(v);
         Ok(())
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        if self.slot == Slot::Root {
-            return Err(self.fl.fail("not a JSON object"));
+        if self.depth == 0 {
+            return Err(self.fl.walk.fail("not a JSON object"));
         }
-        self.fl.pick_str(self.slot, || Cow::Owned(v.to_owned()));
+        self.fl
+            .picked
+            .string(self.slot, || Cow::Owned(v.to_owned()));
         self.fl.emit_str(v);
         Ok(())
     }
@@ -919,8 +781,8 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let ValueSeed { fl, depth, slot } = self;
-        if slot == Slot::Root {
-            return Err(fl.fail("not a JSON object"));
+        if depth == 0 {
+            return Err(fl.walk.fail("not a JSON object"));
         }
         let start = fl.elems.len();
         while let Some(e) = seq.next_element::<&'de RawValue>()? {
@@ -928,7 +790,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
         }
         let done = fl.emit_array(start, depth + 1, slot);
         fl.elems.truncate(start);
-        done.map_err(|e| fl.nested(e))
+        done.map_err(|e| fl.walk.nested(e))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
@@ -939,14 +801,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
         let mut big = None;
         let mut first = true;
         while let Some(name) = map.next_key_seed(KeySeed)? {
-            if std::mem::take(&mut first) && fl.is_number_marker(&name) {
+            if std::mem::take(&mut first) && fl.walk.is_number_marker(&name) {
                 let text: String = map.next_value()?;
-                if slot == Slot::Root {
-                    return Err(fl.fail("not a JSON object"));
+                if depth == 0 {
+                    return Err(fl.walk.fail("not a JSON object"));
                 }
-                if slot.is_leaf() {
-                    fl.pick(slot, Pick::Other("number"));
-                }
+                fl.picked.other(slot, "number");
                 fl.emit_number_text(&text);
                 return Ok(());
             }
@@ -964,7 +824,8 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
             let child = slot.child(&name);
             if level >= fl.max_depth {
                 let raw: &'de RawValue = map.next_value()?;
-                fl.emit_raw(raw, level, child).map_err(|e| fl.nested(e))?;
+                fl.emit_raw(raw, level, child)
+                    .map_err(|e| fl.walk.nested(e))?;
             } else {
                 map.next_value_seed(ValueSeed {
                     fl: &mut *fl,
@@ -975,112 +836,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
             fl.key.truncate(base);
         }
         fl.siblings.truncate(sib_start);
-        if slot.is_leaf() {
-            fl.pick(slot, Pick::Other("object"));
-        }
-        Ok(())
-    }
-}
-
-/// Walks captured text only for the picked fields (used when a parent of a picked field
-/// lies below the depth limit). Its recursion follows [`Slot`], at most four levels.
-struct PickSeed<'a, 'de> {
-    fl: &'a mut Flattener<'de>,
-    slot: Slot,
-}
-
-impl<'de> DeserializeSeed<'de> for PickSeed<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PickSeed<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        self.fl.pick(self.slot, Pick::Other("bool"));
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        self.fl.pick(self.slot, Pick::Other("number"));
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        self.fl.pick(self.slot, Pick::Other("number"));
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        self.fl.pick(self.slot, Pick::Other("number"));
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.fl.pick(self.slot, Pick::Other("null"));
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
-        self.fl.pick_str(self.slot, || Cow::Borrowed(v));
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.fl.pick_str(self.slot, || Cow::Owned(v.to_owned()));
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if self.slot == Slot::Traceparent {
-            match seq.next_element::<&'de RawValue>()? {
-                Some(e) if e.get().starts_with('"') => {
-                    let s = raw_str(e.get()).map_err(|e| self.fl.nested(e))?;
-                    self.fl.pick(self.slot, Pick::Str(s));
-                }
-                _ => self.fl.pick(self.slot, Pick::Other("array")),
-            }
-        } else {
-            self.fl.pick(self.slot, Pick::Other("array"));
-        }
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let PickSeed { fl, slot } = self;
-        let mut first = true;
-        let mut seen: Vec<Slot> = Vec::new();
-        while let Some(name) = map.next_key_seed(KeySeed)? {
-            if std::mem::take(&mut first) && fl.is_number_marker(&name) {
-                map.next_value::<IgnoredAny>()?;
-                fl.pick(slot, Pick::Other("number"));
-                return Ok(());
-            }
-            let child = if slot.is_parent() {
-                slot.child(&name)
-            } else {
-                Slot::None
-            };
-            if child == Slot::None || seen.contains(&child) {
-                map.next_value::<IgnoredAny>()?;
-            } else {
-                seen.push(child);
-                map.next_value_seed(PickSeed {
-                    fl: &mut *fl,
-                    slot: child,
-                })?;
-            }
-        }
-        fl.pick(slot, Pick::Other("object"));
+        fl.picked.other(slot, "object");
         Ok(())
     }
 }

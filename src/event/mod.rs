@@ -1,9 +1,10 @@
 //! One audit line → one [`AuditEvent`], or the reason it was rejected.
 //!
 //! Implements DESIGN "What happens to each line": the configured prefix is stripped when
-//! present, the JSON is walked once (no `Value` tree) and flattened by [`flatten`](mod@flatten)
-//! while the fields the correlator needs are picked out on the way, whatever the limits
-//! cut from the attributes.
+//! present, the JSON is walked once (no `Value` tree) and flattened into attributes by
+//! [`flatten`](mod@flatten), while [`pick`] takes out the fields the correlator needs on
+//! the way, whatever the limits cut from the attributes. This module then checks those
+//! fields and builds the [`AuditEvent`].
 //!
 //! # Decisions
 //! - The prefix is stripped only when the line starts with it, byte for byte; otherwise the
@@ -21,10 +22,12 @@
 //! - [`ParseError::detail`] names the defect and position, never the line's content.
 
 pub mod flatten;
+pub mod pick;
 #[cfg(test)]
 mod tests;
 
-use self::flatten::{Pick, flatten};
+use self::flatten::flatten;
+use self::pick::Pick;
 use crate::attr::Attributes;
 
 /// Whether the event is the request or the response half of a pair.

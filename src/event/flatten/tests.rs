@@ -241,46 +241,6 @@ fn value_limit_cuts_at_char_boundaries_and_counts() {
 }
 
 #[test]
-fn picks_ignore_limits_and_order() {
-    let lim = ParseLimits {
-        max_depth: 1,
-        max_attributes: 0,
-        max_value_bytes: 1,
-    };
-    let json = r#"{"auth":{},"request":{"headers":{"traceparent":["00-ab","x"]},"id":"r1","namespace":{"path":"ns/"},
-        "mount_point":"kv/","operation":"read","path":"kv/x"},"time":"t","type":"request","error":"e"}"#;
-    let f = flatten(json, &lim).unwrap();
-    let p = &f.picked;
-    assert_eq!(p.event_type.as_str(), Some("request"));
-    assert_eq!(p.time.as_str(), Some("t"));
-    assert_eq!(p.error.as_str(), Some("e"));
-    assert_eq!(p.request_id.as_str(), Some("r1"));
-    assert_eq!(p.operation.as_str(), Some("read"));
-    assert_eq!(p.path.as_str(), Some("kv/x"));
-    assert_eq!(p.mount_point.as_str(), Some("kv/"));
-    assert_eq!(p.namespace_path.as_str(), Some("ns/"));
-    assert_eq!(p.traceparent.as_str(), Some("00-ab"));
-    assert!(f.attributes.is_empty());
-    // The same at full depth.
-    let f = flatten(json, &limits()).unwrap();
-    assert_eq!(f.picked, *p);
-}
-
-#[test]
-fn picks_report_wrong_types() {
-    let f = flatten(
-        r#"{"type":5,"request":{"id":{"a":1},"path":["x"],"headers":{"traceparent":"x"}}}"#,
-        &limits(),
-    )
-    .unwrap();
-    assert_eq!(f.picked.event_type, Pick::Other("number"));
-    assert_eq!(f.picked.request_id, Pick::Other("object"));
-    assert_eq!(f.picked.path, Pick::Other("array"));
-    assert_eq!(f.picked.traceparent, Pick::Other("string"));
-    assert_eq!(f.picked.time, Pick::Absent);
-}
-
-#[test]
 fn number_marker_key_in_the_input_is_an_ordinary_member() {
     let a = flat(
         r#"{"n":{"$serde_json::private::Number":"5"},"m":{"$serde_json::private::Number":{"x":1}}}"#,
