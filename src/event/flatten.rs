@@ -463,54 +463,9 @@ impl<'de> Flattener<'de> {
                     }
                 }
             }
-            Kind::Bool => {
-                let n = if self.admit() {
-                    self.fitting(end - start, 1)
-                } else {
-                    0
-                };
-                if n > 0 {
-                    let v = self.elems[start..start + n]
-                        .iter()
-                        .map(|e| e.get() == "true");
-                    let pushed = self.attrs.push_bool_array(&self.key, v);
-                    self.stored(pushed);
-                }
-            }
-            Kind::Int => {
-                let n = if self.admit() {
-                    self.fitting(end - start, 8)
-                } else {
-                    0
-                };
-                if n > 0 {
-                    let v = self.elems[start..start + n].iter().map(|e| {
-                        match classify_number(e.get()) {
-                            Num::Int(v) => v,
-                            _ => 0,
-                        }
-                    });
-                    let pushed = self.attrs.push_int_array(&self.key, v);
-                    self.stored(pushed);
-                }
-            }
-            Kind::Float => {
-                let n = if self.admit() {
-                    self.fitting(end - start, 8)
-                } else {
-                    0
-                };
-                if n > 0 {
-                    let v = self.elems[start..start + n].iter().map(|e| {
-                        match classify_number(e.get()) {
-                            Num::Float(v) => v,
-                            _ => 0.0,
-                        }
-                    });
-                    let pushed = self.attrs.push_float_array(&self.key, v);
-                    self.stored(pushed);
-                }
-            }
+            Kind::Bool => self.emit_fixed_array::<bool>(start, end),
+            Kind::Int => self.emit_fixed_array::<i64>(start, end),
+            Kind::Float => self.emit_fixed_array::<f64>(start, end),
             Kind::Null => {
                 // All nulls: a JSON-string like any array holding nulls.
                 if self.admit() {
@@ -528,15 +483,96 @@ impl<'de> Flattener<'de> {
         Ok(())
     }
 
-    /// How many fixed-size elements fit in `max_value_bytes`; counts a cut.
-    fn fitting(&mut self, n: usize, size: usize) -> usize {
-        let fit = self.max_value_bytes / size;
-        if n > fit {
-            self.trunc.value_bytes += 1;
-            fit
-        } else {
-            n
+    /// The elements `self.elems[start..end]`, all of type `T`, as one typed array
+    /// attribute: as many as fit in `max_value_bytes` at `T::SIZE` bytes each, a cut
+    /// counted.
+    fn emit_fixed_array<T: FixedElem>(&mut self, start: usize, end: usize) {
+        if !self.admit() {
+            return;
         }
+        let fit = self.max_value_bytes / T::SIZE;
+        if end - start > fit {
+            self.trunc.value_bytes += 1;
+        }
+        let n = (end - start).min(fit);
+        if n > 0 {
+            let values = self.elems[start..start + n]
+                .iter()
+                .map(|e| T::from_json(e.get()));
+            let pushed = T::push_array(&mut self.attrs, &self.key, values);
+            self.stored(pushed);
+        }
+    }
+}
+
+/// An array element type with a fixed size, kept as a typed array attribute: bool,
+/// `i64`, `f64`. (Strings differ: their size is their length, and a too-long first one is
+/// cut rather than dropped.)
+trait FixedElem: Sized {
+    /// What one element counts against `max_value_bytes`.
+    const SIZE: usize;
+
+    /// The value of an element whose text [`Kind::of`] classified as this type.
+    fn from_json(text: &str) -> Self;
+
+    fn push_array(
+        attrs: &mut Attributes,
+        key: &str,
+        values: impl IntoIterator<Item = Self>,
+    ) -> Result<(), TextFull>;
+}
+
+impl FixedElem for bool {
+    const SIZE: usize = 1;
+
+    fn from_json(text: &str) -> bool {
+        text == "true"
+    }
+
+    fn push_array(
+        attrs: &mut Attributes,
+        key: &str,
+        values: impl IntoIterator<Item = bool>,
+    ) -> Result<(), TextFull> {
+        attrs.push_bool_array(key, values)
+    }
+}
+
+impl FixedElem for i64 {
+    const SIZE: usize = 8;
+
+    fn from_json(text: &str) -> i64 {
+        match classify_number(text) {
+            Num::Int(v) => v,
+            _ => 0,
+        }
+    }
+
+    fn push_array(
+        attrs: &mut Attributes,
+        key: &str,
+        values: impl IntoIterator<Item = i64>,
+    ) -> Result<(), TextFull> {
+        attrs.push_int_array(key, values)
+    }
+}
+
+impl FixedElem for f64 {
+    const SIZE: usize = 8;
+
+    fn from_json(text: &str) -> f64 {
+        match classify_number(text) {
+            Num::Float(v) => v,
+            _ => 0.0,
+        }
+    }
+
+    fn push_array(
+        attrs: &mut Attributes,
+        key: &str,
+        values: impl IntoIterator<Item = f64>,
+    ) -> Result<(), TextFull> {
+        attrs.push_float_array(key, values)
     }
 }
 

@@ -240,6 +240,30 @@ fn value_limit_cuts_at_char_boundaries_and_counts() {
     }
 }
 
+/// Bool, integer and float arrays share one path: each keeps the elements that fit in
+/// `max_value_bytes` (a bool counts 1 byte, a number 8) and counts one cut.
+#[test]
+fn fixed_size_arrays_keep_what_fits() {
+    let lim = ParseLimits {
+        max_value_bytes: 8,
+        ..limits()
+    };
+    let f = flatten(
+        r#"{"b":[true,false,true,false,true,false,true,false,true],"i":[1,2],"f":[0.5,1.5],"one":[false]}"#,
+        &lim,
+    )
+    .unwrap();
+    let a = &f.attributes;
+    assert_eq!(
+        get(a, "b"),
+        Some(AttrValue::BoolArray([true, false].repeat(4)))
+    );
+    assert_eq!(get(a, "i"), Some(AttrValue::IntArray(vec![1])));
+    assert_eq!(get(a, "f"), Some(AttrValue::FloatArray(vec![0.5])));
+    assert_eq!(get(a, "one"), Some(AttrValue::BoolArray(vec![false])));
+    assert_eq!(f.truncations.value_bytes, 3);
+}
+
 #[test]
 fn number_marker_key_in_the_input_is_an_ordinary_member() {
     let a = flat(
