@@ -44,7 +44,6 @@ pub mod config;
 pub mod correlate;
 pub mod deadletter;
 pub mod event;
-pub mod flatten;
 pub mod import;
 pub mod listener;
 pub mod queue;

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use auditspan::attr::AttrValue;
+use auditspan::event::flatten::flatten;
 use auditspan::event::{ParseLimits, parse_line};
-use auditspan::flatten::flatten;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
