@@ -28,7 +28,7 @@ use std::{sync::Arc, time::Duration, time::Instant};
 
 use actix::prelude::*;
 use metrics::{Counter, Gauge, Histogram};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::{error, info, warn};
 
 pub use pairing::{Feed, InputId, Pairing, Settings, Source, Step, StreamId};
@@ -59,7 +59,35 @@ pub struct Ingest {
     pub events: Vec<AuditEvent>,
     /// When the input read the bytes these events came from.
     pub read_at: Instant,
+    /// Stored in the same atomic commit as every span and waiting entry these events (and
+    /// all earlier ones) made, under this key: a file input's position after the bytes
+    /// they came from, so that a restart resumes exactly there. A later checkpoint of the
+    /// same key replaces an earlier one.
+    pub checkpoint: Option<(String, Vec<u8>)>,
+    /// Answered once what these events made is durable (the commit holding it was
+    /// flushed), or with the reason it could not be written: the http input acknowledges
+    /// a request only then.
+    pub committed: Option<oneshot::Sender<Result<(), CommitFailed>>>,
 }
+
+impl Ingest {
+    /// Events to pair, with neither a checkpoint nor a commit receipt.
+    pub fn events(source: Source, events: Vec<AuditEvent>, read_at: Instant) -> Ingest {
+        Ingest {
+            source,
+            events,
+            read_at,
+            checkpoint: None,
+            committed: None,
+        }
+    }
+}
+
+/// Why the commit holding an [`Ingest`] failed (its spans are kept and retried with the
+/// next window, but the sender of the events was not told they are durable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the queue could not commit: {0}")]
+pub struct CommitFailed(pub String);
 
 /// A stream (connection) ended; its event clock is dropped once its entries are gone.
 #[derive(Message)]
@@ -145,6 +173,10 @@ pub struct Correlator {
     flush_interval: Duration,
     /// Spans of the current window.
     outbox: Vec<Span>,
+    /// Input checkpoints of the current window (the latest per key).
+    checkpoints: Vec<(String, Vec<u8>)>,
+    /// Who waits for the current window to be durable ([`Ingest::committed`]).
+    receipts: Vec<oneshot::Sender<Result<(), CommitFailed>>>,
     /// A commit the queue refused, retried (with newer windows appended) at the next one.
     held: Option<Commit>,
     /// One permit: held by the commit in flight.
@@ -185,6 +217,8 @@ impl Correlator {
             feed,
             flush_interval,
             outbox: Vec::new(),
+            checkpoints: Vec::new(),
+            receipts: Vec::new(),
             held: None,
             committing: Arc::new(Semaphore::new(1)),
             blocked: false,
@@ -303,6 +337,10 @@ impl Correlator {
         commit
             .pending_remove
             .extend(removed.iter().map(|k| k.to_vec()));
+        for (key, position) in self.checkpoints.drain(..) {
+            commit.checkpoints.retain(|(k, _)| *k != key);
+            commit.checkpoints.push((key, position));
+        }
         commit
     }
 
@@ -313,16 +351,26 @@ impl Correlator {
             return;
         };
         let commit = self.take_window();
+        let receipts = std::mem::take(&mut self.receipts);
         if commit.spans.is_empty()
             && commit.pending_put.is_empty()
             && commit.pending_remove.is_empty()
+            && commit.checkpoints.is_empty()
         {
+            // Nothing these events made needs the disk (duplicates, test messages).
+            answer(receipts, &Ok(()));
             return;
         }
         let reads = std::mem::take(&mut self.window_reads);
         let send = self.queue.send(CommitWindow(commit));
         ctx.spawn(send.into_actor(self).map(move |result, act, ctx| {
             drop(permit);
+            let answered = match &result {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(refused)) => Err(CommitFailed(refused.error.to_string())),
+                Err(_) => Err(CommitFailed("the queue is gone".to_owned())),
+            };
+            answer(receipts, &answered);
             match result {
                 Ok(Ok(committed)) => {
                     for (read_at, events) in reads {
@@ -393,6 +441,17 @@ impl Correlator {
     }
 }
 
+/// Tells every waiting sender how the commit of its events went.
+fn answer(
+    receipts: Vec<oneshot::Sender<Result<(), CommitFailed>>>,
+    result: &Result<(), CommitFailed>,
+) {
+    for receipt in receipts {
+        // A sender that stopped waiting (its client went away) needs no answer.
+        receipt.send(result.clone()).ok();
+    }
+}
+
 impl Actor for Correlator {
     type Context = Context<Self>;
 
@@ -413,6 +472,13 @@ impl Handler<Ingest> for Correlator {
     /// batch until then. (Not `ctx.wait`: that would also stop the commit's own answer.)
     fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) -> Self::Result {
         let arrived = (self.feed == Feed::Live).then(Instant::now);
+        if let Some((key, position)) = msg.checkpoint {
+            self.checkpoints.retain(|(k, _)| *k != key);
+            self.checkpoints.push((key, position));
+        }
+        if let Some(receipt) = msg.committed {
+            self.receipts.push(receipt);
+        }
         self.window_reads
             .push((msg.read_at, msg.events.len() as u64));
         for event in msg.events {
@@ -463,5 +529,96 @@ impl Handler<Drain> for Correlator {
 
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         self.flush_all(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::Overflow,
+        event::{ParseLimits, Parsed, parse_line},
+        queue::{QueueStore, StoreOptions},
+    };
+
+    fn event(kind: &str, id: &str, second: u32) -> AuditEvent {
+        let line = format!(
+            r#"{{"type":"{kind}","time":"2025-03-11T14:00:{second:02}Z","request":{{"id":"{id}","operation":"read","path":"kv/x"}}}}"#
+        );
+        match parse_line(line.as_bytes(), "", &ParseLimits::default()) {
+            Ok(Parsed::Event(event)) => *event,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            pair_timeout: Duration::from_secs(10),
+            join_traceparent: true,
+            max_attributes: 256,
+            max_span_bytes: 256 << 10,
+        }
+    }
+
+    /// A commit receipt is answered only once the window holding the batch's span, waiting
+    /// entry and checkpoint is on disk, and all three are in that one commit.
+    #[actix::test]
+    async fn receipts_and_checkpoints_ride_with_their_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store =
+            QueueStore::open(dir.path(), StoreOptions::new(1 << 30, Overflow::DropOldest)).unwrap();
+        store.set_sinks(&["s".to_owned()]).unwrap();
+        let (queue, state) = SpanQueue::new(store);
+        let queue_thread = Arbiter::new();
+        let queue = SpanQueue::start_in_arbiter(&queue_thread.handle(), move |_| queue);
+        let correlator = Correlator::new(
+            settings(),
+            &["file".to_owned()],
+            queue.clone(),
+            state.clone(),
+            Duration::from_millis(5),
+            Feed::Live,
+        )
+        .start();
+
+        let (tx, rx) = oneshot::channel();
+        correlator
+            .send(Ingest {
+                source: Source::from(0),
+                events: vec![
+                    event("request", "a", 1),
+                    event("response", "a", 2),
+                    event("request", "b", 3),
+                ],
+                read_at: Instant::now(),
+                checkpoint: Some(("file".to_owned(), b"offset 42".to_vec())),
+                committed: Some(tx),
+            })
+            .await
+            .unwrap();
+        assert_eq!(rx.await.unwrap(), Ok(()));
+        assert_eq!(state.borrow().committed, 1, "the paired span is committed");
+
+        // A batch that makes nothing to store is answered at the next window too.
+        let (tx, rx) = oneshot::channel();
+        let mut duplicate = Ingest::events(
+            Source::from(0),
+            vec![event("request", "a", 1)],
+            Instant::now(),
+        );
+        duplicate.committed = Some(tx);
+        correlator.send(duplicate).await.unwrap();
+        assert_eq!(rx.await.unwrap(), Ok(()));
+
+        // Stopping its thread drops the store, which closes the database.
+        queue_thread.stop();
+        queue_thread.join().unwrap();
+        let options = StoreOptions::new(1 << 30, Overflow::DropOldest);
+        let store = QueueStore::open(dir.path(), options).unwrap();
+        assert_eq!(
+            store.checkpoint("file").unwrap(),
+            Some(b"offset 42".to_vec())
+        );
+        assert_eq!(store.pending().unwrap().len(), 1, "request b waits on disk");
     }
 }

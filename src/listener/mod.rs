@@ -359,11 +359,10 @@ impl Delivery {
         }
         self.settle().await;
         // `send` queues the message at once; awaiting it only waits for the answer.
-        self.in_flight = Some(self.correlator.send(Ingest {
-            source: self.source,
-            events,
-            read_at,
-        }));
+        self.in_flight = Some(
+            self.correlator
+                .send(Ingest::events(self.source, events, read_at)),
+        );
     }
 
     /// Waits until the correlator has taken the batch in flight.
