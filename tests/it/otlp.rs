@@ -1,5 +1,5 @@
 //! The OTLP sink against real OTLP receivers on loopback (gRPC with tonic, HTTP/protobuf
-//! with actix-web; see `otlp_receiver`), driven through the real binary: what arrives is
+//! with actix-web; see `support::receiver::otlp`), driven through the real binary: what arrives is
 //! exactly what the stdout sink prints for the same input, gzip and headers included; the
 //! `OTEL_*` environment configures it; rejected spans are dead-lettered while the rest of
 //! their batch is delivered; retryable answers and outages delay spans without losing or
@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::otlp_receiver::{
-    Answer, Protocol, Receiver, assert_same_spans, delivered_as_stdout_json, free_port, hex,
+use crate::support::receiver::{
+    free_port,
+    otlp::{Answer, Protocol, Receiver, assert_same_spans, delivered_as_stdout_json, hex},
 };
 use crate::support::{DEADLINE, Daemon, auditspan, default_config, toml_string};
 
@@ -116,7 +117,7 @@ fn request_path(span: &opentelemetry_proto::tonic::trace::v1::Span) -> String {
     span.attributes
         .iter()
         .find(|kv| kv.key == "request.path")
-        .map(|kv| crate::otlp_receiver::json_value(kv.value.as_ref()))
+        .map(|kv| crate::support::receiver::otlp::json_value(kv.value.as_ref()))
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }

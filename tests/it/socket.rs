@@ -42,15 +42,6 @@ fn paired_ids(spans: &[Value]) -> Vec<String> {
         .collect()
 }
 
-fn deadletters(daemon: &Daemon) -> Vec<Value> {
-    let path = daemon.dir().join("data/deadletter.jsonl");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// 8 writers × 5,000 events, each pair's request and response on different connections:
 /// every pair becomes exactly one span and nothing is left waiting.
 #[test]
@@ -121,7 +112,7 @@ fn oversized_line_is_skipped_and_the_connection_carries_on() {
             == 1.0
     });
     assert_eq!(daemon.metrics().get(RECEIVED, &[("input", "unix")]), 3.0);
-    let dl = deadletters(&daemon);
+    let dl = daemon.dead_letters();
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0]["reason"], "too_long");
     assert_eq!(dl[0]["input"], "unix");
@@ -165,7 +156,7 @@ fn garbage_bytes_are_rejected_and_the_pair_around_them_survives() {
         m.get(INVALID, &[("input", "unix"), ("reason", "no_request_id")]),
         1.0
     );
-    let dl = deadletters(&daemon);
+    let dl = daemon.dead_letters();
     assert_eq!(dl.len(), 3);
     assert!(
         dl[0]["line_base64"].is_string(),
