@@ -11,11 +11,11 @@ use std::{
 use serde_json::{Map, Value, json};
 
 use crate::support::{
-    DEADLINE, Daemon, audit_pair_with, auditspan, config_with_sink, default_config, import_fixture,
+    DEADLINE, Daemon, auditspan, config_with_sink, default_config, import_fixture, pair_with,
     receiver::http::{FIXTURES, Receiver, Reply, Request, outage_then_delivery},
     request_id,
     schema::{assert_schema_examples, assert_valid, example, schema},
-    send_pairs, send_text, span_times,
+    send, send_pairs, span_times,
 };
 
 const SCHEMA: &str = "honeycomb-batch.schema.json";
@@ -338,14 +338,14 @@ fn large_batches_go_as_several_requests_with_their_own_statuses() {
             default_config(dir)
         )
     });
-    send_text(&daemon, &audit_pair_with(0, &data));
+    send(&daemon, pair_with(0, |e| e.data(&data)));
     daemon.wait_until(DEADLINE, "the first export to arrive", || {
         receiver.requests().len() == 1
     });
-    send_text(
+    send(
         &daemon,
-        &(1..20)
-            .map(|n| audit_pair_with(n, &data))
+        (1..20)
+            .map(|n| pair_with(n, |e| e.data(&data)))
             .collect::<String>(),
     );
     daemon.wait_for_spans(20);

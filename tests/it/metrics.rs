@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{DEADLINE, Daemon, Metrics, default_config, http_agent};
+use crate::support::{
+    DEADLINE, Daemon, Metrics, default_config, http_agent, pair_with, pairs, send, send_pairs,
+};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const INVALID: &str = "auditspan_events_invalid_total";
@@ -82,14 +84,6 @@ fn fixture_files() -> Vec<PathBuf> {
     files.sort();
     assert!(files.len() >= 5, "fixtures missing in {:?}", fixtures());
     files
-}
-
-/// Writes `bytes` to the daemon's socket on a connection of its own and closes it.
-fn feed(daemon: &Daemon, bytes: &[u8]) {
-    let mut conn = daemon.connect();
-    conn.set_write_timeout(Some(DEADLINE)).unwrap();
-    conn.write_all(bytes)
-        .unwrap_or_else(|e| daemon.fail(&format!("writing to the socket: {e}")));
 }
 
 /// GET `path` on the metrics server: status and body.
@@ -269,7 +263,7 @@ fn fixture_corpus_metrics_equal_what_was_fed() {
 
     let daemon = Daemon::start_default();
     for file in &files {
-        feed(&daemon, &std::fs::read(file).unwrap());
+        send(&daemon, std::fs::read(file).unwrap());
     }
     // Halves still waiting at the end of a file expire after pair_timeout (10 s) of wall time.
     daemon.wait_until(DEADLINE, &format!("{spans} spans exported"), || {
@@ -645,7 +639,7 @@ fn promql_scanner_finds_metric_names_only() {
 fn exposition_alerts_and_dashboard_pass_promtool_and_name_real_metrics() {
     let daemon = Daemon::start_default();
     let basic = fixtures().join("authored-basic.jsonl");
-    feed(&daemon, &std::fs::read(basic).unwrap());
+    send(&daemon, std::fs::read(basic).unwrap());
     daemon.wait_until(DEADLINE, "the 20 pairs exported", || {
         daemon.metrics().get(EXPORTED, &[("sink", "stdout")]) >= 20.0
     });
@@ -784,33 +778,6 @@ fn exposition_alerts_and_dashboard_pass_promtool_and_name_real_metrics() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Generated audit events.
-
-/// `2025-03-11T14:00:00Z` plus `millis`.
-fn time(millis: u64) -> String {
-    let secs = millis / 1000;
-    format!(
-        "2025-03-11T{:02}:{:02}:{:02}.{:03}Z",
-        14 + secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        millis % 1000
-    )
-}
-
-/// A request and its response 1 ms later, on `mount` (e.g. `kv/`).
-fn pair(n: u64, mount: &str) -> String {
-    let id = format!("00000000-0000-4000-8000-{n:012x}");
-    let event = |kind: &str, millis: u64| {
-        format!(
-            r#"{{"time":"{}","type":"{kind}","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"{mount}","path":"{mount}data/x","namespace":{{"id":"root"}}}},"response":{{"mount_type":"kv","data":{{"v":"hmac-sha256:00"}}}}}}"#,
-            time(millis)
-        ) + "\n"
-    };
-    event("request", 2 * n) + &event("response", 2 * n + 1)
-}
-
-// ---------------------------------------------------------------------------------------
 // /readyz.
 
 /// /readyz is 200 once the input listens and the queue is open; with the stdout sink
@@ -833,7 +800,7 @@ fn readyz_follows_the_queue_high_water_mark() {
     let mut last = (0, String::new());
     let started = Instant::now();
     while started.elapsed() < DEADLINE {
-        let batch: String = (n..n + 100).map(|i| pair(i, "kv/")).collect();
+        let batch = pairs(n..n + 100);
         conn.write_all(batch.as_bytes()).unwrap();
         n += 100;
         let want = n as f64;
@@ -877,8 +844,7 @@ fn readyz_is_503_once_inputs_stop() {
         Daemon::start_with(|dir| format!("shutdown_timeout = \"5s\"\n{}", default_config(dir)));
     assert_eq!(get(&daemon, "/readyz").0, 200);
     daemon.pause_stdout();
-    let events: String = (0..1_000).map(|i| pair(i, "kv/")).collect();
-    feed(&daemon, events.as_bytes());
+    send_pairs(&daemon, 0..1_000);
     daemon.wait_until(DEADLINE, "spans waiting for the stalled sink", || {
         let m = daemon.metrics();
         m.get(COMMITTED, &[]) >= 1_000.0 && m.get(LAG, &[("sink", "stdout")]) > 0.0
@@ -923,8 +889,10 @@ fn label_cap_folds_mount_points_into_other() {
             "[metrics]\nlisten = \"127.0.0.1:0\"\nmax_label_values = 25\n",
         )
     });
-    let events: String = (0..2_000).map(|i| pair(i, &format!("m{i}/"))).collect();
-    feed(&daemon, events.as_bytes());
+    let events: String = (0..2_000)
+        .map(|i| pair_with(i, |e| e.mount(&format!("m{i}/"))))
+        .collect();
+    send(&daemon, events);
     daemon.wait_until(DEADLINE, "2,000 spans", || {
         daemon.metrics().sum(CREATED) >= 2_000.0
     });
@@ -961,8 +929,10 @@ fn label_cap_folds_mount_points_into_other() {
 fn default_label_cap_is_500() {
     let m_text = {
         let daemon = Daemon::start_default();
-        let events: String = (0..2_000).map(|i| pair(i, &format!("m{i}/"))).collect();
-        feed(&daemon, events.as_bytes());
+        let events: String = (0..2_000)
+            .map(|i| pair_with(i, |e| e.mount(&format!("m{i}/"))))
+            .collect();
+        send(&daemon, events);
         daemon.wait_until(DEADLINE, "2,000 spans", || {
             daemon.metrics().sum(CREATED) >= 2_000.0
         });
@@ -1030,9 +1000,7 @@ fn bad_http_clients_get_clean_errors_and_spans_keep_flowing() {
         let mut conn = UnixStream::connect(socket).unwrap();
         conn.set_write_timeout(Some(DEADLINE)).unwrap();
         for chunk in 0..PAIRS / 100 {
-            let batch: String = (chunk * 100..(chunk + 1) * 100)
-                .map(|i| pair(i, "kv/"))
-                .collect();
+            let batch = pairs(chunk * 100..(chunk + 1) * 100);
             conn.write_all(batch.as_bytes()).unwrap();
         }
     });

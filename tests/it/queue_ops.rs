@@ -23,7 +23,9 @@ use std::{
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{DEADLINE, Daemon, Metrics, auditspan, http_agent, poll_until, toml_string};
+use crate::support::{
+    DEADLINE, Daemon, Metrics, auditspan, http_agent, pairs, poll_until, request_id, toml_string,
+};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const CREATED: &str = "auditspan_spans_created_total";
@@ -31,32 +33,6 @@ const DROPPED: &str = "auditspan_queue_dropped_spans_total";
 const QUEUE_BYTES: &str = "auditspan_queue_bytes";
 const COMMITTED: &str = "auditspan_queue_committed_sequence";
 const DISK_FULL: &str = "auditspan_queue_disk_full";
-
-fn uuid(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
-}
-
-/// A request and its response for request id `uuid(n)`: one paired span.
-fn pair(n: u64) -> String {
-    let id = uuid(n);
-    let event = |kind: &str, extra: &str| {
-        format!(
-            r#"{{"time":"2025-03-11T14:00:{:02}.{:03}Z","type":"{kind}","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}}{extra}}}"#,
-            (n / 1000) % 60,
-            n % 1000
-        ) + "\n"
-    };
-    event("request", "")
-        + &event(
-            "response",
-            r#","response":{"mount_type":"kv","data":{"v":"hmac-sha256:00"}}"#,
-        )
-}
-
-/// `pair(n)` for every `n` in `range`, as one string.
-fn pairs(range: std::ops::Range<u64>) -> String {
-    range.map(pair).collect()
-}
 
 /// The `vault.request.id` of every span line.
 fn ids(lines: &[String]) -> Vec<String> {
@@ -308,7 +284,7 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
         d.span_lines().len() as f64 >= kept
     });
     daemon.wait_until("the newest span on stdout", |d| {
-        ids(&d.span_lines()).last() == Some(&uuid(BATCHES * PER_BATCH - 1))
+        ids(&d.span_lines()).last() == Some(&request_id(BATCHES * PER_BATCH - 1))
     });
     let lines = daemon.span_lines();
     let unique: HashSet<String> = ids(&lines).into_iter().collect();
@@ -320,7 +296,7 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
         unique.len()
     );
     let delivered_at: Vec<bool> = (0..BATCHES * PER_BATCH)
-        .map(|n| unique.contains(&uuid(n)))
+        .map(|n| unique.contains(&request_id(n)))
         .collect();
     assert!(
         delivered_at[0],
@@ -394,7 +370,7 @@ fn block_stops_intake_and_loses_nothing() {
     assert_eq!(m.sum(CREATED), PAIRS as f64);
     assert_eq!(m.get(DROPPED, &[]), 0.0);
     let lines = daemon.span_lines();
-    let expected: Vec<String> = (0..PAIRS).map(uuid).collect();
+    let expected: Vec<String> = (0..PAIRS).map(request_id).collect();
     assert_eq!(
         ids(&lines[..PAIRS as usize]),
         expected,
@@ -481,7 +457,7 @@ fn full_disk_is_reported_and_recovered() {
         .iter()
         .map(|s| s["attributes"]["vault.request.id"].as_str().unwrap())
         .collect();
-    let expected: Vec<String> = (0..PAIRS).map(uuid).collect();
+    let expected: Vec<String> = (0..PAIRS).map(request_id).collect();
     assert_eq!(got, expected);
     assert!(daemon.stderr().contains("The queue writes again."));
     drop(daemon);
@@ -650,6 +626,6 @@ fn queue_stats_and_compact_work_offline() {
         .iter()
         .map(|s| s["attributes"]["vault.request.id"].as_str().unwrap())
         .collect();
-    let expected: Vec<String> = (cursor..PAIRS).map(uuid).collect();
+    let expected: Vec<String> = (cursor..PAIRS).map(request_id).collect();
     assert_eq!(got, expected, "exactly the undelivered spans, in order");
 }

@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::support::{DEADLINE, Metrics, auditspan, default_config, http_agent, wait_until};
+use crate::support::{DEADLINE, Event, Metrics, auditspan, default_config, http_agent, wait_until};
 
 /// A write error on stdout (EPIPE: nobody reads it any more) is retried with backoff,
 /// counted per attempt, and the span stays in the queue instead of being lost.
@@ -61,12 +61,8 @@ fn failed_exports_are_retried_and_keep_the_span_queued() {
     });
     let mut conn = UnixStream::connect(&socket).unwrap();
     let id = "00000000-0000-4000-8000-00000000beef";
-    for (kind, ms) in [("request", 100), ("response", 900)] {
-        writeln!(
-            conn,
-            r#"{{"time":"2025-03-11T14:00:00.{ms}Z","type":"{kind}","request":{{"id":"{id}","operation":"read","path":"kv/x"}}}}"#
-        )
-        .unwrap();
+    for event in [Event::request(id, 100), Event::response(id, 900)] {
+        conn.write_all(event.line().as_bytes()).unwrap();
     }
     wait_until(DEADLINE, "three failed attempts and two retries", || {
         let m = metrics();

@@ -8,7 +8,8 @@
 //!   failing test never leaves one behind. Its stdout is collected line by line, or left
 //!   unread in a pipe, or discarded ([`Stdout`]).
 //! - [`scrape`]: [`Metrics`], one scrape of `/metrics`, keyed by name and sorted labels.
-//! - [`traffic`]: audit events and the writers to the daemon's unix socket.
+//! - [`traffic`]: audit events (one builder, [`Event`], and the [`pair`]s most tests send)
+//!   and the writers to the daemon's unix socket.
 //! - [`receiver`]: backends on loopback — a scripted HTTP receiver (Zipkin, Honeycomb) and
 //!   OTLP receivers (gRPC, HTTP) — with the request handling they share.
 //! - [`schema`]: validators of the JSON schemas in `shared/schemas/`.
@@ -34,7 +35,7 @@ pub use daemon::{
     span_times, toml_string,
 };
 pub use scrape::Metrics;
-pub use traffic::{audit_pair, audit_pair_with, request_id, send_pairs, send_text};
+pub use traffic::{Event, connect, pair, pair_with, pairs, request_id, send, send_pairs, write};
 
 /// How long any single wait may take before the test fails. Generous on purpose: CI is a
 /// busy 2-core machine that may be compiling or running other tests at the same time.
