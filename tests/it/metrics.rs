@@ -18,14 +18,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::support::{
-    DEADLINE, Daemon, Metrics, default_config, http_agent, pair_with, pairs, send, send_pairs,
+    DEADLINE, Daemon, Metrics, default_config, fixture, fixture_files, golden_dir, http_agent,
+    pair_with, pairs, repo_dir, send, send_pairs,
 };
 
 const RECEIVED: &str = "auditspan_events_received_total";
@@ -65,26 +66,6 @@ const OPERATIONS: [&str; 15] = [
     "recover",
     "scan",
 ];
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixtures() -> PathBuf {
-    repo().join("../shared/fixtures/vault-audit")
-}
-
-/// Every `.jsonl` fixture, as `golden.rs` runs them (its prefix case aside).
-fn fixture_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "fixtures missing in {:?}", fixtures());
-    files
-}
 
 /// GET `path` on the metrics server: status and body.
 fn get(daemon: &Daemon, path: &str) -> (u16, String) {
@@ -220,7 +201,7 @@ fn expected_from_golden(files: &[PathBuf]) -> (Summary, VaultExpectation) {
     let mut vault = VaultExpectation::default();
     for file in files {
         let name = file.file_stem().unwrap().to_str().unwrap();
-        let golden = repo().join("tests/golden");
+        let golden = golden_dir();
         let summary = std::fs::read_to_string(golden.join(format!("{name}.summary.txt"))).unwrap();
         let summary = parse_summary(summary.trim());
         let spans: Vec<Value> = std::fs::read_to_string(golden.join(format!("{name}.spans.jsonl")))
@@ -638,7 +619,7 @@ fn promql_scanner_finds_metric_names_only() {
 #[test]
 fn exposition_alerts_and_dashboard_pass_promtool_and_name_real_metrics() {
     let daemon = Daemon::start_default();
-    let basic = fixtures().join("authored-basic.jsonl");
+    let basic = fixture("authored-basic.jsonl");
     send(&daemon, std::fs::read(basic).unwrap());
     daemon.wait_until(DEADLINE, "the 20 pairs exported", || {
         daemon.metrics().get(EXPORTED, &[("sink", "stdout")]) >= 20.0
@@ -679,7 +660,7 @@ fn exposition_alerts_and_dashboard_pass_promtool_and_name_real_metrics() {
     }
 
     // Alert rules.
-    let alerts = repo().join("deploy/prometheus/alerts.yml");
+    let alerts = repo_dir().join("deploy/prometheus/alerts.yml");
     run_promtool(&["check", "rules", alerts.to_str().unwrap()], "");
     let rules = std::fs::read_to_string(&alerts).unwrap();
     let alert_exprs = yaml_exprs(&rules);
@@ -707,7 +688,7 @@ fn exposition_alerts_and_dashboard_pass_promtool_and_name_real_metrics() {
 
     // Dashboard.
     let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("deploy/grafana/auditspan.json")).unwrap(),
+        &std::fs::read_to_string(repo_dir().join("deploy/grafana/auditspan.json")).unwrap(),
     )
     .expect("the dashboard is JSON");
     let variables = dashboard["templating"]["list"].as_array().unwrap();

@@ -17,16 +17,10 @@ use crate::support::receiver::{
     otlp::{Answer, Protocol, Receiver, assert_same_spans, delivered_as_stdout_json, hex},
 };
 use crate::support::{
-    DEADLINE, Daemon, Event, auditspan, default_config, request_id, send, toml_string,
+    DEADLINE, Daemon, Event, auditspan, default_config, fixture, request_id, send, toml_string,
 };
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::Grpc, Protocol::Http];
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/vault-audit")
-        .join(name)
-}
 
 /// `auditspan import FILES` in `dir` with `config` and `env`; fails the test unless it
 /// exits 0.

@@ -69,6 +69,20 @@ pub fn fixture(name: &str) -> PathBuf {
     fixtures_dir().join(name)
 }
 
+/// Every `.jsonl` fixture (each one audit log), sorted; panics when fewer than five are
+/// there, so that a missing `shared/` folder cannot pass for an empty corpus.
+pub fn fixture_files() -> Vec<PathBuf> {
+    let dir = fixtures_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "fixtures missing in {dir:?}");
+    files
+}
+
 /// The reviewed expectations of the golden test, `tests/golden/`.
 pub fn golden_dir() -> PathBuf {
     repo_dir().join("tests/golden")
