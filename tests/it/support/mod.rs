@@ -17,8 +17,10 @@
 //!   with the daemon's stderr tail; no test sleeps to synchronise.
 //!
 //! The end-to-end bench (`benches/e2e`) includes this folder with `#[path]`, so the daemon
-//! it measures is started, scraped and awaited exactly as the tests do it: hence the
-//! `dead_code` allowance, as neither user needs all of it.
+//! it measures is started, scraped and awaited exactly as the tests do it; both mount it
+//! as `crate::support`, the path its submodules use for each other. Neither user
+//! needs all of it, hence the `dead_code` and `unused_imports` allowances (the flat
+//! re-exports below are for the tests).
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
 pub mod daemon;
