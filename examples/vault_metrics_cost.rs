@@ -8,7 +8,7 @@
 //! the recorder's upkeep every 100,000 spans as its thread would; then the same with no
 //! namespace attribute at all (the root namespace: the key scan goes through every
 //! attribute). Prints nanoseconds per span. Compare with the daemon's CPU time per span
-//! (`auditspan-bench`: about 2 × the CPU time per event).
+//! (the end-to-end bench, `cargo bench --bench e2e`: about 2 × the CPU time per event).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;

@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command};
 
-use crate::support::auditspan;
+use crate::support::{auditspan, fixture};
 
 struct Output {
     success: bool,
@@ -23,12 +23,6 @@ fn run(command: &mut Command) -> Output {
 fn check(dir: &Path, config: &str) -> Output {
     std::fs::write(dir.join("c.toml"), config).unwrap();
     run(auditspan(dir).args(["check", "--config", "c.toml"]))
-}
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/vault-audit")
-        .join(name)
 }
 
 /// Each kind of bad configuration fails `check` with a message naming the file, the line,
@@ -226,10 +220,8 @@ fn help_documents_every_option() {
 #[test]
 fn import_orders_files_and_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: Vec<&str> =
-        include_str!("../../../shared/fixtures/vault-audit/authored-basic.jsonl")
-            .lines()
-            .collect();
+    let basic = std::fs::read_to_string(fixture("authored-basic.jsonl")).unwrap();
+    let lines: Vec<&str> = basic.lines().collect();
     // authored-basic line 1 is P01's request and line 2 its response.
     std::fs::write(dir.path().join("audit.log.1"), format!("{}\n", lines[0])).unwrap();
     std::fs::write(

@@ -2,15 +2,15 @@
 //! export, a stdout sink that cannot write for a while, and a graceful restart between a
 //! request and its response.
 //!
-//! The events are compact (as in `socket.rs`), each with its own `time` on one event clock
-//! (one millisecond per event sent), so a pair's duration is known and nothing expires on
-//! event time.
+//! The events are compact (`support::traffic::Event`), each with its own `time` on one
+//! event clock (one millisecond per event sent), so a pair's duration is known and nothing
+//! expires on event time.
 
-use std::{collections::HashMap, io::Write, os::unix::net::UnixStream, time::Instant};
+use std::{collections::HashMap, time::Instant};
 
 use serde_json::Value;
 
-use crate::support::{DEADLINE, Daemon, default_config};
+use crate::support::{DEADLINE, Daemon, Event, connect, default_config, request_id, write};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const COMMITTED: &str = "auditspan_queue_committed_sequence";
@@ -29,48 +29,7 @@ const PAIRS_PER_CYCLE: u64 = 1_000;
 /// Of those, pairs whose request goes before the kill and whose response after the restart.
 const SLOW_PER_CYCLE: u64 = 50;
 
-fn uuid(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
-}
-
-/// `2025-03-11T14:00:00Z` plus `millis`, in RFC 3339 with milliseconds.
-fn time(millis: u64) -> String {
-    let secs = millis / 1000;
-    format!(
-        "2025-03-11T{:02}:{:02}:{:02}.{:03}Z",
-        14 + secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        millis % 1000
-    )
-}
-
-/// A compact audit event of the given type for request id `id`, at `time(millis)`.
-fn event(kind: &str, id: &str, millis: u64) -> String {
-    let response = if kind == "response" {
-        r#","response":{"mount_type":"kv","data":{"v":"hmac-sha256:00"}}"#
-    } else {
-        ""
-    };
-    format!(
-        r#"{{"time":"{}","type":"{kind}","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}}{response}}}"#,
-        time(millis)
-    ) + "\n"
-}
-
-/// A connection to the daemon's socket whose writes fail rather than hang forever.
-fn connect(daemon: &Daemon) -> UnixStream {
-    let conn = daemon.connect();
-    conn.set_write_timeout(Some(DEADLINE)).unwrap();
-    conn
-}
-
-fn send(daemon: &Daemon, conn: &mut UnixStream, events: &str) {
-    conn.write_all(events.as_bytes())
-        .unwrap_or_else(|e| daemon.fail(&format!("writing events to the socket: {e}")));
-}
-
-fn request_id(span: &Value) -> &str {
+fn vault_request_id(span: &Value) -> &str {
     span["attributes"]["vault.request.id"]
         .as_str()
         .unwrap_or_else(|| panic!("a span without vault.request.id: {span}"))
@@ -139,7 +98,7 @@ fn sigkill_mid_export_loses_no_committed_span_and_keeps_waiting_requests() {
         // The responses of the requests committed before the last kill.
         for (id, request_time) in waiting.drain(..) {
             let t = tick();
-            batch.push_str(&event("response", &id, t));
+            batch.push_str(&Event::response(&id, t).line());
             expected.insert(id, t - request_time);
             committed += 1;
         }
@@ -148,22 +107,22 @@ fn sigkill_mid_export_loses_no_committed_span_and_keeps_waiting_requests() {
             // correlator commits in arrival order, so once the queue has the pairs' spans it
             // has these requests too.
             for _ in 0..SLOW_PER_CYCLE {
-                let id = uuid(next_id);
+                let id = request_id(next_id);
                 next_id += 1;
                 let t = tick();
-                batch.push_str(&event("request", &id, t));
+                batch.push_str(&Event::request(&id, t).line());
                 waiting.push((id, t));
             }
             for _ in SLOW_PER_CYCLE..PAIRS_PER_CYCLE {
-                let id = uuid(next_id);
+                let id = request_id(next_id);
                 next_id += 1;
-                batch.push_str(&event("request", &id, tick()));
-                batch.push_str(&event("response", &id, tick()));
+                batch.push_str(&Event::request(&id, tick()).line());
+                batch.push_str(&Event::response(&id, tick()).line());
                 expected.insert(id, 1);
                 committed += 1;
             }
         }
-        send(&daemon, &mut conn, &batch);
+        write(&daemon, &mut conn, &batch);
         wait_committed(&daemon, committed);
         if cycle == cycles {
             break;
@@ -207,7 +166,7 @@ fn sigkill_mid_export_loses_no_committed_span_and_keeps_waiting_requests() {
     let spans = daemon.spans();
     let mut seen: HashMap<&str, &Value> = HashMap::new();
     for span in &spans {
-        let id = request_id(span);
+        let id = vault_request_id(span);
         let Some(&duration_ms) = expected.get(id) else {
             daemon.fail(&format!("a span for an id never sent as a pair: {span}"));
         };
@@ -264,13 +223,13 @@ fn stdout_outage_queues_spans_and_drains_them_once_in_order() {
     for round in 1..=ROUNDS {
         let mut batch = String::new();
         for _ in 0..PAIRS_PER_ROUND {
-            let id = uuid(order.len() as u64);
-            batch.push_str(&event("request", &id, clock));
-            batch.push_str(&event("response", &id, clock + 2));
+            let id = request_id(order.len() as u64);
+            batch.push_str(&Event::request(&id, clock).line());
+            batch.push_str(&Event::response(&id, clock + 2).line());
             clock += 3;
             order.push(id);
         }
-        send(&daemon, &mut conn, &batch);
+        write(&daemon, &mut conn, &batch);
         let sent = order.len() as f64;
         daemon.wait_until(DEADLINE, &format!("round {round} received"), || {
             daemon.metrics().get(RECEIVED, &[("input", "unix")]) == 2.0 * sent
@@ -303,7 +262,7 @@ fn stdout_outage_queues_spans_and_drains_them_once_in_order() {
             && m.get(QUEUE_SPANS, &[]) == 0.0
     });
     let spans = daemon.spans();
-    let ids: Vec<&str> = spans.iter().map(request_id).collect();
+    let ids: Vec<&str> = spans.iter().map(vault_request_id).collect();
     assert_eq!(ids.len(), total, "every span exactly once");
     assert!(ids == order, "stdout is in commit order");
     assert!(
@@ -320,9 +279,9 @@ fn stdout_outage_queues_spans_and_drains_them_once_in_order() {
 #[test]
 fn graceful_restart_keeps_waiting_requests() {
     let mut daemon = Daemon::start_default();
-    let id = uuid(7);
+    let id = request_id(7);
     let mut conn = connect(&daemon);
-    send(&daemon, &mut conn, &event("request", &id, 1_000));
+    write(&daemon, &mut conn, Event::request(&id, 1_000).line());
     daemon.wait_until(DEADLINE, "the request to wait", || {
         daemon.metrics().get(PENDING, &[]) == 1.0
     });
@@ -339,7 +298,7 @@ fn graceful_restart_keeps_waiting_requests() {
         "the waiting request is restored"
     );
     let mut conn = connect(&daemon);
-    send(&daemon, &mut conn, &event("response", &id, 3_234));
+    write(&daemon, &mut conn, Event::response(&id, 3_234).line());
     let spans = daemon.wait_for_spans(1);
     daemon.wait_until(DEADLINE, "nothing left waiting", || {
         daemon.metrics().get(PENDING, &[]) == 0.0
@@ -347,7 +306,7 @@ fn graceful_restart_keeps_waiting_requests() {
     let spans_after = daemon.spans();
     assert_eq!(spans_after.len(), 1, "exactly one span: {spans_after:?}");
     let span = &spans[0];
-    assert_eq!(request_id(span), id);
+    assert_eq!(vault_request_id(span), id);
     assert_eq!(span["attributes"]["auditspan.outcome"], "paired");
     assert_eq!(span["duration_ms"], 2234.0);
     let nanos = |key: &str| span[key].as_str().unwrap().parse::<i64>().unwrap();
@@ -379,10 +338,10 @@ fn request_that_expired_while_down_is_response_missing_on_start() {
     let mut daemon = Daemon::start_with(|dir| {
         default_config(dir).replace("pair_timeout = \"10s\"", "pair_timeout = \"4s\"")
     });
-    let id = uuid(8);
+    let id = request_id(8);
     let sent = Instant::now();
     let mut conn = connect(&daemon);
-    send(&daemon, &mut conn, &event("request", &id, 1_000));
+    write(&daemon, &mut conn, Event::request(&id, 1_000).line());
     daemon.wait_until(DEADLINE, "the request to wait", || {
         daemon.metrics().get(PENDING, &[]) == 1.0
     });
@@ -400,7 +359,7 @@ fn request_that_expired_while_down_is_response_missing_on_start() {
     });
     daemon.restart();
     let spans = daemon.wait_for_spans(1);
-    assert_eq!(request_id(&spans[0]), id);
+    assert_eq!(vault_request_id(&spans[0]), id);
     assert_eq!(
         spans[0]["attributes"]["auditspan.outcome"],
         "response_missing"

@@ -18,21 +18,15 @@
 //! - authored-edge.jsonl lines 27–30 carry prefixes; without `--prefix` they are not JSON,
 //!   and the `authored-edge.prefix-cee` case shows the `@cee: ` pair joining.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::support::{fixture, fixture_files, golden_dir};
+
 const MAX_STRING: usize = 160;
 const MAX_ITEMS: usize = 16;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/vault-audit")
-}
-
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
 
 fn digest(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -103,14 +97,7 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "fixtures missing in {:?}", fixtures());
-    let mut cases: Vec<Case> = files
+    let mut cases: Vec<Case> = fixture_files()
         .iter()
         .map(|f| Case {
             name: f.file_stem().unwrap().to_string_lossy().into_owned(),
@@ -120,7 +107,7 @@ fn cases() -> Vec<Case> {
         .collect();
     cases.push(Case {
         name: "authored-edge.prefix-cee".into(),
-        file: fixtures().join("authored-edge.jsonl"),
+        file: fixture("authored-edge.jsonl"),
         prefix: Some("@cee: "),
     });
     cases

@@ -10,13 +10,12 @@ use std::{
 
 use serde_json::{Map, Value, json};
 
-use crate::{
-    http_receiver::{
-        FIXTURES, Receiver, Reply, Request, assert_schema_examples, assert_valid, audit_pair_with,
-        config_with_sink, dead_letters, import_fixture, outage_then_delivery, request_id, schema,
-        send_pairs, send_text, span_times,
-    },
-    support::{DEADLINE, Daemon, auditspan, default_config},
+use crate::support::{
+    DEADLINE, Daemon, auditspan, config_with_sink, default_config, import_fixture, pair_with,
+    receiver::http::{FIXTURES, Receiver, Reply, Request, outage_then_delivery},
+    request_id,
+    schema::{assert_schema_examples, assert_valid, example, schema},
+    send, send_pairs, span_times,
 };
 
 const SCHEMA: &str = "honeycomb-batch.schema.json";
@@ -114,13 +113,7 @@ fn expected_data(stdout: &Value) -> Value {
 fn schemas_sort_their_examples() {
     assert_schema_examples(&schema(SCHEMA), "honeycomb");
     let response = schema(RESPONSE_SCHEMA);
-    let ok: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            crate::http_receiver::shared_dir().join("schemas/fixtures/honeycomb/response-ok.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let ok = example("honeycomb/response-ok.json");
     assert_valid(&response, &ok, "response-ok.json");
 }
 
@@ -272,7 +265,7 @@ fn mixed_event_statuses_retry_exactly_the_failed_events() {
     );
     assert!(m.get("auditspan_sink_retries_total", &SINK) >= 1.0);
 
-    let mut records = dead_letters(&daemon);
+    let mut records = daemon.dead_letters();
     records.sort_by_key(|r| r["span"]["attributes"]["vault.request.id"].to_string());
     let rejected: Vec<String> = (0..16).filter(|n| n % 4 == 1).map(request_id).collect();
     assert_eq!(
@@ -345,14 +338,14 @@ fn large_batches_go_as_several_requests_with_their_own_statuses() {
             default_config(dir)
         )
     });
-    send_text(&daemon, &audit_pair_with(0, &data));
+    send(&daemon, pair_with(0, |e| e.data(&data)));
     daemon.wait_until(DEADLINE, "the first export to arrive", || {
         receiver.requests().len() == 1
     });
-    send_text(
+    send(
         &daemon,
-        &(1..20)
-            .map(|n| audit_pair_with(n, &data))
+        (1..20)
+            .map(|n| pair_with(n, |e| e.data(&data)))
             .collect::<String>(),
     );
     daemon.wait_for_spans(20);
@@ -458,7 +451,7 @@ fn refused_api_key_is_retried_and_never_logged() {
         .read_to_string()
         .unwrap();
     assert!(!metrics.contains(API_KEY));
-    assert!(dead_letters(&daemon).is_empty());
+    assert!(daemon.dead_letters().is_empty());
     assert!(daemon.stdout_lines().iter().all(|l| !l.contains(API_KEY)));
     assert_eq!(
         daemon.metrics().get(

@@ -5,14 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod dashboards;
 mod durability;
 mod golden;
 mod honeycomb;
-mod http_receiver;
 mod metrics;
 mod openbao;
 mod otlp;
-mod otlp_receiver;
 mod queue_ops;
 mod sink;
 mod socket;

@@ -8,7 +8,7 @@
 //! device beside it whose log is the reference for which requests happened. The test drives
 //! real requests through the HTTP API and checks the spans auditspan printed against both
 //! the calls it made and the file device's log. An OTLP/gRPC sink beside stdout sends the
-//! same spans to a test receiver (`otlp_receiver`), which must get exactly what stdout
+//! same spans to a test receiver (`support::receiver::otlp`), which must get exactly what stdout
 //! printed.
 //!
 //! Facts this relies on, observed on 2.7.2: the socket device connects and sends its test
@@ -30,7 +30,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::otlp_receiver::{Protocol, Receiver, assert_same_spans, delivered_as_stdout_json};
+use crate::support::receiver::otlp::{
+    Protocol, Receiver, assert_same_spans, delivered_as_stdout_json,
+};
 use crate::support::{DEADLINE, Daemon, default_config, http_agent, poll_until};
 
 /// The only OpenBao version whose behaviour this test (and the fixtures) describe.

@@ -1,30 +1,26 @@
 //! The OTLP sink against real OTLP receivers on loopback (gRPC with tonic, HTTP/protobuf
-//! with actix-web; see `otlp_receiver`), driven through the real binary: what arrives is
+//! with actix-web; see `support::receiver::otlp`), driven through the real binary: what arrives is
 //! exactly what the stdout sink prints for the same input, gzip and headers included; the
 //! `OTEL_*` environment configures it; rejected spans are dead-lettered while the rest of
 //! their batch is delivered; retryable answers and outages delay spans without losing or
 //! repeating them; `auditspan check` shows the effective settings and no secret.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::otlp_receiver::{
-    Answer, Protocol, Receiver, assert_same_spans, delivered_as_stdout_json, free_port, hex,
+use crate::support::receiver::{
+    free_port,
+    otlp::{Answer, Protocol, Receiver, assert_same_spans, delivered_as_stdout_json, hex},
 };
-use crate::support::{DEADLINE, Daemon, auditspan, default_config, toml_string};
+use crate::support::{
+    DEADLINE, Daemon, Event, auditspan, default_config, fixture, request_id, send, toml_string,
+};
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::Grpc, Protocol::Http];
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/vault-audit")
-        .join(name)
-}
 
 /// `auditspan import FILES` in `dir` with `config` and `env`; fails the test unless it
 /// exits 0.
@@ -57,30 +53,16 @@ fn stdout_spans(output: &Output) -> Vec<Value> {
         .collect()
 }
 
-/// A request/response pair (compact, as in `durability.rs`) with request id `id` and
-/// `request.path` `path`, at `millis` after 2025-03-11T14:00:00Z.
+/// A request/response pair with request id `id` and `request.path` `path`, the request at
+/// `millis` after 2025-03-11T14:00:00Z and the response 1 ms later, its data naming
+/// `millis` (so that no two spans have the same attributes).
 fn pair(id: &str, path: &str, millis: u64) -> String {
-    let time = |ms: u64| {
-        format!(
-            "2025-03-11T14:{:02}:{:02}.{:03}Z",
-            ms / 60_000 % 60,
-            ms / 1000 % 60,
-            ms % 1000
-        )
-    };
-    let request = format!(
-        r#"{{"time":"{}","type":"request","request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"{path}"}}}}"#,
-        time(millis)
-    );
-    let response = format!(
-        r#"{{"time":"{}","type":"response","request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"{path}"}},"response":{{"data":{{"n":{millis}}}}}}}"#,
-        time(millis + 1)
-    );
-    format!("{request}\n{response}\n")
-}
-
-fn uuid(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
+    let data = format!(r#"{{"n":{millis}}}"#);
+    Event::request(id, millis).path(path).line()
+        + &Event::response(id, millis + 1)
+            .path(path)
+            .data(&data)
+            .line()
 }
 
 /// A daemon config: the default input and metrics, an OTLP sink named `otlp` with
@@ -105,18 +87,11 @@ fn daemon_config(
     )
 }
 
-fn send(daemon: &Daemon, events: &str) {
-    let mut conn = daemon.connect();
-    conn.set_write_timeout(Some(DEADLINE)).unwrap();
-    conn.write_all(events.as_bytes())
-        .unwrap_or_else(|e| daemon.fail(&format!("writing events: {e}")));
-}
-
 fn request_path(span: &opentelemetry_proto::tonic::trace::v1::Span) -> String {
     span.attributes
         .iter()
         .find(|kv| kv.key == "request.path")
-        .map(|kv| crate::otlp_receiver::json_value(kv.value.as_ref()))
+        .map(|kv| crate::support::receiver::otlp::json_value(kv.value.as_ref()))
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
@@ -416,7 +391,7 @@ fn poisoned_span_is_dead_lettered_and_the_rest_delivered() {
         let mut events = String::new();
         for n in 0..9 {
             let path = if n == 5 { "kv/poison" } else { "kv/fine" };
-            events.push_str(&pair(&uuid(n + 1), path, n * 10));
+            events.push_str(&pair(&request_id(n + 1), path, n * 10));
         }
         send(&daemon, &events);
         let rejected = [("sink", "otlp"), ("reason", "rejected")];
@@ -473,7 +448,10 @@ fn poisoned_span_is_dead_lettered_and_the_rest_delivered() {
             "{record}"
         );
         assert_eq!(record["span"]["attributes"]["request.path"], "kv/poison");
-        assert_eq!(record["span"]["attributes"]["vault.request.id"], uuid(6));
+        assert_eq!(
+            record["span"]["attributes"]["vault.request.id"],
+            request_id(6)
+        );
     }
 }
 
@@ -502,7 +480,7 @@ fn retryable_answers_are_retried_until_delivered() {
         });
         let mut events = String::new();
         for n in 0..3 {
-            events.push_str(&pair(&uuid(n + 1), "kv/x", n * 10));
+            events.push_str(&pair(&request_id(n + 1), "kv/x", n * 10));
         }
         send(&daemon, &events);
         daemon.wait_until(DEADLINE, "3 spans delivered", || {
@@ -558,7 +536,7 @@ fn partial_success_rejections_are_counted_not_retried() {
         let daemon = Daemon::start_with(|dir| daemon_config(dir, protocol, &endpoint, "", false));
         let mut events = String::new();
         for n in 0..3 {
-            events.push_str(&pair(&uuid(n + 1), "kv/x", n * 10));
+            events.push_str(&pair(&request_id(n + 1), "kv/x", n * 10));
         }
         send(&daemon, &events);
         let rejected = [("sink", "otlp"), ("reason", "rejected")];
@@ -606,7 +584,7 @@ fn outage_keeps_spans_on_disk_and_does_not_hold_back_stdout() {
         const FIRST: u64 = 40;
         const TOTAL: u64 = 100;
         let events: String = (0..FIRST)
-            .map(|n| pair(&uuid(n + 1), "kv/x", n * 10))
+            .map(|n| pair(&request_id(n + 1), "kv/x", n * 10))
             .collect();
         send(&daemon, &events);
         let otlp = [("sink", "otlp")];
@@ -619,7 +597,7 @@ fn outage_keeps_spans_on_disk_and_does_not_hold_back_stdout() {
         });
         // More while it is down: the lag grows, stdout keeps up.
         let events: String = (FIRST..TOTAL)
-            .map(|n| pair(&uuid(n + 1), "kv/x", n * 10))
+            .map(|n| pair(&request_id(n + 1), "kv/x", n * 10))
             .collect();
         send(&daemon, &events);
         daemon.wait_until(DEADLINE, "stdout has every span, OTLP none", || {

@@ -2,16 +2,14 @@
 //! `block`) with a sink that cannot write, a full disk (a real tmpfs), damaged `db` files,
 //! and `auditspan queue stats|compact`.
 //!
-//! The stalled sink is the stdout sink writing into a pipe nobody reads ([`Stalled`]):
+//! The stalled sink is the stdout sink writing into a pipe nobody reads ([`start_stalled`]):
 //! once the pipe buffer is full its writes block, so it acknowledges nothing more.
 
 use std::{
     collections::HashSet,
     io::{BufRead, BufReader, Read, Write},
-    net::SocketAddr,
-    os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    process::{Command, ExitStatus, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -21,9 +19,10 @@ use std::{
 };
 
 use serde_json::Value;
-use tempfile::TempDir;
 
-use crate::support::{DEADLINE, Daemon, Metrics, auditspan, http_agent, poll_until, toml_string};
+use crate::support::{
+    DEADLINE, Daemon, Options, Stdout, auditspan, pairs, poll_until, request_id, toml_string,
+};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const CREATED: &str = "auditspan_spans_created_total";
@@ -31,32 +30,6 @@ const DROPPED: &str = "auditspan_queue_dropped_spans_total";
 const QUEUE_BYTES: &str = "auditspan_queue_bytes";
 const COMMITTED: &str = "auditspan_queue_committed_sequence";
 const DISK_FULL: &str = "auditspan_queue_disk_full";
-
-fn uuid(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
-}
-
-/// A request and its response for request id `uuid(n)`: one paired span.
-fn pair(n: u64) -> String {
-    let id = uuid(n);
-    let event = |kind: &str, extra: &str| {
-        format!(
-            r#"{{"time":"2025-03-11T14:00:{:02}.{:03}Z","type":"{kind}","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}}{extra}}}"#,
-            (n / 1000) % 60,
-            n % 1000
-        ) + "\n"
-    };
-    event("request", "")
-        + &event(
-            "response",
-            r#","response":{"mount_type":"kv","data":{"v":"hmac-sha256:00"}}"#,
-        )
-}
-
-/// `pair(n)` for every `n` in `range`, as one string.
-fn pairs(range: std::ops::Range<u64>) -> String {
-    range.map(pair).collect()
-}
 
 /// The `vault.request.id` of every span line.
 fn ids(lines: &[String]) -> Vec<String> {
@@ -94,114 +67,10 @@ fn collect_lines(stream: impl Read + Send + 'static, into: Lines) -> JoinHandle<
     })
 }
 
-/// `auditspan run` whose stdout is a pipe this test reads only when it says so.
-struct Stalled {
-    /// In a mutex so that waits borrowing `self` can poll it.
-    child: Mutex<Child>,
-    stdout: Option<ChildStdout>,
-    /// Lines read from stdout once [`Stalled::read_stdout`] was called.
-    spans: Lines,
-    stderr: Lines,
-    metrics: SocketAddr,
-    socket: PathBuf,
-    config: PathBuf,
-    dir: TempDir,
-}
-
-impl Stalled {
-    /// Writes `config(dir)` to `<dir>/auditspan.toml`, starts the daemon and waits for its
-    /// metrics address and socket.
-    fn start(config: impl FnOnce(&Path) -> String) -> Stalled {
-        let dir = tempfile::Builder::new()
-            .prefix("auditspan-qops-")
-            .tempdir()
-            .unwrap();
-        let config_path = dir.path().join("auditspan.toml");
-        std::fs::write(&config_path, config(dir.path())).unwrap();
-        let mut child = auditspan(dir.path())
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Lines::default();
-        collect_lines(child.stderr.take().unwrap(), stderr.clone());
-        let stdout = child.stdout.take();
-        let mut stalled = Stalled {
-            child: Mutex::new(child),
-            stdout,
-            spans: Lines::default(),
-            stderr,
-            metrics: "127.0.0.1:1".parse().unwrap(),
-            socket: dir.path().join("audit.sock"),
-            config: config_path,
-            dir,
-        };
-        let mut addr = None;
-        stalled.wait_until("the metrics address in stderr", |s| {
-            assert!(
-                s.child.lock().unwrap().try_wait().unwrap().is_none(),
-                "the daemon exited"
-            );
-            addr = s.stderr.lock().unwrap().iter().find_map(|line| {
-                let rest = line.split("Serving metrics. addr=").nth(1)?;
-                rest.split_whitespace().next()?.parse().ok()
-            });
-            addr.is_some()
-        });
-        stalled.metrics = addr.unwrap();
-        stalled.wait_until("the socket to accept", |s| {
-            UnixStream::connect(&s.socket).is_ok()
-        });
-        stalled
-    }
-
-    fn metrics(&self) -> Metrics {
-        let body = http_agent()
-            .get(&format!("http://{}/metrics", self.metrics))
-            .call()
-            .and_then(|mut r| r.body_mut().read_to_string())
-            .unwrap_or_else(|e| self.fail(&format!("scraping /metrics: {e}")));
-        Metrics::parse(&body)
-    }
-
-    fn connect(&self) -> UnixStream {
-        UnixStream::connect(&self.socket).unwrap()
-    }
-
-    /// Starts reading stdout (the sink can write again).
-    fn read_stdout(&mut self) {
-        let stdout = self.stdout.take().expect("stdout is read once");
-        collect_lines(stdout, self.spans.clone());
-    }
-
-    fn span_lines(&self) -> Vec<String> {
-        self.spans.lock().unwrap().clone()
-    }
-
-    fn wait_until(&self, what: &str, mut f: impl FnMut(&Self) -> bool) {
-        if !poll_until(DEADLINE, || f(self)) {
-            self.fail(&format!("timed out after {DEADLINE:?} waiting for {what}"));
-        }
-    }
-
-    fn fail(&self, message: &str) -> ! {
-        let stderr = self.stderr.lock().unwrap();
-        let tail = stderr[stderr.len().saturating_sub(40)..].join("\n");
-        panic!("{message}\n--- auditspan stderr ---\n{tail}")
-    }
-}
-
-impl Drop for Stalled {
-    fn drop(&mut self) {
-        if let Ok(child) = self.child.get_mut() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
+/// `auditspan run` whose stdout is a pipe this test reads only once it says so
+/// ([`Daemon::collect_stdout`]): until then the stdout sink is stalled.
+fn start_stalled(config: impl FnOnce(&Path) -> String) -> Daemon {
+    Options::default().stdout(Stdout::Pipe).start(config)
 }
 
 /// Runs `command` to its exit (killed and failed after [`DEADLINE`]): status, stdout, stderr.
@@ -250,7 +119,7 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
     const MAX_BYTES: f64 = 256.0 * 1024.0;
     const BATCHES: u64 = 40;
     const PER_BATCH: u64 = 100;
-    let mut daemon = Stalled::start(|dir| {
+    let mut daemon = start_stalled(|dir| {
         config(
             dir,
             &dir.join("data"),
@@ -265,8 +134,8 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
         conn.write_all(pairs(batch * PER_BATCH..(batch + 1) * PER_BATCH).as_bytes())
             .unwrap();
         let want = ((batch + 1) * PER_BATCH) as f64;
-        daemon.wait_until("the batch's spans to be committed", |d| {
-            let m = d.metrics();
+        daemon.wait_until(DEADLINE, "the batch's spans to be committed", || {
+            let m = daemon.metrics();
             max_seen = max_seen.max(m.get(QUEUE_BYTES, &[]));
             m.sum(CREATED) >= want && m.get(COMMITTED, &[]) >= want
         });
@@ -293,24 +162,19 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
         m.get(QUEUE_BYTES, &[])
     );
     assert!(
-        daemon
-            .stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("dropped the oldest spans")),
+        daemon.stderr().contains("dropped the oldest spans"),
         "the drop is logged"
     );
 
-    daemon.read_stdout();
+    daemon.collect_stdout();
     let kept = total - dropped;
-    daemon.wait_until("every kept span on stdout", |d| {
-        d.span_lines().len() as f64 >= kept
+    daemon.wait_until(DEADLINE, "every kept span on stdout", || {
+        daemon.stdout_lines().len() as f64 >= kept
     });
-    daemon.wait_until("the newest span on stdout", |d| {
-        ids(&d.span_lines()).last() == Some(&uuid(BATCHES * PER_BATCH - 1))
+    daemon.wait_until(DEADLINE, "the newest span on stdout", || {
+        ids(&daemon.stdout_lines()).last() == Some(&request_id(BATCHES * PER_BATCH - 1))
     });
-    let lines = daemon.span_lines();
+    let lines = daemon.stdout_lines();
     let unique: HashSet<String> = ids(&lines).into_iter().collect();
     let in_flight = unique.len() as f64 - kept;
     assert!(
@@ -320,7 +184,7 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
         unique.len()
     );
     let delivered_at: Vec<bool> = (0..BATCHES * PER_BATCH)
-        .map(|n| unique.contains(&uuid(n)))
+        .map(|n| unique.contains(&request_id(n)))
         .collect();
     assert!(
         delivered_at[0],
@@ -337,7 +201,7 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
 #[test]
 fn block_stops_intake_and_loses_nothing() {
     const PAIRS: u64 = 20_000;
-    let mut daemon = Stalled::start(|dir| {
+    let mut daemon = start_stalled(|dir| {
         config(
             dir,
             &dir.join("data"),
@@ -362,20 +226,24 @@ fn block_stops_intake_and_loses_nothing() {
     // (observed, not assumed: the wait ends as soon as both stand still for 1 s).
     let mut last = (f64::NAN, 0);
     let mut since = Instant::now();
-    daemon.wait_until("intake to stop while the writer has more to send", |d| {
-        let now = (
-            d.metrics().get(RECEIVED, &[("input", "unix")]),
-            written.load(Ordering::SeqCst),
-        );
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-        assert!(
-            !done.load(Ordering::SeqCst),
-            "the writer sent everything: nothing blocked"
-        );
-        now.0 > 0.0 && since.elapsed() >= Duration::from_secs(1)
-    });
+    daemon.wait_until(
+        DEADLINE,
+        "intake to stop while the writer has more to send",
+        || {
+            let now = (
+                daemon.metrics().get(RECEIVED, &[("input", "unix")]),
+                written.load(Ordering::SeqCst),
+            );
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+            assert!(
+                !done.load(Ordering::SeqCst),
+                "the writer sent everything: nothing blocked"
+            );
+            now.0 > 0.0 && since.elapsed() >= Duration::from_secs(1)
+        },
+    );
     let m = daemon.metrics();
     assert!(m.get(RECEIVED, &[("input", "unix")]) < 2.0 * PAIRS as f64);
     assert!(
@@ -384,17 +252,17 @@ fn block_stops_intake_and_loses_nothing() {
     );
     assert_eq!(m.get(DROPPED, &[]), 0.0);
 
-    daemon.read_stdout();
+    daemon.collect_stdout();
     writer.join().unwrap();
-    daemon.wait_until("every span on stdout", |d| {
-        d.span_lines().len() as u64 >= PAIRS
+    daemon.wait_until(DEADLINE, "every span on stdout", || {
+        daemon.stdout_lines().len() as u64 >= PAIRS
     });
     let m = daemon.metrics();
     assert_eq!(m.get(RECEIVED, &[("input", "unix")]), 2.0 * PAIRS as f64);
     assert_eq!(m.sum(CREATED), PAIRS as f64);
     assert_eq!(m.get(DROPPED, &[]), 0.0);
-    let lines = daemon.span_lines();
-    let expected: Vec<String> = (0..PAIRS).map(uuid).collect();
+    let lines = daemon.stdout_lines();
+    let expected: Vec<String> = (0..PAIRS).map(request_id).collect();
     assert_eq!(
         ids(&lines[..PAIRS as usize]),
         expected,
@@ -481,7 +349,7 @@ fn full_disk_is_reported_and_recovered() {
         .iter()
         .map(|s| s["attributes"]["vault.request.id"].as_str().unwrap())
         .collect();
-    let expected: Vec<String> = (0..PAIRS).map(uuid).collect();
+    let expected: Vec<String> = (0..PAIRS).map(request_id).collect();
     assert_eq!(got, expected);
     assert!(daemon.stderr().contains("The queue writes again."));
     drop(daemon);
@@ -572,24 +440,25 @@ fn queue_stats_and_compact_work_offline() {
     let data = tempfile::tempdir().unwrap();
     let data = data.path().join("data");
     let cfg = |dir: &Path| config(dir, &data, "");
-    let stalled = Stalled::start(cfg);
+    let mut stalled = start_stalled(cfg);
     stalled
         .connect()
         .write_all(pairs(0..PAIRS).as_bytes())
         .unwrap();
-    stalled.wait_until("every span committed", |s| {
-        s.metrics().get(COMMITTED, &[]) == PAIRS as f64
+    stalled.wait_until(DEADLINE, "every span committed", || {
+        stalled.metrics().get(COMMITTED, &[]) == PAIRS as f64
     });
+    let (dir, config) = (stalled.dir().to_owned(), stalled.config_path().to_owned());
     let queue_cmd = |sub: &str| {
         run_to_exit(
-            auditspan(stalled.dir.path())
+            auditspan(&dir)
                 .args(["queue", sub, "--config"])
-                .arg(&stalled.config),
+                .arg(&config),
         )
     };
     let (status, _, stderr) = queue_cmd("stats");
     assert!(!status.success());
-    let pid = stalled.child.lock().unwrap().id();
+    let pid = stalled.pid();
     assert!(
         stderr.contains(&format!(
             "is in use by a running auditspan (pid {pid}); stop it, or read its /metrics"
@@ -603,11 +472,8 @@ fn queue_stats_and_compact_work_offline() {
         "{stderr}"
     );
 
-    {
-        let mut child = stalled.child.lock().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    stalled.sigkill();
+    stalled.wait_exit(DEADLINE);
     let (status, stdout, stderr) = queue_cmd("stats");
     assert!(status.success(), "{stderr}");
     let field = |out: &str, key: &str| -> String {
@@ -650,6 +516,6 @@ fn queue_stats_and_compact_work_offline() {
         .iter()
         .map(|s| s["attributes"]["vault.request.id"].as_str().unwrap())
         .collect();
-    let expected: Vec<String> = (cursor..PAIRS).map(uuid).collect();
+    let expected: Vec<String> = (cursor..PAIRS).map(request_id).collect();
     assert_eq!(got, expected, "exactly the undelivered spans, in order");
 }

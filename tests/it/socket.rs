@@ -5,29 +5,11 @@ use std::{collections::HashSet, io::Write, os::unix::fs::PermissionsExt};
 
 use serde_json::Value;
 
-use crate::support::{DEADLINE, Daemon, auditspan, default_config, toml_string};
+use crate::support::{DEADLINE, Daemon, Event, auditspan, default_config, request_id, toml_string};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const INVALID: &str = "auditspan_events_invalid_total";
 const SPANS: &str = "auditspan_spans_created_total";
-
-fn uuid(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
-}
-
-/// A compact audit event of the given type for request id `id`.
-fn event(kind: &str, id: &str, millis: u64) -> String {
-    let response = if kind == "response" {
-        r#","response":{"mount_type":"kv","data":{"v":"hmac-sha256:00"}}"#
-    } else {
-        ""
-    };
-    format!(
-        r#"{{"time":"2025-03-11T14:00:{:02}.{:03}Z","type":"{kind}","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}}{response}}}"#,
-        (millis / 1000) % 60,
-        millis % 1000
-    ) + "\n"
-}
 
 fn paired_ids(spans: &[Value]) -> Vec<String> {
     spans
@@ -39,15 +21,6 @@ fn paired_ids(spans: &[Value]) -> Vec<String> {
                 .unwrap()
                 .to_owned()
         })
-        .collect()
-}
-
-fn deadletters(daemon: &Daemon) -> Vec<Value> {
-    let path = daemon.dir().join("data/deadletter.jsonl");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
@@ -65,10 +38,10 @@ fn concurrent_writers_pair_every_event_exactly_once() {
                 let mut buf = String::new();
                 for k in 0..PAIRS_PER_WRITER {
                     // This writer's request k, and the response of the previous writer's k.
-                    let own = uuid(w * PAIRS_PER_WRITER + k);
-                    let other = uuid(((w + WRITERS - 1) % WRITERS) * PAIRS_PER_WRITER + k);
-                    buf.push_str(&event("request", &own, k));
-                    buf.push_str(&event("response", &other, k + 3));
+                    let own = request_id(w * PAIRS_PER_WRITER + k);
+                    let other = request_id(((w + WRITERS - 1) % WRITERS) * PAIRS_PER_WRITER + k);
+                    buf.push_str(&Event::request(&own, k).line());
+                    buf.push_str(&Event::response(&other, k + 3).line());
                     if buf.len() > 64 * 1024 {
                         conn.write_all(buf.as_bytes()).unwrap();
                         buf.clear();
@@ -104,13 +77,14 @@ fn oversized_line_is_skipped_and_the_connection_carries_on() {
             "name = \"unix\"\nmax_line_bytes = \"64KiB\"",
         )
     });
-    let id = uuid(1);
+    let id = request_id(1);
     let mut conn = daemon.connect();
-    conn.write_all(event("request", &id, 0).as_bytes()).unwrap();
+    conn.write_all(Event::request(&id, 0).line().as_bytes())
+        .unwrap();
     let mut huge = vec![b'x'; 300 * 1024];
     huge.push(b'\n');
     conn.write_all(&huge).unwrap();
-    conn.write_all(event("response", &id, 5).as_bytes())
+    conn.write_all(Event::response(&id, 5).line().as_bytes())
         .unwrap();
     let spans = daemon.wait_for_spans(1);
     assert_eq!(paired_ids(&spans), [id]);
@@ -121,7 +95,7 @@ fn oversized_line_is_skipped_and_the_connection_carries_on() {
             == 1.0
     });
     assert_eq!(daemon.metrics().get(RECEIVED, &[("input", "unix")]), 3.0);
-    let dl = deadletters(&daemon);
+    let dl = daemon.dead_letters();
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0]["reason"], "too_long");
     assert_eq!(dl[0]["input"], "unix");
@@ -142,14 +116,15 @@ fn oversized_line_is_skipped_and_the_connection_carries_on() {
 #[test]
 fn garbage_bytes_are_rejected_and_the_pair_around_them_survives() {
     let daemon = Daemon::start_default();
-    let id = uuid(2);
+    let id = request_id(2);
     let mut conn = daemon.connect();
-    conn.write_all(event("request", &id, 0).as_bytes()).unwrap();
+    conn.write_all(Event::request(&id, 0).line().as_bytes())
+        .unwrap();
     conn.write_all(b"\xff\xfe\x00binary\x80garbage\n").unwrap();
     conn.write_all(b"SECRET-not-json\n").unwrap();
     conn.write_all(b"{\"type\":\"request\",\"request\":{}}\n")
         .unwrap();
-    conn.write_all(event("response", &id, 5).as_bytes())
+    conn.write_all(Event::response(&id, 5).line().as_bytes())
         .unwrap();
     let spans = daemon.wait_for_spans(1);
     assert_eq!(paired_ids(&spans), [id]);
@@ -165,7 +140,7 @@ fn garbage_bytes_are_rejected_and_the_pair_around_them_survives() {
         m.get(INVALID, &[("input", "unix"), ("reason", "no_request_id")]),
         1.0
     );
-    let dl = deadletters(&daemon);
+    let dl = daemon.dead_letters();
     assert_eq!(dl.len(), 3);
     assert!(
         dl[0]["line_base64"].is_string(),
@@ -183,17 +158,21 @@ fn garbage_bytes_are_rejected_and_the_pair_around_them_survives() {
 #[test]
 fn half_a_line_then_disconnect_loses_only_that_line() {
     let daemon = Daemon::start_default();
-    let (a, b) = (uuid(3), uuid(4));
+    let (a, b) = (request_id(3), request_id(4));
     {
         let mut conn = daemon.connect();
-        conn.write_all(event("request", &a, 0).as_bytes()).unwrap();
-        conn.write_all(event("request", &b, 1).as_bytes()).unwrap();
-        let resp = event("response", &a, 4);
+        conn.write_all(Event::request(&a, 0).line().as_bytes())
+            .unwrap();
+        conn.write_all(Event::request(&b, 1).line().as_bytes())
+            .unwrap();
+        let resp = Event::response(&a, 4).line();
         conn.write_all(&resp.as_bytes()[..resp.len() / 2]).unwrap();
     }
     let mut conn = daemon.connect();
-    conn.write_all(event("response", &b, 5).as_bytes()).unwrap();
-    conn.write_all(event("response", &a, 6).as_bytes()).unwrap();
+    conn.write_all(Event::response(&b, 5).line().as_bytes())
+        .unwrap();
+    conn.write_all(Event::response(&a, 6).line().as_bytes())
+        .unwrap();
     let spans = daemon.wait_for_spans(2);
     let mut ids = paired_ids(&spans);
     ids.sort();
@@ -248,10 +227,11 @@ fn live_socket_is_an_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is in use by another process"), "{stderr}");
-    let id = uuid(5);
+    let id = request_id(5);
     let mut conn = first.connect();
-    conn.write_all(event("request", &id, 0).as_bytes()).unwrap();
-    conn.write_all(event("response", &id, 1).as_bytes())
+    conn.write_all(Event::request(&id, 0).line().as_bytes())
+        .unwrap();
+    conn.write_all(Event::response(&id, 1).line().as_bytes())
         .unwrap();
     assert_eq!(paired_ids(&first.wait_for_spans(1)), [id]);
 }
@@ -285,13 +265,13 @@ fn a_regular_file_at_the_socket_path_is_an_error() {
 #[test]
 fn duplicates_are_dropped_and_counted() {
     let daemon = Daemon::start_default();
-    let id = uuid(6);
+    let id = request_id(6);
     let mut conn = daemon.connect();
     for line in [
-        event("request", &id, 0),
-        event("request", &id, 0),
-        event("response", &id, 2),
-        event("response", &id, 2),
+        Event::request(&id, 0).line(),
+        Event::request(&id, 0).line(),
+        Event::response(&id, 2).line(),
+        Event::response(&id, 2).line(),
     ] {
         conn.write_all(line.as_bytes()).unwrap();
     }
@@ -312,10 +292,10 @@ fn idle_request_expires_on_the_wall_clock() {
     let daemon = Daemon::start_with(|dir| {
         default_config(dir).replace("pair_timeout = \"10s\"", "pair_timeout = \"300ms\"")
     });
-    let id = uuid(7);
+    let id = request_id(7);
     daemon
         .connect()
-        .write_all(event("request", &id, 0).as_bytes())
+        .write_all(Event::request(&id, 0).line().as_bytes())
         .unwrap();
     let spans = daemon.wait_for_spans(1);
     assert_eq!(
@@ -372,9 +352,9 @@ fn sigterm_takes_what_clients_already_wrote() {
     let mut conn = daemon.connect();
     let mut buf = String::new();
     for k in 0..2_000 {
-        let id = uuid(100_000 + k);
-        buf.push_str(&event("request", &id, k));
-        buf.push_str(&event("response", &id, k + 1));
+        let id = request_id(100_000 + k);
+        buf.push_str(&Event::request(&id, k).line());
+        buf.push_str(&Event::response(&id, k + 1).line());
     }
     conn.write_all(buf.as_bytes()).unwrap();
     daemon.sigterm();

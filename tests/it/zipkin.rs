@@ -10,13 +10,12 @@ use std::{
 
 use serde_json::{Map, Value, json};
 
-use crate::{
-    http_receiver::{
-        FIXTURES, Receiver, Reply, Request, assert_schema_examples, assert_valid, config_with_sink,
-        dead_letters, import_fixture, outage_then_delivery, request_id, schema, send_pairs,
-        span_times,
-    },
-    support::{DEADLINE, Daemon},
+use crate::support::{
+    DEADLINE, Daemon, config_with_sink, import_fixture,
+    receiver::http::{FIXTURES, Receiver, Reply, Request, outage_then_delivery},
+    request_id,
+    schema::{assert_schema_examples, assert_valid, schema},
+    send_pairs, span_times,
 };
 
 const SCHEMA: &str = "zipkin2-span.schema.json";
@@ -259,7 +258,7 @@ fn poisoned_span_is_dead_lettered_and_the_rest_delivered() {
     let m = daemon.metrics();
     assert_eq!(m.get("auditspan_sink_exported_spans_total", &SINK), 20.0);
 
-    let records = dead_letters(&daemon);
+    let records = daemon.dead_letters();
     assert_eq!(records.len(), 1, "{records:?}");
     let record = &records[0];
     assert_eq!(record["reason"], "rejected");

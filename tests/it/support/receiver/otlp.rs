@@ -11,10 +11,8 @@
 //! Also here: [`as_stdout_json`], which writes a received span the way the stdout sink
 //! does, so that tests compare what the OTLP receiver got with what stdout printed for the
 //! same input.
-#![allow(clippy::unwrap_used, dead_code)]
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +30,8 @@ use serde_json::{Map, Value, json};
 use tonic::codec::CompressionEncoding;
 
 use auditspan::sink::otlp::rpc::RpcStatus;
+
+use super::{Headers, gunzip};
 
 /// Which OTLP transport a receiver speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +85,7 @@ impl Answer {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub at: Instant,
-    /// Lower-case names, in arrival order.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// Whether the body came gzip-compressed (`grpc-encoding` / `Content-Encoding`).
     pub gzip: bool,
     /// The HTTP path (`/opentelemetry.proto.collector.trace.v1.TraceService/Export` for
@@ -97,12 +96,9 @@ pub struct Received {
 }
 
 impl Received {
-    /// The value of header `name` (lower case), if present.
+    /// The first value of header `name` (any case), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     /// Every span of the request.
@@ -279,21 +275,15 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let headers: Vec<(String, String)> = request
-            .metadata()
-            .clone()
-            .into_headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or("<binary>").to_owned(),
-                )
-            })
-            .collect();
-        let gzip = headers
-            .iter()
-            .any(|(k, v)| k == "grpc-encoding" && v == "gzip");
+        let headers = Headers::collect(
+            request
+                .metadata()
+                .clone()
+                .into_headers()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_bytes())),
+        );
+        let gzip = headers.gzip("grpc-encoding");
         let request = request.into_inner();
         let mut state = self.state.lock().unwrap();
         let answer = state.answer(&request);
@@ -396,30 +386,15 @@ async fn http_export(
     state: actix_web::web::Data<Shared>,
 ) -> actix_web::HttpResponse {
     use actix_web::{HttpResponse, http::StatusCode};
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                v.to_str().unwrap_or("<binary>").to_owned(),
-            )
-        })
-        .collect();
-    let gzip = headers
-        .iter()
-        .any(|(k, v)| k == "content-encoding" && v == "gzip");
-    let mut bytes = Vec::new();
-    if gzip {
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_end(&mut bytes)
-            .unwrap();
-    } else {
-        bytes.extend_from_slice(&body);
-    }
-    let protobuf = headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v == "application/x-protobuf");
+    let headers = Headers::collect(
+        request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes())),
+    );
+    let gzip = headers.gzip("content-encoding");
+    let bytes = if gzip { gunzip(&body) } else { body.to_vec() };
+    let protobuf = headers.get("content-type") == Some("application/x-protobuf");
     let Ok(decoded) = ExportTraceServiceRequest::decode(bytes.as_slice()).map_err(|_| ()) else {
         return HttpResponse::BadRequest().body("not an ExportTraceServiceRequest");
     };
@@ -565,12 +540,4 @@ pub fn assert_same_spans(expected: &[Value], actual: &[Value]) {
         missing.first().map_or("none", |s| s.as_str()),
         extra.first().map_or("none", |s| s.as_str()),
     );
-}
-
-/// A loopback port nothing listens on right now (bound, then released).
-pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }

@@ -1,18 +1,16 @@
-//! What the HTTP sinks' tests share: a scripted HTTP receiver on loopback, compact audit
-//! traffic, and the outage scenario every HTTP sink must pass.
+//! A scripted HTTP receiver on loopback, and what the HTTP sinks' tests (Zipkin,
+//! Honeycomb) share besides: the fixtures each receives, and the outage scenario every HTTP
+//! sink must pass.
 //!
 //! [`Receiver`] is an actix-web server on its own thread that records every request
 //! (method, path, headers, body gunzipped when it came gzipped) and answers with what the
 //! test's script returns. The script runs on a blocking thread, so it may wait (to hold a
 //! sink in the middle of an export). Stopping it closes the port: a sink sees connection
 //! refused, as with a backend that is down.
-#![allow(dead_code)]
 
 use std::{
     collections::HashMap,
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener},
-    path::{Path, PathBuf},
+    net::SocketAddr,
     sync::{Arc, Mutex},
     thread::JoinHandle,
 };
@@ -22,7 +20,8 @@ use actix_web::{
 };
 use serde_json::Value;
 
-use crate::support::{DEADLINE, Daemon, default_config};
+use super::{Headers, free_port, gunzip};
+use crate::support::{DEADLINE, Daemon, config_with_sink, request_id, send_pairs};
 
 /// Largest request body the receiver takes (the sinks' batches are far smaller).
 const MAX_BODY: usize = 64 << 20;
@@ -32,8 +31,7 @@ const MAX_BODY: usize = 64 << 20;
 pub struct Request {
     pub method: String,
     pub path: String,
-    /// Names lower-case, in arrival order.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// The body, gunzipped when `Content-Encoding: gzip` said so.
     pub body: Vec<u8>,
     pub gzipped: bool,
@@ -42,11 +40,7 @@ pub struct Request {
 impl Request {
     /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     /// The body as JSON; panics naming the body when it is not.
@@ -202,25 +196,15 @@ impl Drop for Receiver {
 }
 
 async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let gzipped = headers
-        .iter()
-        .any(|(n, v)| n == "content-encoding" && v.contains("gzip"));
+    let headers = Headers::collect(
+        request
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
+    let gzipped = headers.gzip("content-encoding");
     let body = if gzipped {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_end(&mut out)
-            .expect("a gzip body that gunzips");
-        out
+        gunzip(&body)
     } else {
         body.to_vec()
     };
@@ -247,99 +231,7 @@ async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<State>)
     response.body(reply.body)
 }
 
-/// A loopback address nothing listens on (bound once and closed), for a backend that is
-/// down until the test starts a [`Receiver`] there.
-pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-/// `shared/` beside the repository (schemas and fixtures).
-pub fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
-}
-
-/// The draft-07 validator of `shared/schemas/{name}`, formats checked.
-pub fn schema(name: &str) -> jsonschema::Validator {
-    let path = shared_dir().join("schemas").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let schema: Value = serde_json::from_str(&text).unwrap();
-    jsonschema::draft7::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap_or_else(|e| panic!("{path:?} does not compile: {e}"))
-}
-
-/// Panics listing every way `instance` breaks `validator`.
-pub fn assert_valid(validator: &jsonschema::Validator, instance: &Value, what: &str) {
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{what} breaks the schema:\n{}\n{instance}",
-        errors.join("\n")
-    );
-}
-
-/// The schema's own examples: `valid-*.json` pass, `invalid-*.json` fail (so a validator
-/// that accepted everything would show here).
-pub fn assert_schema_examples(validator: &jsonschema::Validator, folder: &str) {
-    let dir = shared_dir().join("schemas/fixtures").join(folder);
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let instance: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        if name.starts_with("valid-") {
-            assert_valid(validator, &instance, &name);
-        } else if name.starts_with("invalid-") {
-            assert!(!validator.is_valid(&instance), "{name} passes the schema");
-        } else {
-            continue;
-        }
-        checked += 1;
-    }
-    assert!(checked >= 5, "schema examples missing in {dir:?}");
-}
-
-/// Result of one `auditspan import`.
-pub struct Imported {
-    /// The stdout sink's spans.
-    pub spans: Vec<Value>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// `auditspan import --config <config> <fixture>` in a temporary directory, with `env`
-/// set; panics unless it succeeds.
-pub fn import_fixture(config: &str, fixture: &str, env: &[(&str, &str)]) -> Imported {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.toml"), config).unwrap();
-    let mut command = crate::support::auditspan(dir.path());
-    command
-        .args(["import", "--config", "c.toml"])
-        .arg(shared_dir().join("fixtures/vault-audit").join(fixture))
-        .envs(env.iter().copied());
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "import of {fixture} failed:\n{stderr}"
-    );
-    let spans = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    Imported {
-        spans,
-        stdout,
-        stderr,
-    }
-}
+// ---- What every HTTP sink's tests run ----------------------------------------------------
 
 /// Fixture files every HTTP sink receives in its fixture test: the real OpenBao session
 /// (traceparent, errors, unicode), the authored pairs, the awkward ones, and every
@@ -350,81 +242,6 @@ pub const FIXTURES: [&str; 4] = [
     "authored-edge.jsonl",
     "authored-versions.jsonl",
 ];
-
-/// `start_time_unix_nano` and `end_time_unix_nano` of a stdout span.
-pub fn span_times(span: &Value) -> (i64, i64) {
-    let time = |key: &str| span[key].as_str().unwrap().parse::<i64>().unwrap();
-    (time("start_time_unix_nano"), time("end_time_unix_nano"))
-}
-
-// ---- Traffic -------------------------------------------------------------------------
-
-/// The request id of pair `n`.
-pub fn request_id(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
-}
-
-/// A compact request/response pair for request id `request_id(n)`, the request at
-/// `2025-03-11T14:00:00Z + 2n ms` and the response 1 ms later (one event clock, so nothing
-/// expires on event time).
-pub fn audit_pair(n: u64) -> String {
-    audit_pair_with(n, r#"{"v":"hmac-sha256:00"}"#)
-}
-
-/// [`audit_pair`] with `data` (a JSON object) as the response's `data`.
-pub fn audit_pair_with(n: u64, data: &str) -> String {
-    let id = request_id(n);
-    let time = |millis: u64| {
-        let secs = millis / 1000;
-        format!(
-            "2025-03-11T{:02}:{:02}:{:02}.{:03}Z",
-            14 + secs / 3600,
-            secs / 60 % 60,
-            secs % 60,
-            millis % 1000
-        )
-    };
-    let request = format!(
-        r#"{{"time":"{}","type":"request","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","remote_address":"127.0.0.1","remote_port":40000,"namespace":{{"id":"root"}}}}}}"#,
-        time(2 * n)
-    );
-    let response = format!(
-        r#"{{"time":"{}","type":"response","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"kv/","path":"kv/data/x","namespace":{{"id":"root"}}}},"response":{{"mount_type":"kv","data":{data}}}}}"#,
-        time(2 * n + 1)
-    );
-    format!("{request}\n{response}\n")
-}
-
-/// Writes pairs `range` to the daemon's socket in one write.
-pub fn send_pairs(daemon: &Daemon, range: std::ops::Range<u64>) {
-    send_text(daemon, &range.map(audit_pair).collect::<String>());
-}
-
-/// Writes `text` (audit lines) to the daemon's socket in one write.
-pub fn send_text(daemon: &Daemon, text: &str) {
-    let mut conn = daemon.connect();
-    conn.set_write_timeout(Some(DEADLINE)).unwrap();
-    conn.write_all(text.as_bytes())
-        .unwrap_or_else(|e| daemon.fail(&format!("writing events to the socket: {e}")));
-}
-
-/// `default_config` (unix input, metrics, data dir) plus a stdout sink and `sink`, a
-/// `[[sink]]` table of the sink under test.
-pub fn config_with_sink(dir: &std::path::Path, sink: &str) -> String {
-    format!(
-        "{}\n[[sink]]\ntype = \"stdout\"\n\n{sink}",
-        default_config(dir)
-    )
-}
-
-/// The dead-letter records of the daemon's data directory.
-pub fn dead_letters(daemon: &Daemon) -> Vec<Value> {
-    std::fs::read_to_string(daemon.dir().join("data/deadletter.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// Receiver down (port closed) → spans wait on disk while the stdout sink delivers them →
 /// receiver up → every span arrives exactly once. `sink(addr)` is the `[[sink]]` table (named

@@ -1,48 +1,38 @@
-//! Test support: runs the real `auditspan` binary as a child process and observes it only
-//! from the outside, as an operator would — spans on stdout, logs on stderr, `/metrics`, the
-//! exit status and the files it leaves behind.
+//! The daemon as a child process: [`Daemon`] runs `auditspan run --config <dir>/auditspan.toml`
+//! in a temporary directory of its own and sees it only from the outside.
 //!
-//! - [`Daemon`] owns the child and a temporary directory holding its config (place sockets
-//!   and `data_dir` there too: [`Daemon::start_with`] hands the directory to the config
-//!   builder, and the child runs with it as its working directory). Dropping a `Daemon` kills
-//!   the child, so a failing test never leaves one behind.
-//! - [`Metrics`] is one scrape of `/metrics`, keyed by name and sorted labels.
-//! - Every wait polls with a deadline ([`DEADLINE`]) and fails naming what it waited for,
-//!   with the daemon's stderr tail; no test sleeps to synchronise.
-//! - [`Daemon::pause_stdout`] stops reading the child's stdout, so the pipe fills and the
+//! - [`Daemon::start_with`] hands the directory to the config builder, and the child runs
+//!   with it as its working directory; start-up returns once the metrics server has logged
+//!   its address (when enabled) and every unix input accepts connections.
+//! - Its stdout ([`Stdout`]) is collected line by line (each line one span), or left in a
+//!   pipe nobody reads until the caller takes it (a stalled sink; the bench's own readers),
+//!   or discarded (a long bench run would otherwise keep every span in memory).
+//! - [`Daemon::pause_stdout`] stops reading collected stdout, so the pipe fills and the
 //!   stdout sink blocks in its write (a backend outage); [`Daemon::resume_stdout`] reads on.
-#![allow(clippy::unwrap_used, dead_code)]
+//! - [`Daemon::restart`] runs it again on the same config and directory, so `data_dir`
+//!   survives; the lines of every run are kept.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// How long any single wait may take before the test fails. Generous on purpose: CI is a
-/// busy 2-core machine that may be compiling or running other tests at the same time.
-pub const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Pause between two polls of a condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+use super::{DEADLINE, Metrics, fixture, poll_until};
 
 /// How much of the daemon's stderr a failure message quotes.
 const STDERR_TAIL_LINES: usize = 40;
 
 /// What the daemon logs once its metrics endpoint is bound (followed by `IP:PORT`).
 const METRICS_LOG_MARKER: &str = "Serving metrics. addr=";
-
-/// A sample's labels, sorted by name.
-type Labels = Vec<(String, String)>;
 
 /// Lines a reader thread collected from one of the child's pipes.
 type Lines = Arc<Mutex<Vec<String>>>;
@@ -51,11 +41,79 @@ type Lines = Arc<Mutex<Vec<String>>>;
 /// waits on.
 type Gate = Arc<(Mutex<bool>, Condvar)>;
 
-/// A running `auditspan run --config <dir>/auditspan.toml`.
-pub struct Daemon {
-    /// The child; in a mutex so that waits polling it can borrow `self` immutably.
-    child: Mutex<Child>,
-    /// Every stdout line of every run of this daemon (see [`Daemon::restart`]).
+/// Where the child's stdout goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stdout {
+    /// Read line by line into [`Daemon::spans`] (and [`Daemon::stdout_lines`]).
+    #[default]
+    Collect,
+    /// A pipe nobody reads until [`Daemon::take_stdout`] hands it over or
+    /// [`Daemon::collect_stdout`] starts collecting it: once the pipe buffer is full, the
+    /// stdout sink blocks in its write and acknowledges nothing more.
+    Pipe,
+    /// `/dev/null`: nothing is kept.
+    Null,
+}
+
+/// How to start a [`Daemon`] beyond its config: environment variables and stdout.
+/// [`Daemon::start_with`] and friends use the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    env: Vec<(String, String)>,
+    stdout: Stdout,
+}
+
+impl Options {
+    /// Sets `key=value` on the child, on every run: the only way `AUDITSPAN_*` / `OTEL_*`
+    /// variables reach it, since [`auditspan`] removes the test process's own.
+    pub fn env(mut self, key: &str, value: &str) -> Options {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Where the child's stdout goes (default: [`Stdout::Collect`]).
+    pub fn stdout(mut self, stdout: Stdout) -> Options {
+        self.stdout = stdout;
+        self
+    }
+
+    /// Starts the daemon with the config `config(dir)` returns, `dir` being the temporary
+    /// directory the `Daemon` owns. Returns once the metrics server has logged its address
+    /// (when enabled) and every unix input accepts connections.
+    pub fn start(self, config: impl FnOnce(&Path) -> String) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("auditspan-it-")
+            .tempdir()
+            .unwrap();
+        let config_toml = config(dir.path());
+        let config_path = dir.path().join("auditspan.toml");
+        std::fs::write(&config_path, &config_toml).unwrap();
+        let parsed: toml::Table = toml::from_str(&config_toml)
+            .unwrap_or_else(|e| panic!("the test's config is not TOML: {e}\n{config_toml}"));
+        let output = Output::default();
+        let run = spawn_child(&config_path, dir.path(), &self, &output);
+        let mut daemon = Daemon {
+            child: Mutex::new(run.child),
+            output,
+            stdout_pipe: Mutex::new(run.stdout_pipe),
+            run_stderr_start: 0,
+            readers: run.readers,
+            metrics_addr: None,
+            metrics_enabled: metrics_enabled(&parsed),
+            sockets: unix_sockets(&parsed, dir.path()),
+            config_path,
+            options: self,
+            dir,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+}
+
+/// What the reader threads fill, shared by every run of one daemon.
+#[derive(Clone)]
+struct Output {
+    /// Every complete stdout line of every run (see [`Daemon::restart`]).
     stdout: Lines,
     /// Every stderr line of every run.
     stderr: Lines,
@@ -64,10 +122,31 @@ pub struct Daemon {
     /// The unfinished last stdout line of each run that ended mid-line (a SIGKILL during a
     /// write); not in `stdout`.
     stdout_truncated: Lines,
+}
+
+impl Default for Output {
+    fn default() -> Output {
+        Output {
+            stdout: Lines::default(),
+            stderr: Lines::default(),
+            stdout_gate: Arc::new((Mutex::new(true), Condvar::new())),
+            stdout_truncated: Lines::default(),
+        }
+    }
+}
+
+/// A running `auditspan run --config <dir>/auditspan.toml`.
+pub struct Daemon {
+    /// The child; in a mutex so that waits polling it can borrow `self` immutably.
+    child: Mutex<Child>,
+    /// The lines read from the child's pipes, every run.
+    output: Output,
+    /// The current run's unread stdout ([`Stdout::Pipe`]) until a caller takes it.
+    stdout_pipe: Mutex<Option<ChildStdout>>,
     /// Index in `stderr` where the current run's lines start.
     run_stderr_start: usize,
-    /// Threads copying the pipes into `stdout`/`stderr`; joined once the child has exited so
-    /// that nothing it wrote is missed.
+    /// Threads copying the pipes into `output`; joined once the child has exited so that
+    /// nothing it wrote is missed.
     readers: Vec<JoinHandle<()>>,
     /// The address the current run's metrics server is bound to, when metrics are enabled.
     metrics_addr: Option<SocketAddr>,
@@ -76,8 +155,8 @@ pub struct Daemon {
     /// The unix sockets of the config's inputs, absolute.
     sockets: Vec<PathBuf>,
     config_path: PathBuf,
-    /// Environment variables set on every run of the child (see [`Daemon::start_with_env`]).
-    env: Vec<(String, String)>,
+    /// Environment and stdout of every run.
+    options: Options,
     /// Dropped last: holds the config, and whatever the test placed beside it.
     dir: TempDir,
 }
@@ -95,61 +174,18 @@ impl Daemon {
         Self::start_with(default_config)
     }
 
-    /// Starts the daemon with the config `config(dir)` returns, `dir` being the temporary
-    /// directory this `Daemon` owns. Returns once the metrics server has logged its address
-    /// (when enabled) and every unix input accepts connections.
+    /// Starts the daemon with the config `config(dir)` returns ([`Options::start`] with the
+    /// default options).
     pub fn start_with(config: impl FnOnce(&Path) -> String) -> Daemon {
-        Self::start_with_env(&[], config)
+        Options::default().start(config)
     }
 
-    /// [`Daemon::start_with`], with `env` set on the child (on every run): the only way
-    /// `AUDITSPAN_*` / `OTEL_*` variables reach it, since [`auditspan`] removes the test
-    /// process's own.
+    /// [`Daemon::start_with`], with `env` set on the child (on every run); see
+    /// [`Options::env`].
     pub fn start_with_env(env: &[(&str, &str)], config: impl FnOnce(&Path) -> String) -> Daemon {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let dir = tempfile::Builder::new()
-            .prefix("auditspan-it-")
-            .tempdir()
-            .unwrap();
-        let config_toml = config(dir.path());
-        let config_path = dir.path().join("auditspan.toml");
-        std::fs::write(&config_path, &config_toml).unwrap();
-        let parsed: toml::Table = toml::from_str(&config_toml)
-            .unwrap_or_else(|e| panic!("the test's config is not TOML: {e}\n{config_toml}"));
-
-        let stdout = Lines::default();
-        let stderr = Lines::default();
-        let stdout_gate: Gate = Arc::new((Mutex::new(true), Condvar::new()));
-        let stdout_truncated = Lines::default();
-        let (child, readers) = spawn_child(
-            &config_path,
-            dir.path(),
-            &env,
-            &stdout,
-            &stderr,
-            &stdout_gate,
-            &stdout_truncated,
-        );
-        let mut daemon = Daemon {
-            child: Mutex::new(child),
-            stdout,
-            stderr,
-            stdout_gate,
-            stdout_truncated,
-            run_stderr_start: 0,
-            readers,
-            metrics_addr: None,
-            metrics_enabled: metrics_enabled(&parsed),
-            sockets: unix_sockets(&parsed, dir.path()),
-            config_path,
-            env,
-            dir,
-        };
-        daemon.wait_ready();
-        daemon
+        env.iter()
+            .fold(Options::default(), |options, (k, v)| options.env(k, v))
+            .start(config)
     }
 
     /// The temporary directory holding the config (and the test's sockets and data).
@@ -181,7 +217,7 @@ impl Daemon {
     /// Every complete line printed on stdout so far, parsed as JSON (one span each). Panics
     /// naming the line if one is not JSON: stdout carries nothing but spans.
     pub fn spans(&self) -> Vec<Value> {
-        let lines = self.stdout.lock().unwrap().clone();
+        let lines = self.output.stdout.lock().unwrap().clone();
         lines
             .iter()
             .map(|line| {
@@ -195,25 +231,25 @@ impl Daemon {
     /// Waits until at least `n` spans were printed and returns all of them.
     pub fn wait_for_spans(&self, n: usize) -> Vec<Value> {
         self.wait_until(DEADLINE, &format!("{n} spans on stdout"), || {
-            self.stdout.lock().unwrap().len() >= n
+            self.output.stdout.lock().unwrap().len() >= n
         });
         self.spans()
     }
 
     /// How many complete lines were read from stdout so far (every run).
     pub fn stdout_count(&self) -> usize {
-        self.stdout.lock().unwrap().len()
+        self.output.stdout.lock().unwrap().len()
     }
 
     /// Every complete stdout line so far (every run), as printed, without its newline.
     pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
+        self.output.stdout.lock().unwrap().clone()
     }
 
     /// The unfinished last line of every run killed in the middle of writing one (a pipe
     /// write is not atomic beyond `PIPE_BUF`); these are not in [`Daemon::spans`].
     pub fn truncated_stdout(&self) -> Vec<String> {
-        self.stdout_truncated.lock().unwrap().clone()
+        self.output.stdout_truncated.lock().unwrap().clone()
     }
 
     /// Stops reading the child's stdout: no line is added to [`Daemon::spans`] until
@@ -230,19 +266,41 @@ impl Daemon {
     }
 
     fn set_stdout_gate(&self, open: bool) {
-        let (lock, changed) = &*self.stdout_gate;
+        let (lock, changed) = &*self.output.stdout_gate;
         *lock.lock().unwrap() = open;
         changed.notify_all();
     }
 
+    /// The current run's stdout pipe, which nobody has read ([`Stdout::Pipe`]); the caller
+    /// reads it (or drops it, and every write to stdout fails with EPIPE).
+    pub fn take_stdout(&self) -> ChildStdout {
+        self.stdout_pipe
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_else(|| self.fail("stdout is not an unread pipe (Stdout::Pipe)"))
+    }
+
+    /// Starts collecting the current run's unread stdout pipe ([`Stdout::Pipe`]) as
+    /// [`Stdout::Collect`] does from the start: the sink writes again.
+    pub fn collect_stdout(&mut self) {
+        let pipe = self.take_stdout();
+        self.readers.push(collect_lines(
+            pipe,
+            self.output.stdout.clone(),
+            Some(self.output.stdout_gate.clone()),
+            Some(self.output.stdout_truncated.clone()),
+        ));
+    }
+
     /// Everything the daemon wrote on stderr so far, one line per line.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
+        self.output.stderr.lock().unwrap().join("\n")
     }
 
     /// The last [`STDERR_TAIL_LINES`] lines of stderr, for failure messages.
     pub fn stderr_tail(&self) -> String {
-        let lines = self.stderr.lock().unwrap();
+        let lines = self.output.stderr.lock().unwrap();
         lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n")
     }
 
@@ -254,13 +312,19 @@ impl Daemon {
 
     /// Scrapes `/metrics` once.
     pub fn metrics(&self) -> Metrics {
-        let url = format!("http://{}/metrics", self.metrics_addr());
-        let body = http_agent()
-            .get(&url)
-            .call()
-            .and_then(|mut response| response.body_mut().read_to_string())
-            .unwrap_or_else(|e| self.fail(&format!("GET {url}: {e}")));
-        Metrics::parse(&body)
+        let addr = self.metrics_addr();
+        Metrics::scrape(addr)
+            .unwrap_or_else(|e| self.fail(&format!("GET http://{addr}/metrics: {e}")))
+    }
+
+    /// The dead-letter records in `<dir>/data/deadletter.jsonl` (the `data_dir` of
+    /// [`default_config`]); none when the file does not exist.
+    pub fn dead_letters(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir().join("data/deadletter.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Sends SIGTERM (graceful shutdown).
@@ -301,25 +365,23 @@ impl Daemon {
 
     /// Stops the current run (SIGKILL if it is still running: call [`Daemon::sigterm`] and
     /// [`Daemon::wait_exit`] first for a graceful restart) and starts a new one with the same
-    /// config and directory, so `data_dir` survives. `spans()` and `stderr()` keep the
-    /// earlier runs' lines; `metrics()` is the new process's.
+    /// config, directory and options, so `data_dir` survives. `spans()` and `stderr()` keep
+    /// the earlier runs' lines; `metrics()` is the new process's.
     pub fn restart(&mut self) {
         if self.try_exit_status().is_none() {
             self.sigkill();
         }
         self.wait_exit(DEADLINE);
-        self.run_stderr_start = self.stderr.lock().unwrap().len();
-        let (child, readers) = spawn_child(
+        self.run_stderr_start = self.output.stderr.lock().unwrap().len();
+        let run = spawn_child(
             &self.config_path,
             self.dir.path(),
-            &self.env,
-            &self.stdout,
-            &self.stderr,
-            &self.stdout_gate,
-            &self.stdout_truncated,
+            &self.options,
+            &self.output,
         );
-        *self.child.lock().unwrap() = child;
-        self.readers = readers;
+        *self.child.lock().unwrap() = run.child;
+        *self.stdout_pipe.lock().unwrap() = run.stdout_pipe;
+        self.readers = run.readers;
         self.metrics_addr = None;
         self.wait_ready();
     }
@@ -369,7 +431,7 @@ impl Daemon {
 
     /// The address in the current run's `Serving metrics. addr=…` line, once logged.
     fn logged_metrics_addr(&self) -> Option<SocketAddr> {
-        let lines = self.stderr.lock().unwrap();
+        let lines = self.output.stderr.lock().unwrap();
         lines[self.run_stderr_start..].iter().find_map(|line| {
             let rest = &line[line.find(METRICS_LOG_MARKER)? + METRICS_LOG_MARKER.len()..];
             let addr = rest.split_whitespace().next()?;
@@ -403,45 +465,60 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts `auditspan run --config <config_path>` in `dir` with its pipes copied into
-/// `stdout` (while `stdout_gate` is open; an unfinished last line into
-/// `stdout_truncated`) and `stderr` by the returned threads; `env` is set on the child.
-fn spawn_child(
-    config_path: &Path,
-    dir: &Path,
-    env: &[(String, String)],
-    stdout: &Lines,
-    stderr: &Lines,
-    stdout_gate: &Gate,
-    stdout_truncated: &Lines,
-) -> (Child, Vec<JoinHandle<()>>) {
+/// One run of the child, as [`spawn_child`] started it.
+struct Run {
+    child: Child,
+    /// The threads reading stdout (when collected) and stderr.
+    readers: Vec<JoinHandle<()>>,
+    /// Stdout when nobody reads it yet ([`Stdout::Pipe`]).
+    stdout_pipe: Option<ChildStdout>,
+}
+
+/// Starts `auditspan run --config <config_path>` in `dir` with `options`; reader threads
+/// copy stderr, and stdout when collected, into `output`.
+fn spawn_child(config_path: &Path, dir: &Path, options: &Options, output: &Output) -> Run {
     let mut command = auditspan(dir);
     command
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
         .arg("run")
         .arg("--config")
         .arg(config_path)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(match options.stdout {
+            Stdout::Collect | Stdout::Pipe => Stdio::piped(),
+            Stdout::Null => Stdio::null(),
+        })
         .stderr(Stdio::piped());
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {}: {e}", env!("CARGO_BIN_EXE_auditspan")));
-    let readers = vec![
-        collect_lines(
+    let mut readers = vec![collect_lines(
+        child.stderr.take().unwrap(),
+        output.stderr.clone(),
+        None,
+        None,
+    )];
+    let mut stdout_pipe = None;
+    match options.stdout {
+        Stdout::Collect => readers.push(collect_lines(
             child.stdout.take().unwrap(),
-            stdout.clone(),
-            Some(stdout_gate.clone()),
-            Some(stdout_truncated.clone()),
-        ),
-        collect_lines(child.stderr.take().unwrap(), stderr.clone(), None, None),
-    ];
-    (child, readers)
+            output.stdout.clone(),
+            Some(output.stdout_gate.clone()),
+            Some(output.stdout_truncated.clone()),
+        )),
+        Stdout::Pipe => stdout_pipe = child.stdout.take(),
+        Stdout::Null => {}
+    }
+    Run {
+        child,
+        readers,
+        stdout_pipe,
+    }
 }
 
-/// The `auditspan` binary, run in `dir`. The environment overrides the config file
-/// (DESIGN: precedence), so the developer's own `AUDITSPAN_*` / `OTEL_*` settings are kept
-/// out of every test.
+/// The `auditspan` binary (the one cargo built for this test or bench), run in `dir`. The
+/// environment overrides the config file (DESIGN: precedence), so the developer's own
+/// `AUDITSPAN_*` / `OTEL_*` settings are kept out of every test.
 pub fn auditspan(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_auditspan"));
     command.current_dir(dir);
@@ -474,9 +551,60 @@ pair_timeout = "10s"
     )
 }
 
+/// [`default_config`] (unix input, metrics, data dir) plus a stdout sink and `sink`, a
+/// `[[sink]]` table of the sink under test.
+pub fn config_with_sink(dir: &Path, sink: &str) -> String {
+    format!(
+        "{}\n[[sink]]\ntype = \"stdout\"\n\n{sink}",
+        default_config(dir)
+    )
+}
+
 /// `path` as a quoted TOML string.
 pub fn toml_string(path: &Path) -> String {
     toml::Value::String(path.to_str().unwrap().to_owned()).to_string()
+}
+
+/// `start_time_unix_nano` and `end_time_unix_nano` of a stdout span.
+pub fn span_times(span: &Value) -> (i64, i64) {
+    let time = |key: &str| span[key].as_str().unwrap().parse::<i64>().unwrap();
+    (time("start_time_unix_nano"), time("end_time_unix_nano"))
+}
+
+/// Result of one `auditspan import`.
+pub struct Imported {
+    /// The stdout sink's spans.
+    pub spans: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `auditspan import --config <config> <fixture>` in a temporary directory, with `env`
+/// set; panics unless it succeeds.
+pub fn import_fixture(config: &str, name: &str, env: &[(&str, &str)]) -> Imported {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let mut command = auditspan(dir.path());
+    command
+        .args(["import", "--config", "c.toml"])
+        .arg(fixture(name))
+        .envs(env.iter().copied());
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "import of {name} failed:\n{stderr}"
+    );
+    let spans = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    Imported {
+        spans,
+        stdout,
+        stderr,
+    }
 }
 
 /// The unix sockets the config's inputs listen on, resolved against `dir`. With no
@@ -544,186 +672,4 @@ fn collect_lines(
             }
         }
     })
-}
-
-/// An HTTP client for scrapes and test traffic: bounded by a timeout, and 4xx/5xx are
-/// responses to inspect, not errors.
-pub fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
-}
-
-/// Polls `f` every [`POLL_INTERVAL`] until it returns true (→ true) or `deadline` has passed
-/// (→ false).
-pub fn poll_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
-
-/// Polls `f` until it returns true; panics naming `what` on timeout. Use
-/// [`Daemon::wait_until`] when a daemon is involved: its failure quotes the daemon's stderr.
-pub fn wait_until(deadline: Duration, what: &str, f: impl FnMut() -> bool) {
-    if !poll_until(deadline, f) {
-        panic!("timed out after {deadline:?} waiting for {what}");
-    }
-}
-
-/// One scrape of `/metrics` (Prometheus text format), keyed by metric name and sorted labels.
-#[derive(Debug, Default, Clone)]
-pub struct Metrics {
-    samples: BTreeMap<(String, Labels), f64>,
-}
-
-impl Metrics {
-    /// Parses the text exposition format. Panics naming the line on a malformed sample: a
-    /// scrape that Prometheus would reject is a bug in the daemon.
-    pub fn parse(text: &str) -> Metrics {
-        let samples = text
-            .lines()
-            .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
-            .map(|line| {
-                let (name, labels, value) = parse_sample(line)
-                    .unwrap_or_else(|| panic!("malformed metrics line: {line:?}\n{text}"));
-                ((name, labels), value)
-            })
-            .collect();
-        Metrics { samples }
-    }
-
-    /// The sample with exactly these labels (in any order), if present.
-    pub fn get_opt(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut labels: Labels = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        labels.sort();
-        self.samples.get(&(name.to_owned(), labels)).copied()
-    }
-
-    /// The sample with exactly these labels; 0 when absent (a counter that was never
-    /// incremented is usually not exported at all).
-    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get_opt(name, labels).unwrap_or(0.0)
-    }
-
-    /// The sum of every sample of `name`, whatever its labels.
-    pub fn sum(&self, name: &str) -> f64 {
-        self.sum_matching(name, &[])
-    }
-
-    /// The sum of the samples of `name` whose labels include all of `labels`.
-    pub fn sum_matching(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.samples
-            .iter()
-            .filter(|((n, have), _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
-            })
-            .map(|(_, value)| value)
-            .sum()
-    }
-
-    /// Whether any sample of `name` exists.
-    pub fn contains(&self, name: &str) -> bool {
-        self.samples.keys().any(|(n, _)| n == name)
-    }
-}
-
-/// `name{k="v",...} value [timestamp]` → (name, sorted labels, value).
-fn parse_sample(line: &str) -> Option<(String, Labels, f64)> {
-    let name_end = line.find(['{', ' '])?;
-    let name = line[..name_end].to_owned();
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(after_brace) = rest.strip_prefix('{') {
-        rest = after_brace;
-        loop {
-            rest = rest.trim_start_matches([',', ' ']);
-            if let Some(after) = rest.strip_prefix('}') {
-                rest = after;
-                break;
-            }
-            let eq = rest.find('=')?;
-            let key = rest[..eq].trim().to_owned();
-            rest = rest[eq + 1..].strip_prefix('"')?;
-            let mut value = String::new();
-            let mut chars = rest.char_indices();
-            let end = loop {
-                match chars.next()? {
-                    (_, '\\') => match chars.next()? {
-                        (_, 'n') => value.push('\n'),
-                        (_, escaped) => value.push(escaped),
-                    },
-                    (i, '"') => break i,
-                    (_, c) => value.push(c),
-                }
-            };
-            rest = &rest[end + 1..];
-            labels.push((key, value));
-        }
-    }
-    let value = match rest.split_whitespace().next()? {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        number => number.parse().ok()?,
-    };
-    labels.sort();
-    Some((name, labels, value))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The scrape parser reads names, escaped label values in any order, and special values.
-    #[test]
-    fn metrics_parser_reads_the_text_format() {
-        let metrics = Metrics::parse(
-            "# TYPE auditspan_spans_created_total counter\n\
-             auditspan_spans_created_total{outcome=\"paired\"} 7\n\
-             auditspan_spans_created_total{outcome=\"response_missing\"} 2\n\
-             auditspan_events_ignored_total{reason=\"audit_test\",input=\"unix\"} 1\n\
-             odd{a=\"x\\\"y\\\\z\\n\"} +Inf\n\
-             auditspan_correlator_pending 0 1712345678000\n",
-        );
-        assert_eq!(
-            metrics.get("auditspan_spans_created_total", &[("outcome", "paired")]),
-            7.0
-        );
-        assert_eq!(metrics.sum("auditspan_spans_created_total"), 9.0);
-        assert_eq!(
-            metrics.get(
-                "auditspan_events_ignored_total",
-                &[("input", "unix"), ("reason", "audit_test")]
-            ),
-            1.0
-        );
-        assert_eq!(
-            metrics.sum_matching(
-                "auditspan_events_ignored_total",
-                &[("reason", "audit_test")]
-            ),
-            1.0
-        );
-        assert_eq!(metrics.get("odd", &[("a", "x\"y\\z\n")]), f64::INFINITY);
-        assert_eq!(
-            metrics.get_opt("auditspan_correlator_pending", &[]),
-            Some(0.0)
-        );
-        assert_eq!(metrics.get("absent_total", &[]), 0.0);
-    }
 }

@@ -1,4 +1,4 @@
-//! `auditspan-bench`: end-to-end throughput of the real daemon, measured from outside.
+//! The end-to-end bench (`e2e`): throughput of the real daemon, measured from outside.
 //!
 //! What it measures: how fast a release `auditspan` turns a realistic audit stream arriving
 //! on its unix socket into spans (stdout sink, to `/dev/null`), its peak memory, and how
@@ -14,10 +14,12 @@
 //! 2. Baseline: an in-process reader accepts the same number of unix-socket connections
 //!    and reads and discards; the writers send the same buffers. Time runs from the first
 //!    byte written to the last byte read.
-//! 3. The daemon (the `auditspan` beside this executable) starts with a temporary config:
-//!    one unix input, its data dir in a temporary directory, metrics on an ephemeral port
-//!    (learnt from its `Serving metrics. addr=` log line). The writers send as fast as the
-//!    socket takes it; `/metrics` is polled until `auditspan_events_received_total` and
+//! 3. The daemon (the `auditspan` cargo built for this bench, `CARGO_BIN_EXE_auditspan`)
+//!    starts through the tests' support (`tests/it/support`, `Daemon`) with a temporary
+//!    config: one unix input, its data dir in the daemon's temporary directory, metrics on
+//!    an ephemeral port (learnt from its `Serving metrics. addr=` log line), stdout to
+//!    `/dev/null`. The writers send as fast as the socket takes it (or at `--rate` events
+//!    per second); `/metrics` is polled until `auditspan_events_received_total` and
 //!    the sum of `auditspan_spans_created_total` reach the expected counts. Time runs from
 //!    the first byte written to the first scrape that shows everything; the poll interval
 //!    (20 ms) bounds the error.
@@ -57,33 +59,40 @@
 //!    prints each run, the medians of the delivered spans/s and of the daemon's CPU time
 //!    per event, and the cost of metrics as the difference of the medians.
 //!
-//! Run: `cargo run --release --bin auditspan-bench -- [--pairs N] [--connections N] [--sink KIND]
-//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]`. When run through cargo it first builds the `auditspan` binary of the same
-//! profile, so the numbers are never those of a stale daemon.
+//! Run: `cargo bench --bench e2e -- [--pairs N] [--connections N] [--sink KIND] [--rate N]
+//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]`
+//! (`docs/benchmarks.md`). `cargo bench` builds the `auditspan` binary with the same
+//! profile first, so the numbers are never those of a stale daemon. Under `cargo test
+//! --all-targets` (no `--bench` argument) it measures nothing and exits at once.
+//!
+//! The daemon is started, scraped and awaited with the tests' support (`#[path]` below);
+//! the local receivers (`receiver.rs`) are the bench's own, since the tests' receivers
+//! record every request for assertions, which costs the memory and CPU a throughput
+//! measurement must not spend beside the daemon.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::process::{ChildStdout, Command};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+#[path = "../../tests/it/support/mod.rs"]
+mod support;
 
 mod receiver;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde::Deserialize;
 
-/// How often `/metrics` is polled while the daemon catches up.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+use support::{Daemon, Metrics, Options, Stdout, poll_until, shared_dir, toml_string};
 
-/// What the daemon logs once its metrics endpoint is bound (followed by `IP:PORT`).
-const METRICS_LOG_MARKER: &str = "Serving metrics. addr=";
+/// How long the daemon gets to exit cleanly after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default sink's name; the outage run measures it.
 const SINK: &str = "stdout";
@@ -103,9 +112,6 @@ struct Args {
     /// Use this audit log instead of generating one.
     #[arg(long)]
     load: Option<PathBuf>,
-    /// The daemon to measure (default: `auditspan` beside this executable).
-    #[arg(long)]
-    daemon: Option<PathBuf>,
     /// Give up when the daemon has not produced every span within this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
@@ -134,16 +140,31 @@ struct Args {
     /// many rounds (one daemon of each per round) and print the medians.
     #[arg(long)]
     metrics_cost: Option<usize>,
+    /// Added by `cargo bench`; without it (`cargo test`) nothing is measured.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs bench targets too,
+    // without it (and perhaps with libtest's options), and must not start a measurement.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        eprintln!("e2e: not measuring without --bench; run `cargo bench --bench e2e`");
+        return Ok(());
+    }
     let args = Args::parse();
     ensure!(args.connections > 0, "--connections must be at least 1");
-    let work = TempDir::new()?;
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; `cargo bench` builds the meaningful one");
+    }
+    let work = tempfile::Builder::new()
+        .prefix("auditspan-bench-")
+        .tempdir()
+        .context("creating a temporary directory")?;
 
     let load_path = match &args.load {
         Some(path) => path.clone(),
-        None => generate_load(args.pairs, &work.path.join("load.jsonl"))?,
+        None => generate_load(args.pairs, &work.path().join("load.jsonl"))?,
     };
     let mut load = Load::read(&load_path, args.connections)?;
     load.pair_timeout = args.pair_timeout.clone().or_else(|| {
@@ -179,32 +200,19 @@ fn main() -> Result<()> {
     load.sink_config = args.sink.config(receiver.addr);
     let timeout = Duration::from_secs(args.timeout_secs);
     if let Some(rounds) = args.metrics_cost {
-        let daemon_bin = daemon_binary(args.daemon.as_deref())?;
-        return measure_metrics_cost(&daemon_bin, &load, &work.path, rounds.max(1), timeout);
+        return measure_metrics_cost(&load, rounds.max(1), timeout);
     }
-    let baseline = measure_baseline(&load, &work.path.join("baseline.sock"))?;
-    let daemon_bin = daemon_binary(args.daemon.as_deref())?;
-    let normal = work.path.join("normal");
-    std::fs::create_dir_all(&normal)?;
-    let daemon = measure_daemon(&daemon_bin, &load, &normal, timeout)?;
-    // Its queue is no longer needed; the outage run wants the disk space.
-    std::fs::remove_dir_all(&normal).ok();
+    let baseline = measure_baseline(&load, &work.path().join("baseline.sock"))?;
+    // Each daemon's queue lives in its own temporary directory, removed when the daemon is
+    // dropped at the end of its measurement (the outage run wants the disk space).
+    let daemon = measure_daemon(&load, timeout)?;
     let outage = match args.outage_secs {
-        Some(secs) => {
-            let dir = work.path.join("outage");
-            std::fs::create_dir_all(&dir)?;
-            let outage = Duration::from_secs(secs);
-            Some(measure_outage(&daemon_bin, &load, &dir, outage, timeout)?)
-        }
+        Some(secs) => Some(measure_outage(&load, Duration::from_secs(secs), timeout)?),
         None => None,
     };
     let drain = match args.sink {
         receiver::SinkKind::Stdout => None,
-        _ => {
-            let dir = work.path.join("drain");
-            std::fs::create_dir_all(&dir)?;
-            Some(measure_drain(&daemon_bin, &load, &dir, &receiver, timeout)?)
-        }
+        _ => Some(measure_drain(&load, &receiver, timeout)?),
     };
     print_report(&load_path, &load, &baseline, &daemon);
     if let Some(drain) = &drain {
@@ -218,7 +226,7 @@ fn main() -> Result<()> {
 
 /// Runs `gen_audit.py` (from the `shared/` folder beside the repository) into `out`.
 fn generate_load(pairs: u64, out: &Path) -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/gen_audit.py");
+    let script = shared_dir().join("tools/gen_audit.py");
     ensure!(
         script.is_file(),
         "{} not found; pass --load FILE",
@@ -448,42 +456,13 @@ fn measure_baseline(load: &Load, socket: &Path) -> Result<BaselineResult> {
     Ok(BaselineResult { elapsed })
 }
 
-/// The `auditspan` binary to measure. When this bench runs through `cargo run`, cargo
-/// builds only the bench, so build the daemon of the same profile first.
-fn daemon_binary(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(path) = explicit {
-        return Ok(path.to_owned());
-    }
-    let exe = std::env::current_exe().context("locating this executable")?;
-    let path = exe.with_file_name("auditspan");
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--bin", "auditspan", "--manifest-path"]);
-        build.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let status = build.status().context("running cargo build")?;
-        ensure!(status.success(), "building auditspan failed: {status}");
-    }
-    ensure!(
-        path.is_file(),
-        "{} not found; build it with `cargo build --release`",
-        path.display()
-    );
-    if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build; use `cargo run --release` for meaningful numbers");
-    }
-    Ok(path)
-}
-
 struct DaemonResult {
     elapsed: Duration,
     writers_done: Duration,
     peak_rss_kib: u64,
     /// CPU time the daemon used (user + system), start-up included.
     cpu: Duration,
-    outcomes: Vec<(String, f64)>,
+    outcomes: BTreeMap<String, f64>,
     invalid: f64,
     ignored: f64,
     /// Spans created by `elapsed` (all of them unless the load has unpaired ids).
@@ -497,35 +476,10 @@ struct DaemonResult {
     commit_latency: (f64, f64),
 }
 
-/// A daemon started on a temporary config in `work`, its socket accepting.
-struct Started {
-    daemon: DaemonProcess,
-    /// `None` when metrics are off.
-    metrics: Option<SocketAddr>,
-    socket: PathBuf,
-}
-
-impl Started {
-    fn scrape(&self) -> Result<Scrape> {
-        Scrape::get(self.metrics.context("metrics are off in this run")?)
-    }
-}
-
-/// Writes the bench's config into `work` and starts the daemon on it, with `stdout`.
-fn start_daemon(bin: &Path, load: &Load, work: &Path, stdout: Stdio) -> Result<Started> {
-    start_daemon_with(bin, load, work, stdout, true)
-}
-
-/// As [`start_daemon`]; with `metrics` false the endpoint, and so the recorder, is off.
-fn start_daemon_with(
-    bin: &Path,
-    load: &Load,
-    work: &Path,
-    stdout: Stdio,
-    metrics: bool,
-) -> Result<Started> {
-    let socket = work.join("auditspan.sock");
-    let config = work.join("auditspan.toml");
+/// Starts a daemon on the bench's config (one unix input, `load`'s sink and
+/// `pair_timeout`) with `stdout`; with `metrics` false the endpoint, and so the recorder,
+/// is off. Returns once its socket accepts, before any clock starts.
+fn start_daemon(load: &Load, stdout: Stdout, metrics: bool) -> Daemon {
     let correlate = match &load.pair_timeout {
         Some(timeout) => format!(
             "\n[correlate]\npair_timeout = {}\n",
@@ -533,134 +487,132 @@ fn start_daemon_with(
         ),
         None => String::new(),
     };
-    std::fs::write(
-        &config,
+    Options::default().stdout(stdout).start(|dir| {
         format!(
             "data_dir = {data}\n\n[[input]]\ntype = \"unix\"\nname = \"unix\"\npath = {socket}\n\n\
              {sink}\n[metrics]\nlisten = {listen}\n{correlate}",
-            data = toml_string(&work.join("data")),
-            socket = toml_string(&socket),
+            data = toml_string(&dir.join("data")),
+            socket = toml_string(&dir.join("auditspan.sock")),
             sink = load.sink_config,
             listen = if metrics { "\"127.0.0.1:0\"" } else { "\"\"" },
-        ),
-    )?;
-    let mut daemon = DaemonProcess::start(bin, &config, stdout)?;
-    let metrics = if metrics {
-        Some(daemon.wait_for_metrics_addr(Duration::from_secs(60))?)
-    } else {
-        None
-    };
-    // Wait until the socket accepts before any clock starts (the probe is an empty stream).
-    drop(connect(&socket)?);
-    Ok(Started {
-        daemon,
-        metrics,
-        socket,
+        )
     })
 }
 
-/// Connects to the daemon's socket, retrying for up to a minute while it starts.
-fn connect(socket: &Path) -> Result<UnixStream> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match UnixStream::connect(socket) {
-            Ok(stream) => return Ok(stream),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(e).context(format!("connecting to {}", socket.display()));
-            }
-            Err(_) => std::thread::sleep(POLL_INTERVAL),
-        }
-    }
+/// SIGTERM, then waits for the exit, which must be clean (status 0).
+fn stop(daemon: &mut Daemon) -> Result<()> {
+    daemon.sigterm();
+    let status = daemon.wait_exit(STOP_TIMEOUT);
+    ensure!(
+        status.success(),
+        "the daemon exited with {status} after SIGTERM\n{}",
+        daemon.stderr_tail()
+    );
+    Ok(())
 }
 
 /// Every line received, every expected span created and nothing waiting for its partner
 /// (a pair split by `pair_timeout` makes two spans, so the count alone is not enough).
-fn all_created(scrape: &Scrape, load: &Load) -> bool {
+fn all_created(scrape: &Metrics, load: &Load) -> bool {
     scrape.sum("auditspan_events_received_total") >= load.lines as f64
         && scrape.sum("auditspan_spans_created_total") >= load.expected_spans as f64
         && scrape.sum("auditspan_correlator_pending") == 0.0
 }
 
 /// Every line received and every pair made (or, if a pair was split, every span made).
-fn pairs_done(scrape: &Scrape, load: &Load) -> bool {
+fn pairs_done(scrape: &Metrics, load: &Load) -> bool {
     let paired = (load.expected_spans - load.unpaired()) as f64;
     (scrape.sum("auditspan_events_received_total") >= load.lines as f64
-        && scrape.labelled("auditspan_spans_created_total", "outcome", "paired") >= paired)
+        && scrape.sum_matching("auditspan_spans_created_total", &[("outcome", "paired")]) >= paired)
         || all_created(scrape, load)
 }
 
 /// Polls `/metrics` until `done` holds; returns the time since `start` of the first scrape
-/// that shows it, and that scrape.
+/// that shows it, and that scrape. Fails when `timeout` has passed since `start` (naming
+/// the progress so far), or when the daemon has died (the scrape fails).
 fn wait_for(
-    started: &mut Started,
+    daemon: &Daemon,
     start: Instant,
     timeout: Duration,
     what: &str,
-    done: impl Fn(&Scrape) -> bool,
-) -> Result<(Duration, Scrape)> {
-    loop {
-        let scrape = started.scrape()?;
-        if done(&scrape) {
-            return Ok((start.elapsed(), scrape));
-        }
-        if start.elapsed() > timeout {
-            bail!(
-                "after {timeout:?}, still waiting for {what}: {}\n{}",
-                scrape.progress(),
-                started.daemon.stderr_tail()
-            );
-        }
-        if let Some(status) = started.daemon.child.try_wait()? {
-            bail!(
-                "the daemon exited with {status} while waiting for {what}\n{}",
-                started.daemon.stderr_tail()
-            );
-        }
-        std::thread::sleep(POLL_INTERVAL);
+    done: impl Fn(&Metrics) -> bool,
+) -> (Duration, Metrics) {
+    let mut last = None;
+    let finished = poll_until(timeout.saturating_sub(start.elapsed()), || {
+        let scrape = daemon.metrics();
+        let finished = done(&scrape);
+        last = Some((start.elapsed(), scrape));
+        finished
+    });
+    // `poll_until` calls its condition at least once.
+    let (elapsed, scrape) = last.unwrap();
+    if !finished {
+        daemon.fail(&format!(
+            "after {timeout:?}, still waiting for {what}: {}",
+            progress(&scrape)
+        ));
     }
+    (elapsed, scrape)
+}
+
+/// The spans `sink` has not had acknowledged yet.
+fn sink_lag(scrape: &Metrics, sink: &str) -> f64 {
+    scrape.sum_matching("auditspan_sink_lag_spans", &[("sink", sink)])
+}
+
+/// The counters a timeout message needs.
+fn progress(scrape: &Metrics) -> String {
+    format!(
+        "{} events received, {} spans created, {} committed, stdout sink lag {}",
+        scrape.sum("auditspan_events_received_total"),
+        scrape.sum("auditspan_spans_created_total"),
+        scrape.sum("auditspan_queue_committed_sequence"),
+        sink_lag(scrape, SINK)
+    )
+}
+
+/// Spans the sink `sink` has had acknowledged.
+fn exported(scrape: &Metrics, sink: &str) -> f64 {
+    scrape.sum_matching("auditspan_sink_exported_spans_total", &[("sink", sink)])
 }
 
 /// Starts the daemon, pushes the load through it and waits for every span.
-fn measure_daemon(bin: &Path, load: &Load, work: &Path, timeout: Duration) -> Result<DaemonResult> {
-    let mut started = start_daemon(bin, load, work, Stdio::null())?;
+fn measure_daemon(load: &Load, timeout: Duration) -> Result<DaemonResult> {
+    let mut daemon = start_daemon(load, Stdout::Null, true);
 
     let start = Instant::now();
-    write_all_connections(load, || connect(&started.socket))?;
+    write_all_connections(load, || Ok(daemon.connect()))?;
     let writers_done = start.elapsed();
 
     // The clock stops once every line is in and every pair made; the unpaired halves
     // become spans only after `pair_timeout`, which is no measure of throughput. (A pair
     // split by the timeout never completes; then the clock stops with the last span.)
-    let (elapsed, at_elapsed) = wait_for(&mut started, start, timeout, "every pair", |s| {
+    let (elapsed, at_elapsed) = wait_for(&daemon, start, timeout, "every pair", |s| {
         pairs_done(s, load)
-    })?;
+    });
     // Spans are committed and delivered in the order they were made.
     let created = at_elapsed.sum("auditspan_spans_created_total");
-    let (committed_at, _) = wait_for(&mut started, start, timeout, "the last commit", |s| {
+    let (committed_at, _) = wait_for(&daemon, start, timeout, "the last commit", |s| {
         s.sum("auditspan_queue_committed_sequence") >= created
-    })?;
+    });
     let sink = load.sink.sink_name();
-    let (delivered_at, _) = wait_for(&mut started, start, timeout, "the sink", |s| {
-        s.labelled("auditspan_sink_exported_spans_total", "sink", sink) >= created
-    })?;
-    let (_, scrape) = wait_for(&mut started, start, timeout, "every span", |s| {
+    let (delivered_at, _) = wait_for(&daemon, start, timeout, "the sink", |s| {
+        exported(s, sink) >= created
+    });
+    let (_, scrape) = wait_for(&daemon, start, timeout, "every span", |s| {
         all_created(s, load)
-    })?;
-    let pid = started.daemon.child.id();
+    });
+    let pid = daemon.pid();
     let peak_rss_kib = vm_hwm_kib(pid)?;
     let cpu = cpu_time(pid)?;
 
-    started.daemon.stop(Duration::from_secs(60))?;
+    stop(&mut daemon)?;
     Ok(DaemonResult {
         elapsed,
         writers_done,
         peak_rss_kib,
         cpu,
-        outcomes: {
-            let mut outcomes = scrape.by_label("auditspan_spans_created_total", "outcome");
-            outcomes.sort_by(|a, b| a.0.cmp(&b.0));
-            outcomes
-        },
+        outcomes: scrape.by_label("auditspan_spans_created_total", "outcome"),
         invalid: scrape.sum("auditspan_events_invalid_total"),
         ignored: scrape.sum("auditspan_events_ignored_total"),
         created,
@@ -683,21 +635,9 @@ struct DeliveryRun {
 
 /// Starts a daemon with metrics on or off, sends the load and reads stdout until the
 /// paired spans are there; no scrape happens.
-fn measure_delivery(
-    bin: &Path,
-    load: &Load,
-    work: &Path,
-    metrics: bool,
-    timeout: Duration,
-) -> Result<DeliveryRun> {
-    std::fs::create_dir_all(work)?;
-    let mut started = start_daemon_with(bin, load, work, Stdio::piped(), metrics)?;
-    let mut stdout = started
-        .daemon
-        .child
-        .stdout
-        .take()
-        .context("the daemon's stdout pipe")?;
+fn measure_delivery(load: &Load, metrics: bool, timeout: Duration) -> Result<DeliveryRun> {
+    let mut daemon = start_daemon(load, Stdout::Pipe, metrics);
+    let mut stdout = daemon.take_stdout();
     let target = load.expected_spans - load.unpaired();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Instant>();
     let reader = std::thread::spawn(move || -> std::io::Result<()> {
@@ -717,20 +657,19 @@ fn measure_delivery(
         }
     });
     let start = Instant::now();
-    write_all_connections(load, || connect(&started.socket))?;
+    write_all_connections(load, || Ok(daemon.connect()))?;
     let done = done_rx.recv_timeout(timeout).with_context(|| {
         format!(
             "{target} spans not on stdout within {timeout:?}\n{}",
-            started.daemon.stderr_tail()
+            daemon.stderr_tail()
         )
     })?;
-    let cpu = cpu_time(started.daemon.child.id())?;
-    started.daemon.stop(Duration::from_secs(60))?;
+    let cpu = cpu_time(daemon.pid())?;
+    stop(&mut daemon)?;
     reader
         .join()
         .map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?
         .context("reading the daemon's stdout")?;
-    std::fs::remove_dir_all(work).ok();
     Ok(DeliveryRun {
         metrics,
         elapsed: done - start,
@@ -739,13 +678,7 @@ fn measure_delivery(
 }
 
 /// `--metrics-cost`: `rounds` × (metrics on, metrics off), alternating which goes first.
-fn measure_metrics_cost(
-    bin: &Path,
-    load: &Load,
-    work: &Path,
-    rounds: usize,
-    timeout: Duration,
-) -> Result<()> {
+fn measure_metrics_cost(load: &Load, rounds: usize, timeout: Duration) -> Result<()> {
     let mut runs = Vec::new();
     for round in 0..rounds {
         let order = if round % 2 == 0 {
@@ -754,8 +687,7 @@ fn measure_metrics_cost(
             [false, true]
         };
         for metrics in order {
-            let dir = work.join(format!("cost-{round}-{metrics}"));
-            let run = measure_delivery(bin, load, &dir, metrics, timeout)?;
+            let run = measure_delivery(load, metrics, timeout)?;
             eprintln!(
                 "round {}: metrics {:<3} {:.2} s, {:.0} spans/s, {:.2} µs CPU per event",
                 round + 1,
@@ -787,7 +719,7 @@ fn measure_metrics_cost(
     let cpu_off = median(false, &|r| cpu_per_event(load, r));
     println!();
     println!(
-        "auditspan-bench --metrics-cost: {} lines, {} paired spans, {} connections, {rounds} rounds",
+        "auditspan e2e bench --metrics-cost: {} lines, {} paired spans, {} connections, {rounds} rounds",
         load.lines,
         load.expected_spans - load.unpaired(),
         load.per_connection.len()
@@ -843,65 +775,55 @@ struct OutageResult {
 
 /// A fresh daemon whose stdout is a pipe nobody reads for `outage` while the load is sent;
 /// then the pipe is read and discarded until the sink's lag is 0.
-fn measure_outage(
-    bin: &Path,
-    load: &Load,
-    work: &Path,
-    outage: Duration,
-    timeout: Duration,
-) -> Result<OutageResult> {
-    let mut started = start_daemon(bin, load, work, Stdio::piped())?;
-    let stdout = started
-        .daemon
-        .child
-        .stdout
-        .take()
-        .context("the daemon's stdout pipe")?;
+fn measure_outage(load: &Load, outage: Duration, timeout: Duration) -> Result<OutageResult> {
+    let mut daemon = start_daemon(load, Stdout::Pipe, true);
+    let stdout = daemon.take_stdout();
     eprintln!(
         "outage: stdout unread for {} s while the load is sent ...",
         outage.as_secs()
     );
 
     let start = Instant::now();
-    write_all_connections(load, || connect(&started.socket))?;
+    write_all_connections(load, || Ok(daemon.connect()))?;
     let writers_done = start.elapsed();
-    let committed = |s: &Scrape| {
+    let committed = |s: &Metrics| {
         s.sum("auditspan_queue_committed_sequence") >= s.sum("auditspan_spans_created_total")
     };
     let (committed_at, at_committed) =
-        wait_for(&mut started, start, timeout, "every pair committed", |s| {
+        wait_for(&daemon, start, timeout, "every pair committed", |s| {
             pairs_done(s, load) && committed(s)
-        })?;
+        });
     // The unpaired halves' spans too, before the outage ends.
-    wait_for(&mut started, start, timeout, "every span committed", |s| {
+    wait_for(&daemon, start, timeout, "every span committed", |s| {
         all_created(s, load) && committed(s)
-    })?;
-    while start.elapsed() < outage {
-        if let Some(status) = started.daemon.child.try_wait()? {
-            bail!(
-                "the daemon exited with {status} during the outage\n{}",
-                started.daemon.stderr_tail()
-            );
-        }
-        std::thread::sleep(POLL_INTERVAL.max(Duration::from_millis(100)));
+    });
+    // The outage itself: stdout stays unread until `outage` has passed (longer if the
+    // commits took longer), and the daemon must live through it.
+    if poll_until(outage.saturating_sub(start.elapsed()), || {
+        daemon.try_exit_status().is_some()
+    }) {
+        bail!(
+            "the daemon exited during the outage\n{}",
+            daemon.stderr_tail()
+        );
     }
     let outage = start.elapsed();
-    let scrape = started.scrape()?;
-    let disk = disk_usage(&work.join("data").join("queue"))?;
-    let pid = started.daemon.child.id();
+    let scrape = daemon.metrics();
+    let disk = disk_usage(&daemon.dir().join("data").join("queue"))?;
+    let pid = daemon.pid();
     let outage_rss_kib = vm_hwm_kib(pid)?;
-    let lag = scrape.labelled("auditspan_sink_lag_spans", "sink", SINK);
+    let lag = sink_lag(&scrape, SINK);
 
     eprintln!("outage over: {lag} spans queued; draining ...");
     let drain_start = Instant::now();
     let reader = discard(stdout);
-    let (drain, _) = wait_for(&mut started, drain_start, timeout, "the drain", |s| {
-        s.labelled("auditspan_sink_lag_spans", "sink", SINK) == 0.0
-    })?;
+    let (drain, _) = wait_for(&daemon, drain_start, timeout, "the drain", |s| {
+        sink_lag(s, SINK) == 0.0
+    });
     let peak_rss_kib = vm_hwm_kib(pid)?;
     let cpu = cpu_time(pid)?;
 
-    started.daemon.stop(Duration::from_secs(60))?;
+    stop(&mut daemon)?;
     let (stdout_lines, stdout_bytes) = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?
@@ -969,222 +891,6 @@ fn disk_usage(path: &Path) -> Result<DiskUsage> {
     Ok(total)
 }
 
-/// The daemon child, killed on drop (an error half-way must not leave it running).
-struct DaemonProcess {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl DaemonProcess {
-    fn start(bin: &Path, config: &Path, stdout: Stdio) -> Result<DaemonProcess> {
-        let mut child = Command::new(bin)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let pipe = child.stderr.take().context("the daemon's stderr pipe")?;
-        let lines = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(line);
-            }
-        });
-        Ok(DaemonProcess { child, stderr })
-    }
-
-    fn wait_for_metrics_addr(&mut self, timeout: Duration) -> Result<SocketAddr> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found = self
-                .stderr
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .find_map(|line| {
-                    let at = line.find(METRICS_LOG_MARKER)? + METRICS_LOG_MARKER.len();
-                    line[at..].split_whitespace().next().map(str::to_owned)
-                });
-            if let Some(addr) = found {
-                return addr
-                    .parse()
-                    .with_context(|| format!("metrics address {addr:?}"));
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("the daemon exited with {status}\n{}", self.stderr_tail());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "no metrics address logged\n{}",
-                self.stderr_tail()
-            );
-            std::thread::sleep(POLL_INTERVAL);
-        }
-    }
-
-    /// SIGTERM, then waits for the exit, which must be clean (status 0).
-    fn stop(&mut self, timeout: Duration) -> Result<()> {
-        kill(
-            Pid::from_raw(i32::try_from(self.child.id())?),
-            Signal::SIGTERM,
-        )?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "the daemon exited with {status} after SIGTERM\n{}",
-                    self.stderr_tail()
-                );
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "no exit after SIGTERM\n{}",
-                self.stderr_tail()
-            );
-            std::thread::sleep(POLL_INTERVAL);
-        }
-    }
-
-    fn stderr_tail(&self) -> String {
-        let lines = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        // Already exited in the normal case; errors mean exactly that.
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-/// One `/metrics` scrape: (name, raw label text, value) per sample.
-struct Scrape(Vec<(String, String, f64)>);
-
-impl Scrape {
-    /// GET /metrics over a plain HTTP/1.0 connection: the bench binary cannot use the
-    /// test-only HTTP client, and one request needs no more.
-    fn get(addr: SocketAddr) -> Result<Scrape> {
-        let mut stream = TcpStream::connect(addr).context("connecting to /metrics")?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: auditspan\r\n\r\n")?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .context("reading /metrics")?;
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .context("malformed HTTP response")?;
-        ensure!(
-            head.split_whitespace().nth(1) == Some("200"),
-            "/metrics answered {head}"
-        );
-        let samples = body
-            .lines()
-            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-            .filter_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                let value: f64 = value.parse().ok()?;
-                let (name, labels) = match series.split_once('{') {
-                    Some((name, labels)) => (name, labels.trim_end_matches('}')),
-                    None => (series, ""),
-                };
-                Some((name.to_owned(), labels.to_owned(), value))
-            })
-            .collect();
-        Ok(Scrape(samples))
-    }
-
-    fn sum(&self, name: &str) -> f64 {
-        self.0
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, _, v)| v)
-            .sum()
-    }
-
-    /// The sum of the samples of `name` whose `label` is `value`.
-    fn labelled(&self, name: &str, label: &str, value: &str) -> f64 {
-        self.by_label(name, label)
-            .into_iter()
-            .filter(|(v, _)| v == value)
-            .map(|(_, sample)| sample)
-            .sum()
-    }
-
-    /// The counters a timeout message needs.
-    fn progress(&self) -> String {
-        format!(
-            "{} events received, {} spans created, {} committed, stdout sink lag {}",
-            self.sum("auditspan_events_received_total"),
-            self.sum("auditspan_spans_created_total"),
-            self.sum("auditspan_queue_committed_sequence"),
-            self.labelled("auditspan_sink_lag_spans", "sink", SINK)
-        )
-    }
-
-    /// The `q` quantile of the histogram `name` (all its series together), interpolated
-    /// linearly within the bucket that holds it, as Prometheus' `histogram_quantile` does.
-    fn histogram_quantile(&self, name: &str, q: f64) -> f64 {
-        let mut buckets: Vec<(f64, f64)> = Vec::new();
-        for (le, count) in self.by_label(&format!("{name}_bucket"), "le") {
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().unwrap_or(f64::NAN)
-            };
-            match buckets.iter_mut().find(|(b, _)| *b == le) {
-                Some((_, c)) => *c += count,
-                None => buckets.push((le, count)),
-            }
-        }
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let Some(&(_, total)) = buckets.last() else {
-            return f64::NAN;
-        };
-        let rank = q * total;
-        let (mut lower, mut below) = (0.0, 0.0);
-        for (le, count) in buckets {
-            if count >= rank && count > 0.0 {
-                if le.is_infinite() {
-                    return lower;
-                }
-                return lower
-                    + (le - lower) * (rank - below) / (count - below).max(f64::MIN_POSITIVE);
-            }
-            (lower, below) = (le, count);
-        }
-        lower
-    }
-
-    /// (value of `label`, sample) for every sample of `name`.
-    fn by_label(&self, name: &str, label: &str) -> Vec<(String, f64)> {
-        let prefix = format!("{label}=\"");
-        self.0
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, labels, value)| {
-                let text = labels
-                    .split(',')
-                    .find_map(|pair| pair.strip_prefix(&prefix))
-                    .map(|v| v.trim_end_matches('"').to_owned())
-                    .unwrap_or_default();
-                (text, *value)
-            })
-            .collect()
-    }
-}
-
 struct DrainResult {
     spans: f64,
     elapsed: Duration,
@@ -1196,33 +902,31 @@ struct DrainResult {
 /// The sink alone: the load is committed while the receiver refuses everything, then the
 /// receiver accepts and the drain is timed until the sink has acknowledged every span.
 fn measure_drain(
-    bin: &Path,
     load: &Load,
-    work: &Path,
     receiver: &receiver::Receiver,
     timeout: Duration,
 ) -> Result<DrainResult> {
     receiver.hold(true);
-    let mut started = start_daemon(bin, load, work, Stdio::null())?;
+    let mut daemon = start_daemon(load, Stdout::Null, true);
     let start = Instant::now();
-    write_all_connections(load, || connect(&started.socket))?;
-    let (_, scrape) = wait_for(&mut started, start, timeout, "every span", |s| {
+    write_all_connections(load, || Ok(daemon.connect()))?;
+    let (_, scrape) = wait_for(&daemon, start, timeout, "every span", |s| {
         all_created(s, load)
             && s.sum("auditspan_queue_committed_sequence") >= s.sum("auditspan_spans_created_total")
-    })?;
+    });
     let spans = scrape.sum("auditspan_spans_created_total");
     let sink = load.sink.sink_name();
-    let pid = started.daemon.child.id();
+    let pid = daemon.pid();
     let requests_before = receiver.requests.load(std::sync::atomic::Ordering::Relaxed);
     let cpu_before = cpu_time(pid)?;
     let start = Instant::now();
     receiver.hold(false);
-    let (elapsed, _) = wait_for(&mut started, start, timeout, "the drain", |s| {
-        s.labelled("auditspan_sink_exported_spans_total", "sink", sink) >= spans
-    })?;
+    let (elapsed, _) = wait_for(&daemon, start, timeout, "the drain", |s| {
+        exported(s, sink) >= spans
+    });
     let cpu = cpu_time(pid)?.saturating_sub(cpu_before);
     let requests = receiver.requests.load(std::sync::atomic::Ordering::Relaxed) - requests_before;
-    started.daemon.stop(Duration::from_secs(60))?;
+    stop(&mut daemon)?;
     Ok(DrainResult {
         spans,
         elapsed,
@@ -1277,7 +981,7 @@ fn print_report(path: &Path, load: &Load, baseline: &BaselineResult, daemon: &Da
     let events_daemon = rate(load.lines, daemon.elapsed);
     let events_baseline = rate(load.lines, baseline.elapsed);
     println!();
-    println!("auditspan-bench: {}", path.display());
+    println!("auditspan e2e bench: {}", path.display());
     println!(
         "  {} lines, {:.1} MB, {} expected spans, {} unix connections",
         load.lines,
@@ -1352,14 +1056,7 @@ fn print_report(path: &Path, load: &Load, baseline: &BaselineResult, daemon: &Da
         "  invalid / ignored    {} / {}",
         daemon.invalid, daemon.ignored
     );
-    let outcome = |name: &str| {
-        daemon
-            .outcomes
-            .iter()
-            .filter(|(o, _)| o == name)
-            .map(|(_, n)| *n)
-            .sum::<f64>()
-    };
+    let outcome = |name: &str| daemon.outcomes.get(name).copied().unwrap_or(0.0);
     let paired = load.expected_spans - load.unpaired();
     if outcome("paired") != paired as f64
         || outcome("response_missing") != load.only_request as f64
@@ -1447,31 +1144,6 @@ fn print_outage_report(load: &Load, outage: &OutageResult) {
     );
 }
 
-/// `path` as a quoted TOML string.
-fn toml_string(path: &Path) -> String {
-    toml::Value::String(path.display().to_string()).to_string()
-}
-
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
-}
-
-/// A temporary directory removed on drop (`tempfile` is a test-only dependency).
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new() -> Result<TempDir> {
-        let path = std::env::temp_dir().join(format!("auditspan-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(TempDir { path })
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Best effort: a leftover directory in /tmp is harmless.
-        std::fs::remove_dir_all(&self.path).ok();
-    }
 }
