@@ -23,7 +23,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -38,7 +38,7 @@ pub use lines::{LineCounts, LineHandler};
 
 use crate::{
     config::{InputConfig, InputKind},
-    correlate::{Correlator, Ingest, InputId, Source, StreamClosed},
+    correlate::{Correlator, Ingest, InputId, Source, StreamClosed, StreamId},
     deadletter::{DeadLetter, WriteLines},
     event::ParseLimits,
     telemetry::ready::InputReporter,
@@ -178,6 +178,16 @@ impl Shutdown {
     pub async fn finished(&self) {
         self.tracker.wait().await;
     }
+}
+
+/// Stream ids handed out to connections, files and datagram peers; below this, ids are
+/// inputs' own (`import`, tests).
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 32);
+
+/// A stream id no other stream of this process has: every connection, file and datagram
+/// peer has its own event clock in the correlator.
+pub fn new_stream() -> StreamId {
+    NEXT_STREAM.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Bytes read from a stream at a time, at most.

@@ -21,7 +21,6 @@ use std::{
     io,
     os::unix::{fs::FileTypeExt, fs::PermissionsExt, net::UnixListener as StdUnixListener},
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -30,9 +29,6 @@ use tracing::{debug, info, warn};
 
 use super::{InputContext, ListenerError, StreamReader};
 use crate::{correlate::Source, telemetry::ready::InputReporter};
-
-/// Stream ids of connections; below this, ids are inputs' own (`import`, tests).
-static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 32);
 
 /// After a failed `accept` (e.g. out of file descriptors), the pause before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -132,7 +128,7 @@ async fn read_connection(stream: std::os::unix::net::UnixStream, ctx: InputConte
     debug!(input = %ctx.name, "Connection opened.");
     let source = Source {
         input: ctx.id,
-        stream: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
+        stream: super::new_stream(),
     };
     let mut reader: StreamReader = ctx.stream_reader(source);
     if let Err(err) = reader.read_to_end(&mut stream, Some(&ctx.shutdown)).await {
