@@ -46,6 +46,23 @@ enum Command {
     /// Inspect or compact the durable queue while the daemon is stopped.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Ask the running daemon whether it is alive: GET /healthz on `metrics.listen` (on
+    /// 127.0.0.1 when it listens on every address). Exit status 0 when it answers 200,
+    /// 1 otherwise. For container HEALTHCHECKs and exec probes, where no HTTP client is
+    /// installed.
+    Health(HealthArgs),
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Readiness instead: GET /readyz (200 only while auditspan takes and keeps events).
+    #[arg(long)]
+    ready: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -164,6 +181,7 @@ fn main() -> ExitCode {
         Some(Command::Import(args)) => import(args),
         Some(Command::Queue(QueueCommand::Stats(args))) => queue_stats(&args),
         Some(Command::Queue(QueueCommand::Compact(args))) => queue_compact(&args),
+        Some(Command::Health(args)) => health(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -226,6 +244,41 @@ fn check(args: &ConfigArgs) -> anyhow::Result<()> {
     print!("{}{environment}", config.to_toml_redacted());
     eprintln!("auditspan: configuration OK");
     Ok(())
+}
+
+fn health(args: &HealthArgs) -> anyhow::Result<()> {
+    let config = args.config.load()?;
+    let Some(mut addr) = config.metrics.listen else {
+        anyhow::bail!("metrics.listen is disabled, so there is no /healthz to ask");
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let path = if args.ready { "readyz" } else { "healthz" };
+    let url = format!("http://{addr}/{path}");
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    let answer = runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        let response = client.get(&url).send().await?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    match answer {
+        Ok((status, body)) if status.is_success() => {
+            println!("{url}: {} {}", status.as_u16(), body.trim());
+            Ok(())
+        }
+        Ok((status, body)) => anyhow::bail!("{url}: {} {}", status.as_u16(), body.trim()),
+        Err(err) => anyhow::bail!("{url}: {}", sink::http::error_chain(&err)),
+    }
 }
 
 fn queue_stats(args: &QueueArgs) -> anyhow::Result<()> {

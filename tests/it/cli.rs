@@ -191,6 +191,7 @@ fn help_documents_every_option() {
         "run",
         "check",
         "import",
+        "health",
         "--config",
         "--data-dir",
         "--metrics-listen",
@@ -275,4 +276,39 @@ fn import_orders_files_and_reports() {
     let out = run(auditspan(dir.path()).args(["import", "no-such-file.log"]));
     assert!(!out.success);
     assert!(out.stderr.contains("no-such-file.log"), "{}", out.stderr);
+}
+
+/// `auditspan health` answers 0 while the daemon serves `/healthz` (and, with `--ready`,
+/// `/readyz`), and 1 with a message naming the URL once nothing answers.
+#[test]
+fn health_asks_the_running_daemon() {
+    let mut daemon = crate::support::Daemon::start_default();
+    let addr = daemon.metrics_addr().to_string();
+    let dir = daemon.dir().to_owned();
+    let ask = |ready: bool| {
+        let mut command = auditspan(&dir);
+        command.args(["health", "--metrics-listen", &addr]);
+        if ready {
+            command.arg("--ready");
+        }
+        run(&mut command)
+    };
+    let healthy = ask(false);
+    assert!(healthy.success, "{}", healthy.stderr);
+    assert!(
+        healthy.stdout.contains("/healthz: 200"),
+        "{}",
+        healthy.stdout
+    );
+    daemon.wait_until(crate::support::DEADLINE, "ready", || ask(true).success);
+
+    daemon.sigterm();
+    assert!(daemon.wait_exit(crate::support::DEADLINE).success());
+    let gone = ask(false);
+    assert!(!gone.success);
+    assert!(
+        gone.stderr.contains(&format!("http://{addr}/healthz")),
+        "{}",
+        gone.stderr
+    );
 }
