@@ -77,7 +77,7 @@ impl Pipeline {
         stdout: StdoutFactory<'_>,
         deadletter: Addr<DeadLetter>,
     ) -> Result<Pipeline, AppError> {
-        let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
+        let options = StoreOptions::from_config(&config.queue);
         let mut store = QueueStore::open(data_dir, options)?;
         let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         store.set_sinks(&sink_names)?;

@@ -175,6 +175,8 @@ pub struct QueueConfig {
     pub flush_interval: Duration,
     pub max_bytes: u64,
     pub overflow: Overflow,
+    /// Span bytes per queue segment; 64 KiB to 256 MiB.
+    pub segment_bytes: u64,
 }
 
 /// What the queue does when it reaches `max_bytes`.
@@ -261,6 +263,7 @@ impl Default for Config {
             queue: QueueConfig {
                 flush_interval: DEFAULT_FLUSH_INTERVAL,
                 max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+                segment_bytes: crate::queue::SEGMENT_BYTES,
                 overflow: Overflow::DropOldest,
             },
             sinks: vec![SinkConfig::new(SinkKind::Stdout.as_str(), SinkKind::Stdout)],

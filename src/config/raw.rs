@@ -71,6 +71,7 @@ pub(super) struct RawQueue {
     pub(super) flush_interval: Option<Spanned<DurationText>>,
     pub(super) max_bytes: Option<Spanned<Size>>,
     pub(super) overflow: Option<Overflow>,
+    pub(super) segment_bytes: Option<Spanned<Size>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -268,6 +269,7 @@ impl From<&Config> for RawConfig {
                 flush_interval: duration_text(c.queue.flush_interval),
                 max_bytes: size_text(c.queue.max_bytes),
                 overflow: Some(c.queue.overflow),
+                segment_bytes: size_text(c.queue.segment_bytes),
             }),
             sinks: Some(
                 c.sinks

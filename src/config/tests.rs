@@ -197,7 +197,8 @@ fn no_file_gives_defaults() {
         QueueConfig {
             flush_interval: Duration::from_millis(5),
             max_bytes: 1 << 30,
-            overflow: Overflow::DropOldest
+            overflow: Overflow::DropOldest,
+            segment_bytes: 16 << 20,
         }
     );
     assert_eq!(

@@ -28,6 +28,9 @@ const MAX_DEPTH_LIMIT: usize = 128;
 /// `queue.flush_interval` bound: the window is also the crash loss window (DESIGN
 /// invariant 3); longer than this is almost certainly a unit mistake.
 const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// `queue.segment_bytes` bounds: below, a segment holds too few records to be worth a
+/// database; above, what sled keeps in memory of a segment outgrows a sidecar's limit.
+const SEGMENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = (64 << 10)..=(256 << 20);
 
 /// The file being validated, for error positions.
 pub(super) struct Ctx<'a> {
@@ -270,10 +273,24 @@ impl Ctx<'_> {
                 ),
             ));
         }
+        let segment_span = raw.segment_bytes.as_ref().map(|v| v.span());
+        let segment_bytes = self.size(
+            raw.segment_bytes,
+            "queue.segment_bytes",
+            defaults.segment_bytes,
+        )?;
+        if !SEGMENT_BYTES_RANGE.contains(&segment_bytes) {
+            return Err(self.invalid(
+                segment_span,
+                "queue.segment_bytes",
+                format!("{segment_bytes} bytes is outside 64 KiB to 256 MiB"),
+            ));
+        }
         Ok(QueueConfig {
             flush_interval,
             max_bytes: self.size(raw.max_bytes, "queue.max_bytes", defaults.max_bytes)?,
             overflow: raw.overflow.unwrap_or(defaults.overflow),
+            segment_bytes,
         })
     }
 

@@ -100,6 +100,7 @@
 
 pub mod actor;
 pub mod manifest;
+pub mod migrate;
 pub mod offline;
 pub mod record;
 mod store;
@@ -108,11 +109,12 @@ use std::path::{Path, PathBuf};
 
 pub use store::{
     Commit, Committed, DEFAULT_MIN_FREE_BYTES, MAX_SPAN_BYTES, PendingEntry, QueueStore,
-    RECORD_TARGET_BYTES, SinkStats, Stats, StoreOptions,
+    RECORD_TARGET_BYTES, SEGMENT_BYTES, SinkStats, Stats, StoreOptions,
 };
 
-/// Queue format version written to the manifest and to `meta`; a newer one is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Queue format version written to the manifest and to every segment's base; a newer one
+/// is refused, format 1 (one database) is migrated offline (`auditspan queue migrate`).
+pub const FORMAT_VERSION: u32 = 2;
 /// sled `segment_size` for new databases (existing ones keep the manifest's value).
 /// Measured with the whole daemon (200,000 pairs, one connection): 2 MiB gave ~135k
 /// events/s and 170 MiB peak RSS where 8 MiB gave ~85k and 260–350 MiB (sled allocates and
@@ -183,6 +185,16 @@ pub enum QueueError {
         found: u32,
         supported: u32,
     },
+    /// At open: the queue is of an older format (1: one sled database in `queue/`) that
+    /// this build converts only offline, with `auditspan queue migrate`.
+    #[error(
+        "the queue {path} has queue format {found}, this auditspan reads format {}: stop \
+         auditspan and run `auditspan queue migrate` (with the same --config or --data-dir), \
+         which converts it keeping every span, cursor and waiting request; or run the \
+         auditspan version that wrote it",
+        FORMAT_VERSION
+    )]
+    NeedsMigration { path: PathBuf, found: u32 },
     /// At open or read: a span record has a version byte this build does not know.
     #[error(
         "the span record at sequence {seq} in {path} has record version {version}, this \
