@@ -35,7 +35,8 @@
 //!    the outage it records the queue's size on disk (`<data_dir>/queue`, walked: allocated
 //!    blocks and file lengths) and `auditspan_queue_bytes`, each per queued span; then it
 //!    reads and discards the pipe and times the drain until `auditspan_sink_lag_spans`
-//!    of the stdout sink is 0.
+//!    of the stdout sink is 0, and measures the queue on disk again (segments every sink
+//!    passed are deleted whole, so it shrinks back to about one segment).
 //!
 //! A load with unpaired ids (a request without its response or the reverse) gets their
 //! spans only `pair_timeout` after the stream goes idle (10 s of wall time by default).
@@ -767,6 +768,9 @@ struct OutageResult {
     drain: Duration,
     /// VmHWM after the drain.
     peak_rss_kib: u64,
+    /// `<data_dir>/queue` on disk once the sink has everything (segments every sink
+    /// passed are deleted whole).
+    disk_after: DiskUsage,
     cpu: Duration,
     /// What the bench read from stdout, up to the daemon's exit.
     stdout_lines: u64,
@@ -822,6 +826,7 @@ fn measure_outage(load: &Load, outage: Duration, timeout: Duration) -> Result<Ou
     });
     let peak_rss_kib = vm_hwm_kib(pid)?;
     let cpu = cpu_time(pid)?;
+    let disk_after = disk_usage(&daemon.dir().join("data").join("queue"))?;
 
     stop(&mut daemon)?;
     let (stdout_lines, stdout_bytes) = reader
@@ -840,6 +845,7 @@ fn measure_outage(load: &Load, outage: Duration, timeout: Duration) -> Result<Ou
         outage_rss_kib,
         drain,
         peak_rss_kib,
+        disk_after,
         cpu,
         stdout_lines,
         stdout_bytes,
@@ -1118,15 +1124,21 @@ fn print_outage_report(load: &Load, outage: &OutageResult) {
         per_span(outage.disk.apparent as f64)
     );
     println!(
-        "    auditspan_queue_bytes  {:.1} MB = {:.0} B/span",
+        "    auditspan_queue_bytes  {:.1} MB = {:.0} B/span; disk allocated / queue_bytes = {:.2}",
         outage.queue_bytes / 1e6,
-        per_span(outage.queue_bytes)
+        per_span(outage.queue_bytes),
+        outage.disk.allocated as f64 / outage.queue_bytes.max(1.0)
     );
     println!(
         "    drain                  {} spans in {:.2} s = {:.0} spans/s",
         outage.lag,
         outage.drain.as_secs_f64(),
         outage.lag / outage.drain.as_secs_f64()
+    );
+    println!(
+        "    queue on disk, drained {:.1} MB allocated, {:.1} MB apparent",
+        mb(outage.disk_after.allocated),
+        mb(outage.disk_after.apparent)
     );
     println!(
         "    stdout read            {} lines, {:.1} MB",

@@ -198,7 +198,7 @@ fn no_file_gives_defaults() {
             flush_interval: Duration::from_millis(5),
             max_bytes: 1 << 30,
             overflow: Overflow::DropOldest,
-            segment_bytes: 16 << 20,
+            segment_bytes: 8 << 20,
         }
     );
     assert_eq!(

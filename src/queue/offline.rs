@@ -554,4 +554,84 @@ mod tests {
         let err = compact(dir.path(), options()).unwrap_err().to_string();
         assert!(err.contains("stop it first"), "{err}");
     }
+
+    /// A format 1 queue (one sled database, written here from its documented layout) is
+    /// refused at open with the migration hint, and `migrate` converts it keeping every
+    /// span with its sequence, the cursors, the waiting entries and the checkpoints;
+    /// migrating again changes nothing.
+    #[test]
+    fn format_1_queue_is_refused_then_migrated_whole() {
+        use crate::queue::{SEGMENT_SIZE, record};
+        let dir = tempfile::tempdir().unwrap();
+        let spans: Vec<Vec<u8>> = (0..30u8).map(|n| vec![n; 1000 + usize::from(n)]).collect();
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("queue"))
+                .segment_size(SEGMENT_SIZE)
+                .open()
+                .unwrap();
+            let u64_value = |n: u64| record::encode_envelope(&n.to_be_bytes());
+            db.insert(record::META_FORMAT, u64_value(1)).unwrap();
+            db.insert(record::META_DB_ID, record::encode_envelope(b"0123"))
+                .unwrap();
+            // Spans 1..=10 were delivered and deleted; 11..=40 are kept in three records.
+            for (i, chunk) in spans.chunks(10).enumerate() {
+                let first = 11 + 10 * i as u64;
+                db.insert(record::span_key(first, 10), record::encode_spans(chunk))
+                    .unwrap();
+            }
+            db.insert(record::META_COMMITTED, u64_value(40)).unwrap();
+            db.insert(b"cfast", u64_value(35)).unwrap();
+            db.insert(b"cslow", u64_value(10)).unwrap();
+            db.insert(b"preq-1", record::encode_envelope(b"waiting"))
+                .unwrap();
+            db.insert(b"ifile", record::encode_envelope(b"offset 9"))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        Manifest {
+            format: 1,
+            db_id: "0123".into(),
+            segment_size: SEGMENT_SIZE,
+            committed: 40,
+        }
+        .write(&manifest_path(dir.path()))
+        .unwrap();
+
+        let err = QueueStore::open(dir.path(), options()).unwrap_err();
+        assert!(
+            matches!(err, QueueError::NeedsMigration { found: 1, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("run `auditspan queue migrate`"),
+            "{err}"
+        );
+        let err = stats(dir.path(), options(), &[]).unwrap_err();
+        assert!(err.to_string().contains("queue format 1"), "{err}");
+
+        let report = migrate(dir.path()).unwrap();
+        let migrated = report.stats.clone().unwrap();
+        assert_eq!((migrated.spans, migrated.committed), (30, 40), "{report}");
+        assert!(!dir.path().join(MIGRATING_DIR).exists());
+        assert!(!dir.path().join(PREMIGRATE_DIR).exists());
+        let mut store = QueueStore::open(dir.path(), options()).unwrap();
+        assert_eq!(
+            (store.cursor("fast"), store.cursor("slow")),
+            (Some(35), Some(10))
+        );
+        let read = store.read_after(10, 100).unwrap();
+        assert_eq!(read, (11..41).zip(spans).collect::<Vec<_>>());
+        assert_eq!(
+            store.pending().unwrap(),
+            [(b"req-1".to_vec(), b"waiting".to_vec())]
+        );
+        assert_eq!(
+            store.checkpoint("file").unwrap(),
+            Some(b"offset 9".to_vec())
+        );
+        drop(store);
+        let again = migrate(dir.path()).unwrap();
+        assert!(again.stats.is_none(), "{again}");
+    }
 }

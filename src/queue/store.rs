@@ -33,7 +33,7 @@ pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
 /// Default [`StoreOptions::segment_bytes`]: span bytes written to the active segment before
 /// the next commit opens a new one and closes it (which frees the pages sled kept of it).
 /// Measured in `docs/benchmarks.md`.
-pub const SEGMENT_BYTES: u64 = 16 << 20;
+pub const SEGMENT_BYTES: u64 = 8 << 20;
 /// sled page cache of each open segment. It does not cap what sled keeps of the pages it
 /// wrote (see [`crate::queue`]); the segment size does.
 const CACHE_CAPACITY: u64 = 8 << 20;
@@ -841,7 +841,19 @@ impl QueueStore {
         cursor: u64,
         max: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
-        let mut out = Vec::new();
+        self.read_after_within(cursor, max, usize::MAX)
+    }
+
+    /// [`QueueStore::read_after`], stopping once the spans read hold `max_bytes` (at least
+    /// one span is read): a batch of large spans stays small in memory.
+    pub fn read_after_within(
+        &mut self,
+        cursor: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut out_bytes = 0usize;
         let start = cursor + 1;
         let from = match self.records.range(..=start).next_back() {
             Some((first, info)) if info.last(*first) >= start => *first,
@@ -859,6 +871,9 @@ impl QueueStore {
             .collect();
         let mut corrupt = Vec::new();
         for (first, info) in wanted {
+            if out_bytes >= max_bytes {
+                break;
+            }
             let value = self.get_record(first, info.count)?;
             let skip = start.saturating_sub(first) as usize;
             let take = (max - out.len()).min(info.count as usize - skip);
@@ -868,7 +883,13 @@ impl QueueStore {
             };
             match decoded {
                 Ok(spans) => {
-                    out.extend((first + skip as u64..).zip(spans));
+                    for (seq, span) in (first + skip as u64..).zip(spans) {
+                        if out_bytes >= max_bytes {
+                            break;
+                        }
+                        out_bytes += span.len();
+                        out.push((seq, span));
+                    }
                 }
                 Err(RecordError::UnknownVersion(version)) => {
                     return Err(QueueError::UnsupportedRecord {
@@ -1185,11 +1206,6 @@ impl QueueStore {
     #[cfg(test)]
     pub(crate) fn raw_db(&self) -> &sled::Db {
         &self.active.as_ref().expect("open").db
-    }
-
-    #[cfg(test)]
-    pub(crate) fn active_path(&self) -> PathBuf {
-        self.segment_path(self.active.as_ref().expect("open").first)
     }
 }
 
