@@ -127,7 +127,7 @@ pub struct StatsReport {
     pub stats: Stats,
     /// Requests stored while waiting for their response.
     pub waiting: usize,
-    /// Bytes of every file under `<data_dir>/queue` (sled never shrinks them).
+    /// Bytes of every file under `<data_dir>/queue` (every segment, the active one included).
     pub disk_bytes: u64,
     /// The sinks of the config (a cursor of another name is deleted at the next start).
     pub configured_sinks: Vec<String>,
