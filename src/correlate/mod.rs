@@ -319,11 +319,9 @@ impl Correlator {
     /// entries' changes.
     fn take_window(&mut self) -> Commit {
         let mut commit = self.held.take().unwrap_or_default();
-        commit.spans.reserve(self.outbox.len());
+        // Encoded straight into the commit's one buffer: no allocation per span.
         for span in self.outbox.drain(..) {
-            let mut bytes = Vec::with_capacity(1024);
-            codec::encode_span(&span, &mut bytes);
-            commit.spans.push(bytes);
+            commit.spans.push_with(|out| codec::encode_span(&span, out));
         }
         let inputs = &self.inputs;
         let mut puts = Vec::new();
@@ -396,7 +394,7 @@ impl Correlator {
     fn hold(&mut self, mut commit: Commit) {
         if commit.spans.len() > MAX_HELD_SPANS {
             let excess = commit.spans.len() - MAX_HELD_SPANS;
-            commit.spans.drain(..excess);
+            commit.spans.drop_front(excess);
             self.dropped.increment(excess as u64);
             warn!(
                 dropped = excess,

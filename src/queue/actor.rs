@@ -20,7 +20,7 @@ use metrics::{Counter, Gauge};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{Commit, Committed, PendingEntry, QueueError, QueueStore};
+use super::{Commit, Committed, PendingEntry, QueueError, QueueStore, ReadSpans};
 use crate::telemetry::metrics as m;
 
 /// Commit one window (see [`QueueStore::commit`]).
@@ -41,7 +41,7 @@ const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 /// Up to `max` spans after sequence `after`, in order, stopping once they hold
 /// `max_bytes` (at least one span).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<(u64, Vec<u8>)>, QueueError>")]
+#[rtype(result = "Result<ReadSpans, QueueError>")]
 pub struct Read {
     pub after: u64,
     pub max: usize,
@@ -244,12 +244,10 @@ impl Handler<CommitWindow> for SpanQueue {
 }
 
 impl Handler<Read> for SpanQueue {
-    type Result = Result<Vec<(u64, Vec<u8>)>, QueueError>;
+    type Result = Result<ReadSpans, QueueError>;
 
     fn handle(&mut self, msg: Read, _: &mut Self::Context) -> Self::Result {
-        let spans = self
-            .store
-            .read_after_within(msg.after, msg.max, msg.max_bytes);
+        let spans = self.store.read(msg.after, msg.max, msg.max_bytes);
         if let Err(err) = &spans {
             warn!(error = %err, "Reading the queue failed.");
         }

@@ -25,12 +25,13 @@
 //!   released spans in the segments still holding kept ones (at most one segment's worth
 //!   per sink position) and is rarely worth running.
 //! - **migrate** converts a queue of format 1 (one sled database, before the segmented
-//!   queue) into format 2, which the daemon refuses to start without: it reads the old
-//!   database ([`super::migrate`]), writes every kept span record (byte for byte, same
-//!   sequences), cursor, waiting entry and checkpoint into a new queue in
-//!   `<data_dir>/queue.migrating/`, checks the copy against the original, and swaps it in
-//!   exactly as compact does, with `<data_dir>/queue.premigrate/` holding the old queue
-//!   until the new one is in place. A queue already of format 2 is left alone.
+//!   queue) or 2 (segments holding their spans as sled values) into format 3, which the
+//!   daemon refuses to start without: it reads the old queue ([`super::migrate`]), writes
+//!   every kept span (byte for byte, same sequences), cursor, waiting entry and checkpoint
+//!   into a new queue in `<data_dir>/queue.migrating/`, checks the copy against the
+//!   original, and swaps it in exactly as compact does, with `<data_dir>/queue.premigrate/`
+//!   holding the old queue until the new one is in place. A queue already of format 3 is
+//!   left alone.
 
 use std::{
     fmt,
@@ -346,6 +347,9 @@ pub struct MigrateReport {
     pub from_format: u32,
     /// `None` when there was nothing to migrate.
     pub stats: Option<Stats>,
+    /// Records (and their spans) of the old queue left out because they failed to decode
+    /// or were missing (a read would have skipped them too).
+    pub skipped: (u64, u64),
 }
 
 impl fmt::Display for MigrateReport {
@@ -366,14 +370,22 @@ impl fmt::Display for MigrateReport {
                     stats.committed,
                     stats.sinks.len(),
                     stats.segments
-                )
+                )?;
+                if self.skipped.0 > 0 {
+                    writeln!(
+                        f,
+                        "skipped    {} damaged records ({} spans)",
+                        self.skipped.0, self.skipped.1
+                    )?;
+                }
+                Ok(())
             }
         }
     }
 }
 
-/// `auditspan queue migrate`: converts a format 1 queue in `data_dir` into the current
-/// format (procedure in the module doc); a current queue is left as it is.
+/// `auditspan queue migrate`: converts a queue of format 1 or 2 in `data_dir` into the
+/// current format (procedure in the module doc); a current queue is left as it is.
 pub fn migrate(data_dir: &Path) -> Result<MigrateReport, OfflineError> {
     require_queue(data_dir)?;
     let queue = data_dir.join("queue");
@@ -384,7 +396,7 @@ pub fn migrate(data_dir: &Path) -> Result<MigrateReport, OfflineError> {
         None if queue.join("db").is_file() => 1,
         None => FORMAT_VERSION,
     };
-    if format != 1 {
+    if format >= FORMAT_VERSION {
         if format > FORMAT_VERSION {
             return Err(OfflineError::Queue(QueueError::UnsupportedFormat {
                 path: manifest_file,
@@ -396,6 +408,7 @@ pub fn migrate(data_dir: &Path) -> Result<MigrateReport, OfflineError> {
             path: queue,
             from_format: format,
             stats: None,
+            skipped: (0, 0),
         });
     }
     let migrating = data_dir.join(MIGRATING_DIR);
@@ -405,14 +418,17 @@ pub fn migrate(data_dir: &Path) -> Result<MigrateReport, OfflineError> {
             return Err(OfflineError::Leftover(dir.clone(), queue.clone()));
         }
     }
-    // Held throughout: the old database is read and swapped out under it.
+    // Held throughout: the old queue is read and swapped out under it.
     let _lock = DirLock::acquire(&lock_path(data_dir), &queue)
         .map_err(|e| OfflineError::queue(e, MIGRATE_HINT))?;
     let segment_size = manifest.map_or(super::SEGMENT_SIZE, |m| m.segment_size);
-    let copied = {
-        let legacy = LegacyQueue::open(data_dir, segment_size).map_err(OfflineError::Queue)?;
+    let (copied, skipped) = {
+        let legacy =
+            LegacyQueue::open(data_dir, format, segment_size).map_err(OfflineError::Queue)?;
         let (contents, summary) = legacy.contents().map_err(OfflineError::Queue)?;
-        let copied = QueueStore::create_from(&migrating, contents, legacy.records());
+        let copied = legacy
+            .records()
+            .and_then(|records| QueueStore::create_from(&migrating, contents, records));
         let copied = match copied {
             Ok(stats) => stats,
             Err(err) => {
@@ -420,6 +436,8 @@ pub fn migrate(data_dir: &Path) -> Result<MigrateReport, OfflineError> {
                 return Err(OfflineError::Queue(err));
             }
         };
+        // What was left out as damaged is not in the copy, as a read would have skipped it.
+        let skipped = legacy.damaged();
         let cursors: std::collections::BTreeMap<String, u64> = copied
             .sinks
             .iter()
@@ -427,24 +445,26 @@ pub fn migrate(data_dir: &Path) -> Result<MigrateReport, OfflineError> {
             .collect();
         if (copied.spans, copied.records, copied.committed, &cursors)
             != (
-                summary.spans,
-                summary.records,
+                summary.spans - skipped.1,
+                summary.records - skipped.0,
                 summary.committed,
                 &summary.cursors,
             )
         {
             fs::remove_dir_all(&migrating).ok();
             return Err(OfflineError::CopyDiffers(format!(
-                "{} spans in {} records up to {} in format 1, {} in {} up to {} in the copy",
+                "{} spans in {} records up to {} in format {format} ({} records left out as \
+                 damaged), {} in {} up to {} in the copy",
                 summary.spans,
                 summary.records,
                 summary.committed,
+                skipped.0,
                 copied.spans,
                 copied.records,
                 copied.committed
             )));
         }
-        copied
+        (copied, skipped)
     };
     // The copy's own lock file goes with its staging directory.
     let result = swap_dirs(data_dir, MIGRATING_DIR, PREMIGRATE_DIR);
@@ -453,8 +473,9 @@ pub fn migrate(data_dir: &Path) -> Result<MigrateReport, OfflineError> {
     fs::remove_dir_all(&premigrate).map_err(io(&premigrate))?;
     Ok(MigrateReport {
         path: queue,
-        from_format: 1,
+        from_format: format,
         stats: Some(copied),
+        skipped,
     })
 }
 
@@ -516,7 +537,7 @@ mod tests {
         for n in 0..20u8 {
             store
                 .commit(&Commit {
-                    spans: vec![vec![n; 5000]; 20],
+                    spans: vec![vec![n; 5000]; 20].into(),
                     pending_put: vec![(vec![n], b"entry".to_vec())],
                     ..Commit::default()
                 })

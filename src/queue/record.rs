@@ -1,13 +1,18 @@
-//! The bytes the queue stores in sled: keys, the value envelope and span records.
+//! The bytes the queue stores: keys and values in each segment's sled database, the value
+//! envelope, and the span records of each segment's data file.
 //!
 //! Everything here is on-disk format (see the layout in [`crate::queue`]): changing a constant,
-//! a field order or an integer width is a **breaking** change that needs a new
-//! [`RECORD_VERSION`] and a migration.
+//! a field order or an integer width is a **breaking** change that needs a new version byte
+//! and a migration. The span records of formats 1 and 2 (one sled value per record,
+//! [`encode_spans`] / [`decode_spans`]) are kept for `auditspan queue migrate` and its tests.
 
 use std::ops::Range;
 
-/// Version byte at the start of every value this build writes.
+/// Version byte at the start of every sled value (the envelope) this build writes, and of
+/// the span record values of formats 1 and 2.
 pub const RECORD_VERSION: u8 = 1;
+/// Version byte at the start of a span record in a segment's data file (format 3).
+pub const SPAN_RECORD_VERSION: u8 = 2;
 
 /// Key prefix of the per-sink cursors: `c` + sink name → envelope(u64 BE last acknowledged sequence).
 pub const PREFIX_CURSOR: u8 = b'c';
@@ -17,7 +22,9 @@ pub const PREFIX_INPUT: u8 = b'i';
 pub const PREFIX_META: u8 = b'm';
 /// Key prefix of the correlator's waiting entries: `p` + id → envelope(opaque bytes).
 pub const PREFIX_PENDING: u8 = b'p';
-/// Key prefix of span records: `s` + u64 BE first sequence + u32 BE span count.
+/// Key prefix of span records: `s` + u64 BE first sequence + u32 BE span count → (format 3)
+/// envelope(u64 BE offset · u32 BE length) of the record in the segment's data file
+/// ([`encode_location`]); (formats 1 and 2) the record itself ([`encode_spans`]).
 pub const PREFIX_SPANS: u8 = b's';
 /// Key prefix of the record index of a closed segment, kept in the active segment:
 /// `g` + u64 BE first sequence of the closed segment → envelope([`encode_index`]).
@@ -45,10 +52,16 @@ pub const META_BASE: &[u8] = b"mbase";
 pub const SPAN_KEY_LEN: usize = 13;
 /// Bytes the envelope adds to a payload: version byte + CRC32.
 pub const ENVELOPE_BYTES: usize = 1 + 4;
-/// Bytes a span record adds besides its spans: envelope + span count.
-pub const SPAN_RECORD_OVERHEAD: usize = ENVELOPE_BYTES + 4;
+/// Bytes before a data-file record's spans: version · u64 first sequence · u32 count.
+pub const SPAN_RECORD_HEADER: usize = 1 + 8 + 4;
+/// Bytes a data-file record adds besides its spans: header + CRC32.
+pub const SPAN_RECORD_OVERHEAD: usize = SPAN_RECORD_HEADER + 4;
+/// Bytes a record value of formats 1 and 2 adds besides its spans: envelope + span count.
+pub const LEGACY_RECORD_OVERHEAD: usize = ENVELOPE_BYTES + 4;
 /// Bytes each span adds to its record besides its own bytes: the length prefix.
 pub const SPAN_PREFIX_BYTES: usize = 4;
+/// Bytes of one entry of a closed segment's index: first · count · offset · length.
+pub const INDEX_ENTRY_BYTES: usize = 8 + 4 + 8 + 4;
 
 /// Why a stored value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,8 +136,8 @@ pub fn parse_span_key(key: &[u8]) -> Option<(u64, u32)> {
         .then_some((first, count))
 }
 
-/// Size in bytes a record holding spans of these lengths takes (key + value): what
-/// `queue_bytes` and `max_bytes` count.
+/// Size in bytes a record holding spans of these lengths takes: its key plus the record
+/// in the data file. What `queue_bytes` and `max_bytes` count.
 pub fn record_bytes(span_lens: impl IntoIterator<Item = usize>) -> u64 {
     let spans: usize = span_lens
         .into_iter()
@@ -133,10 +146,110 @@ pub fn record_bytes(span_lens: impl IntoIterator<Item = usize>) -> u64 {
     (SPAN_KEY_LEN + SPAN_RECORD_OVERHEAD + spans) as u64
 }
 
-/// Encodes a span record value: envelope(u32 BE count · (u32 BE length · span bytes)…).
+/// Appends a data-file span record to `out`: u8 [`SPAN_RECORD_VERSION`] · u64 BE `first` ·
+/// u32 BE `count` · `section` (count × (u32 BE length · span bytes), as
+/// [`super::EncodedSpans::section`] holds it) · u32 BE CRC32 of everything before.
+pub fn encode_record(out: &mut Vec<u8>, first: u64, count: u32, section: &[u8]) {
+    let start = out.len();
+    out.reserve(SPAN_RECORD_OVERHEAD + section.len());
+    out.push(SPAN_RECORD_VERSION);
+    out.extend_from_slice(&first.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(section);
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// Checks a data-file record that the index says starts at sequence `first` and holds
+/// `count` spans (version, checksum, header, lengths), and calls `span(index, range)` with
+/// each span's place in `record`, in order. Nothing is called unless all of it is valid.
+pub fn parse_record(
+    record: &[u8],
+    first: u64,
+    count: u32,
+    mut span: impl FnMut(usize, Range<usize>),
+) -> Result<(), RecordError> {
+    let Some(&version) = record.first() else {
+        return Err(RecordError::Malformed("empty record"));
+    };
+    if version != SPAN_RECORD_VERSION {
+        return Err(RecordError::UnknownVersion(version));
+    }
+    if record.len() < SPAN_RECORD_OVERHEAD {
+        return Err(RecordError::Malformed("shorter than its header"));
+    }
+    let (body, crc) = record.split_at(record.len() - 4);
+    let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let computed = crc32fast::hash(body);
+    if stored != computed {
+        return Err(RecordError::Checksum { stored, computed });
+    }
+    let mut header = &body[1..SPAN_RECORD_HEADER];
+    if take_u64(&mut header)? != first {
+        return Err(RecordError::Malformed("record of another sequence"));
+    }
+    if take_u32(&mut header)? != count {
+        return Err(RecordError::Malformed("span count differs from its key"));
+    }
+    // Walk the lengths first, so that a bad one is found before any span is reported.
+    let mut at = SPAN_RECORD_HEADER;
+    for _ in 0..count {
+        let len = body
+            .get(at..at + SPAN_PREFIX_BYTES)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or(RecordError::Malformed("truncated length"))?;
+        at += SPAN_PREFIX_BYTES;
+        if body.len() - at < len {
+            return Err(RecordError::Malformed("span longer than its record"));
+        }
+        at += len;
+    }
+    if at != body.len() {
+        return Err(RecordError::Malformed("bytes after the last span"));
+    }
+    let mut at = SPAN_RECORD_HEADER;
+    for index in 0..count as usize {
+        let len = u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]) as usize;
+        at += SPAN_PREFIX_BYTES;
+        span(index, at..at + len);
+        at += len;
+    }
+    Ok(())
+}
+
+/// The header of a data-file record: version, first sequence and count, unchecked (for
+/// the version check at open, which reads only the header).
+pub fn record_header(header: &[u8; SPAN_RECORD_HEADER]) -> (u8, u64, u32) {
+    let mut rest = &header[1..];
+    let first = take_u64(&mut rest).unwrap_or_default();
+    let count = take_u32(&mut rest).unwrap_or_default();
+    (header[0], first, count)
+}
+
+/// The value of a format 3 `s` key: where the record is in the segment's data file.
+pub fn encode_location(offset: u64, len: u32) -> Vec<u8> {
+    let mut payload = [0; 12];
+    payload[..8].copy_from_slice(&offset.to_be_bytes());
+    payload[8..].copy_from_slice(&len.to_be_bytes());
+    encode_envelope(&payload)
+}
+
+/// Decodes [`encode_location`]: offset and length in the data file.
+pub fn decode_location(value: &[u8]) -> Result<(u64, u32), RecordError> {
+    let mut payload = decode_envelope(value)?;
+    let offset = take_u64(&mut payload)?;
+    let len = take_u32(&mut payload)?;
+    if !payload.is_empty() {
+        return Err(RecordError::Malformed("location longer than 12 bytes"));
+    }
+    Ok((offset, len))
+}
+
+/// Encodes a span record value of formats 1 and 2: envelope(u32 BE count · (u32 BE length ·
+/// span bytes)…).
 pub fn encode_spans(spans: &[Vec<u8>]) -> Vec<u8> {
     let len: usize = spans.iter().map(|s| s.len() + SPAN_PREFIX_BYTES).sum();
-    let mut out = Vec::with_capacity(SPAN_RECORD_OVERHEAD + len);
+    let mut out = Vec::with_capacity(LEGACY_RECORD_OVERHEAD + len);
     out.push(RECORD_VERSION);
     out.extend_from_slice(&(spans.len() as u32).to_be_bytes());
     for span in spans {
@@ -149,7 +262,7 @@ pub fn encode_spans(spans: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// Decodes the spans at positions `wanted` (0-based within the record) of a span record
-/// that its key says holds `count` spans.
+/// value of formats 1 and 2 that its key says holds `count` spans.
 pub fn decode_spans(
     value: &[u8],
     count: u32,
@@ -178,24 +291,47 @@ pub fn decode_spans(
     Ok(out)
 }
 
-/// One record in a closed segment's index: first sequence, span count, bytes (key + value).
-pub type IndexEntry = (u64, u32, u64);
+/// One record in a closed segment's index: first sequence, span count, and the record's
+/// offset and length in the segment's data file.
+pub type IndexEntry = (u64, u32, u64, u32);
 
 /// Encodes a closed segment's index payload: u64 BE last sequence of the segment ·
-/// n × (u64 BE first · u32 BE count · u64 BE bytes), wrapped in the envelope.
+/// n × (u64 BE first · u32 BE count · u64 BE offset · u32 BE length), in the envelope.
 pub fn encode_index(last: u64, records: &[IndexEntry]) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(8 + records.len() * 20);
+    let mut payload = Vec::with_capacity(8 + records.len() * INDEX_ENTRY_BYTES);
     payload.extend_from_slice(&last.to_be_bytes());
-    for (first, count, bytes) in records {
+    for (first, count, offset, len) in records {
         payload.extend_from_slice(&first.to_be_bytes());
         payload.extend_from_slice(&count.to_be_bytes());
-        payload.extend_from_slice(&bytes.to_be_bytes());
+        payload.extend_from_slice(&offset.to_be_bytes());
+        payload.extend_from_slice(&len.to_be_bytes());
     }
     encode_envelope(&payload)
 }
 
 /// Decodes [`encode_index`]: the segment's last sequence and its records.
 pub fn decode_index(value: &[u8]) -> Result<(u64, Vec<IndexEntry>), RecordError> {
+    let mut payload = decode_envelope(value)?;
+    let last = take_u64(&mut payload)?;
+    if payload.len() % INDEX_ENTRY_BYTES != 0 {
+        return Err(RecordError::Malformed(
+            "index length is not a whole number of entries",
+        ));
+    }
+    let mut out = Vec::with_capacity(payload.len() / INDEX_ENTRY_BYTES);
+    while !payload.is_empty() {
+        let first = take_u64(&mut payload)?;
+        let count = take_u32(&mut payload)?;
+        let offset = take_u64(&mut payload)?;
+        let len = take_u32(&mut payload)?;
+        out.push((first, count, offset, len));
+    }
+    Ok((last, out))
+}
+
+/// Decodes a closed segment's index of format 2: the segment's last sequence and, per
+/// record, (first sequence, count), from entries of u64 first · u32 count · u64 bytes.
+pub fn decode_format_2_index(value: &[u8]) -> Result<(u64, Vec<(u64, u32)>), RecordError> {
     let mut payload = decode_envelope(value)?;
     let last = take_u64(&mut payload)?;
     if payload.len() % 20 != 0 {
@@ -207,8 +343,8 @@ pub fn decode_index(value: &[u8]) -> Result<(u64, Vec<IndexEntry>), RecordError>
     while !payload.is_empty() {
         let first = take_u64(&mut payload)?;
         let count = take_u32(&mut payload)?;
-        let bytes = take_u64(&mut payload)?;
-        out.push((first, count, bytes));
+        take_u64(&mut payload)?;
+        out.push((first, count));
     }
     Ok((last, out))
 }
@@ -247,30 +383,60 @@ fn take_u32(bytes: &mut &[u8]) -> Result<u32, RecordError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn span_record_round_trips_and_sizes_match_the_layout() {
-        let spans = vec![b"a".to_vec(), Vec::new(), vec![7; 300]];
-        let value = encode_spans(&spans);
-        assert_eq!(
-            record_bytes(spans.iter().map(Vec::len)),
-            (SPAN_KEY_LEN + value.len()) as u64
+    fn record(first: u64, spans: &[&[u8]]) -> Vec<u8> {
+        let section: crate::queue::EncodedSpans = spans.iter().collect();
+        let mut out = Vec::new();
+        encode_record(
+            &mut out,
+            first,
+            spans.len() as u32,
+            section.section(0..spans.len()),
         );
-        assert_eq!(decode_spans(&value, 3, 0..3).unwrap(), spans);
-        assert_eq!(decode_spans(&value, 3, 1..3).unwrap(), spans[1..].to_vec());
-        assert_eq!(
-            decode_spans(&value, 2, 0..2),
-            Err(RecordError::Malformed("span count differs from its key"))
-        );
+        out
     }
 
+    fn spans_of(record: &[u8], first: u64, count: u32) -> Result<Vec<Vec<u8>>, RecordError> {
+        let mut out = Vec::new();
+        parse_record(record, first, count, |_, range| {
+            out.push(record[range].to_vec())
+        })?;
+        Ok(out)
+    }
+
+    /// A data-file record round-trips, its size is what `record_bytes` counts, and a record
+    /// read for the wrong sequence or count is refused.
+    #[test]
+    fn span_record_round_trips_and_sizes_match_the_layout() {
+        let spans: [&[u8]; 3] = [b"a", b"", &[7; 300]];
+        let value = record(42, &spans);
+        assert_eq!(
+            record_bytes(spans.iter().map(|s| s.len())),
+            (SPAN_KEY_LEN + value.len()) as u64
+        );
+        assert_eq!(spans_of(&value, 42, 3).unwrap(), spans.map(<[u8]>::to_vec));
+        assert_eq!(
+            spans_of(&value, 42, 2),
+            Err(RecordError::Malformed("span count differs from its key"))
+        );
+        assert_eq!(
+            spans_of(&value, 41, 3),
+            Err(RecordError::Malformed("record of another sequence"))
+        );
+        let header: [u8; SPAN_RECORD_HEADER] = value[..SPAN_RECORD_HEADER].try_into().unwrap();
+        assert_eq!(record_header(&header), (SPAN_RECORD_VERSION, 42, 3));
+        assert_eq!(decode_location(&encode_location(7, 99)), Ok((7, 99)));
+    }
+
+    /// Every flipped bit of a record is caught: by the checksum, or as an unknown version
+    /// when it is the version byte.
     #[test]
     fn every_flipped_bit_is_detected() {
-        let value = encode_spans(&[b"span one".to_vec(), b"span two".to_vec()]);
+        let value = record(1, &[b"span one", b"span two"]);
         for byte in 0..value.len() {
             for bit in 0..8 {
                 let mut damaged = value.clone();
                 damaged[byte] ^= 1 << bit;
-                let err = decode_spans(&damaged, 2, 0..2).unwrap_err();
+                let err = spans_of(&damaged, 1, 2).unwrap_err();
                 assert_eq!(
                     err.is_corruption(),
                     byte != 0,
@@ -280,21 +446,46 @@ mod tests {
         }
     }
 
+    /// A record cut anywhere is an error, never a panic.
     #[test]
     fn truncated_values_are_malformed_not_panics() {
-        let value = encode_spans(&[b"span".to_vec()]);
+        let value = record(1, &[b"span"]);
         for len in 0..value.len() {
-            assert!(decode_spans(&value[..len], 1, 0..1).is_err());
+            assert!(spans_of(&value[..len], 1, 1).is_err());
+        }
+        let legacy = encode_spans(&[b"span".to_vec()]);
+        for len in 0..legacy.len() {
+            assert!(decode_spans(&legacy[..len], 1, 0..1).is_err());
         }
     }
 
+    /// The record values of formats 1 and 2 still decode (for the migration).
+    #[test]
+    fn legacy_records_decode() {
+        let spans = vec![b"a".to_vec(), Vec::new(), vec![7; 300]];
+        let value = encode_spans(&spans);
+        assert_eq!(decode_spans(&value, 3, 0..3).unwrap(), spans);
+        assert_eq!(decode_spans(&value, 3, 1..3).unwrap(), spans[1..].to_vec());
+    }
+
+    /// A closed segment's index round-trips; one of format 2 decodes too.
     #[test]
     fn segment_index_round_trips() {
-        let records = vec![(5, 3, 700), (8, 1, 300)];
+        let records = vec![(5, 3, 0, 700), (8, 1, 700, 300)];
         let value = encode_index(8, &records);
         assert_eq!(decode_index(&value), Ok((8, records)));
         assert!(decode_index(&value[..value.len() - 1]).is_err());
         assert_eq!(parse_seq_key(&seq_key(PREFIX_INDEX, 42)), Some(42));
+        let mut v2 = 8u64.to_be_bytes().to_vec();
+        for (first, count, bytes) in [(5u64, 3u32, 700u64), (8, 1, 300)] {
+            v2.extend_from_slice(&first.to_be_bytes());
+            v2.extend_from_slice(&count.to_be_bytes());
+            v2.extend_from_slice(&bytes.to_be_bytes());
+        }
+        assert_eq!(
+            decode_format_2_index(&encode_envelope(&v2)),
+            Ok((8, vec![(5, 3), (8, 1)]))
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! [`QueueStore`]: the segmented sled store behind the queue (design, layout and recovery
-//! rules in [`crate::queue`]).
+//! [`QueueStore`]: the segmented store behind the queue, sled databases for its state and
+//! data files for its spans (design, layout and recovery rules in [`crate::queue`]).
 
 use std::{
     cell::Cell,
@@ -16,38 +16,43 @@ use tracing::{info, warn};
 
 use super::{
     FORMAT_VERSION, QueueError, SEGMENT_SIZE,
+    datafile::{DATA_FILE, DataFile},
     manifest::{DirLock, Manifest, lock_path, manifest_path},
     record::{self, RecordError},
+    spans::{EncodedSpans, ReadSpans},
 };
 use crate::config::Overflow;
 
-/// Largest span the store accepts: with the 2 MiB sled segment a one-span record stays below
-/// sled's blob cutoff (a quarter of the segment, 512 KiB). `parse.max_span_bytes` is capped
-/// so that every span the correlator makes fits.
+/// Largest span the store accepts. A sink reads whole records, so this bounds what one
+/// read holds beyond its byte budget; `parse.max_span_bytes` (at most 384 KiB) is capped
+/// below it so that every span the correlator makes fits with its other fields.
 pub const MAX_SPAN_BYTES: usize = 448 << 10;
 /// A commit's spans are packed into records of about this many bytes (a span is never
-/// split; a record holds at least one span).
+/// split; a record holds at least one span): small enough that a sink reading from inside
+/// a record reads little it does not need, large enough that the index stays small.
 pub const RECORD_TARGET_BYTES: usize = 256 << 10;
 /// Default free space to leave on the filesystem ([`StoreOptions::min_free_bytes`]).
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
-/// Default [`StoreOptions::segment_bytes`]: span bytes written to the active segment before
-/// the next commit opens a new one and closes it (which frees the pages sled kept of it).
+/// Default [`StoreOptions::segment_bytes`]: span record bytes written to the active
+/// segment before the next commit opens a new one. The disk comes back a segment at a time.
 /// Measured in `docs/benchmarks.md`.
 pub const SEGMENT_BYTES: u64 = 8 << 20;
-/// sled page cache of each open segment. It does not cap what sled keeps of the pages it
-/// wrote (see [`crate::queue`]); the segment size does.
+/// sled page cache of each open segment database (which holds no spans, only the index,
+/// cursors, waiting entries and checkpoints).
 const CACHE_CAPACITY: u64 = 8 << 20;
 /// The manifest's committed sequence is brought up to date at most once per this interval.
 const MANIFEST_INTERVAL: Duration = Duration::from_secs(1);
 /// `drop_oldest` logs at most once per this interval.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
-/// Raw values copied per batch by [`QueueStore::create_from`].
+/// Record bytes copied per write by [`QueueStore::create_from`].
 const COPY_BATCH_BYTES: usize = 8 << 20;
+/// A commit's write buffer is kept for the next commit unless it grew past this.
+const KEEP_WRITE_BUFFER: usize = 8 << 20;
 
 /// How the store bounds its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Bound on [`Stats::bytes`] (span records: keys + values). `drop_oldest` keeps it;
+    /// Bound on [`Stats::bytes`] (span records: keys + records). `drop_oldest` keeps it;
     /// `block` may exceed it by the one commit that crosses it (see [`Committed::full`]).
     pub max_bytes: u64,
     /// What happens at `max_bytes`.
@@ -56,9 +61,9 @@ pub struct StoreOptions {
     /// filesystem would have less than this free afterwards, so that sled itself never hits
     /// ENOSPC (after which it stays failed until reopened) and acks can still be written.
     pub min_free_bytes: u64,
-    /// Span bytes written to the active segment before the next commit closes it and
-    /// opens a new one (`queue.segment_bytes`, default [`SEGMENT_BYTES`]): about what sled
-    /// keeps in memory of the segment it writes, and of one it reads.
+    /// Span record bytes written to the active segment before the next commit closes it and
+    /// opens a new one (`queue.segment_bytes`, default [`SEGMENT_BYTES`]): the unit in which
+    /// the disk is given back.
     pub segment_bytes: u64,
 }
 
@@ -87,11 +92,12 @@ impl StoreOptions {
 /// A waiting correlator entry: (id, encoded entry).
 pub type PendingEntry = (Vec<u8>, Vec<u8>);
 
-/// One commit window: written as ONE atomic sled batch, then flushed.
+/// One commit window: its spans go to the active segment's data file, everything else
+/// (and the spans' index) into ONE atomic sled batch, flushed after the spans.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Commit {
     /// Encoded spans completed in the window, in order; each ≤ [`MAX_SPAN_BYTES`].
-    pub spans: Vec<Vec<u8>>,
+    pub spans: EncodedSpans,
     /// Correlator entries still waiting (id → encoded entry), inserted or replaced.
     pub pending_put: Vec<PendingEntry>,
     /// Ids of waiting entries answered (or expired) since the last commit.
@@ -130,7 +136,7 @@ pub struct Stats {
     pub spans: u64,
     /// Span records kept.
     pub records: u64,
-    /// Bytes of span records, keys + values (`queue_bytes`; what `max_bytes` bounds).
+    /// Bytes of span records, keys + records (`queue_bytes`; what `max_bytes` bounds).
     pub bytes: u64,
     /// The configured bound.
     pub max_bytes: u64,
@@ -144,19 +150,26 @@ pub struct Stats {
     pub dropped_spans: u64,
     /// Values that failed to decode since open (`queue_corrupt_records_total`).
     pub corrupt_records: u64,
-    /// Segment databases on disk (the active one included).
+    /// Segments on disk (the active one included).
     pub segments: u64,
 }
 
+/// Where a kept record is: its span count, and its place in its segment's data file.
 #[derive(Debug, Clone, Copy)]
 struct RecordInfo {
     count: u32,
-    bytes: u64,
+    offset: u64,
+    len: u32,
 }
 
 impl RecordInfo {
     fn last(&self, first: u64) -> u64 {
         first + u64::from(self.count) - 1
+    }
+
+    /// What the record counts in `queue_bytes`: its key and the record.
+    fn bytes(&self) -> u64 {
+        (record::SPAN_KEY_LEN as u64) + u64::from(self.len)
     }
 }
 
@@ -166,11 +179,13 @@ struct Active {
     /// First sequence it may hold (its directory's name).
     first: u64,
     db: sled::Db,
-    /// Span record bytes written to it (this run): it is closed past [`SEGMENT_BYTES`].
-    written: u64,
+    data: DataFile,
+    /// End of its last committed record in `data`: where the next commit writes, and the
+    /// segment's size for rotation.
+    end: u64,
 }
 
-/// The queue's segment databases; single writer (one actor owns it on one thread).
+/// The queue's segments; single writer (one actor owns it on one thread).
 #[derive(Debug)]
 pub struct QueueStore {
     data_dir: PathBuf,
@@ -179,14 +194,14 @@ pub struct QueueStore {
     options: StoreOptions,
     segment_size: usize,
     _lock: DirLock,
-    /// `None` after a sled error: every call then fails with [`QueueError::Failed`] until
+    /// `None` after an I/O error: every call then fails with [`QueueError::Failed`] until
     /// [`QueueStore::reopen`] succeeds.
     active: Option<Active>,
     /// Closed segments still on disk: first sequence → last sequence.
     closed: BTreeMap<u64, u64>,
-    /// A closed segment opened to read from (at most one at a time): its first sequence.
-    reader: Option<(u64, sled::Db)>,
-    /// Every span record kept: first sequence → count and size, whatever segment holds it.
+    /// A closed segment's data file opened to read from (at most one at a time).
+    reader: Option<(u64, DataFile)>,
+    /// Every span record kept: first sequence → count and place, whatever segment holds it.
     records: BTreeMap<u64, RecordInfo>,
     bytes: u64,
     committed: u64,
@@ -201,9 +216,11 @@ pub struct QueueStore {
     /// What `<data_dir>/queue.manifest` holds now, and when it was last written.
     manifest: Manifest,
     manifest_written: Instant,
+    /// A commit's records, encoded before they are written (reused).
+    write_buf: Vec<u8>,
 }
 
-/// What [`QueueStore::load`] reads from the active segment.
+/// What [`load_active`] reads from the active segment's database.
 struct Loaded {
     first: u64,
     records: BTreeMap<u64, RecordInfo>,
@@ -214,15 +231,16 @@ struct Loaded {
     closed: BTreeMap<u64, u64>,
     skipped: BTreeMap<u64, u32>,
     corrupt: u64,
-    /// Span record bytes in the active segment, released ones included.
-    written: u64,
+    /// End of the last record the active segment's index names, released ones included.
+    end: u64,
 }
 
 impl QueueStore {
     /// Opens or creates the queue in `data_dir`: `<data_dir>/queue/` (the segments) with
     /// `<data_dir>/queue.manifest` and `<data_dir>/queue.lock`. Never panics and never
     /// starts silently empty: a held lock, a damaged or emptied segment, a foreign, older
-    /// (format 1: [`QueueError::NeedsMigration`]) or newer queue are errors naming the path.
+    /// (formats 1 and 2: [`QueueError::NeedsMigration`]) or newer queue are errors naming
+    /// the path.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<QueueStore, QueueError> {
         fs::create_dir_all(data_dir).map_err(|source| QueueError::io(data_dir, source))?;
         let queue_dir = data_dir.join("queue");
@@ -252,14 +270,15 @@ impl QueueStore {
                 committed: 0,
             },
             manifest_written: Instant::now(),
+            write_buf: Vec::new(),
         };
         store.load()?;
         Ok(store)
     }
 
-    /// Drops the sled handles and opens the queue again, reloading all state from disk:
-    /// the way out of [`QueueError::Failed`] and of a full disk (sled stays failed after
-    /// ENOSPC until reopened).
+    /// Drops the handles and opens the queue again, reloading all state from disk: the way
+    /// out of [`QueueError::Failed`] and of a full disk (sled stays failed after ENOSPC
+    /// until reopened).
     pub fn reopen(&mut self) -> Result<(), QueueError> {
         self.load()
     }
@@ -288,7 +307,7 @@ impl QueueStore {
         Ok(&self.active()?.db)
     }
 
-    /// Maps a sled error of the active segment and drops the handle, so that nothing more
+    /// Maps a sled error of the active segment and drops the handles, so that nothing more
     /// is written to a database in an unknown state before [`QueueStore::reopen`].
     fn failed(&mut self, source: sled::Error) -> QueueError {
         let path = self
@@ -297,6 +316,18 @@ impl QueueStore {
             .map_or_else(|| self.queue_dir.clone(), |a| self.segment_path(a.first));
         self.reader = None;
         QueueError::Sled { path, source }
+    }
+
+    /// The same for an I/O error on the active segment's data file: after a failed write
+    /// or `fdatasync` the file's tail is in an unknown state, which only a reopen (which
+    /// cuts it back to the last committed record) clears.
+    fn failed_io(&mut self, source: std::io::Error) -> QueueError {
+        let path = self
+            .active
+            .take()
+            .map_or_else(|| self.queue_dir.clone(), |a| a.data.path().to_owned());
+        self.reader = None;
+        QueueError::Io { path, source }
     }
 
     /// Writes `batch` to the active segment, and flushes it when `flush`.
@@ -308,6 +339,14 @@ impl QueueStore {
         result.map_err(|source| self.failed(source))
     }
 
+    /// Writes the encoded records in `write_buf` at the active segment's end and waits for
+    /// them to be on disk; the caller then flushes the batch that indexes them.
+    fn write_records(&mut self) -> Result<(), QueueError> {
+        let active = self.active()?;
+        let written = active.data.write_durable(active.end, &self.write_buf);
+        written.map_err(|source| self.failed_io(source))
+    }
+
     /// (Re)loads everything from disk (recovery rules in [`crate::queue`]).
     fn load(&mut self) -> Result<(), QueueError> {
         self.active = None;
@@ -315,10 +354,10 @@ impl QueueStore {
         let manifest_file = manifest_path(&self.data_dir);
         let manifest = Manifest::read(&manifest_file)?;
         if let Some(manifest) = &manifest {
-            if manifest.format == 1 {
+            if manifest.format < FORMAT_VERSION {
                 return Err(QueueError::NeedsMigration {
                     path: self.queue_dir.clone(),
-                    found: 1,
+                    found: manifest.format,
                 });
             }
             if manifest.format > FORMAT_VERSION {
@@ -398,6 +437,13 @@ impl QueueStore {
                 supported: FORMAT_VERSION,
             });
         }
+        if format < u64::from(FORMAT_VERSION) {
+            // A segment of format 2 whose manifest is missing.
+            return Err(QueueError::NeedsMigration {
+                path: self.queue_dir.clone(),
+                found: u32::try_from(format).unwrap_or(0),
+            });
+        }
         let manifest = match manifest {
             Some(manifest) if manifest.db_id != id => {
                 return Err(QueueError::Mismatch {
@@ -430,11 +476,14 @@ impl QueueStore {
                 found: loaded.committed,
             });
         }
+        let data = open_active_data(&path, &loaded, &manifest_file, &manifest.db_id)?;
+        check_record_versions(&data, &loaded)?;
         // Every closed segment the index names and that still holds kept spans must be on
-        // disk; segments older than the active one that hold none are leftovers of a
-        // deletion a crash interrupted.
+        // disk with its data file; segments older than the active one that hold none are
+        // leftovers of a deletion a crash interrupted.
         for (&seg_first, &seg_last) in &loaded.closed {
-            if seg_last > loaded.released && !segments.contains(&seg_first) {
+            let data_file = self.segment_path(seg_first).join(DATA_FILE);
+            if seg_last > loaded.released && !data_file.is_file() {
                 return Err(QueueError::Missing {
                     path: self.segment_path(seg_first),
                     manifest: manifest_file,
@@ -473,7 +522,8 @@ impl QueueStore {
         self.active = Some(Active {
             first: loaded.first,
             db,
-            written: loaded.written,
+            data,
+            end: loaded.end,
         });
         self.delete_passed_segments()?;
         Ok(())
@@ -485,12 +535,9 @@ impl QueueStore {
             .map_err(|source| QueueError::io(&self.queue_dir, source))?;
         let db_id = new_db_id(&self.queue_dir);
         let path = self.segment_path(1);
-        let db = open_segment(&path, segment_size)?;
         let mut batch = sled::Batch::default();
         base_entries(&mut batch, &db_id, 1, 0, 0, segment_size);
-        db.apply_batch(batch)
-            .and_then(|()| db.flush().map(drop))
-            .map_err(|source| sled_error(&path, source))?;
+        let db = create_segment(&path, segment_size, batch)?;
         sync_dir(&self.queue_dir)?;
         sync_dir(&self.data_dir)?;
         Ok((1, db))
@@ -534,42 +581,51 @@ impl QueueStore {
         self.delete_passed_segments()
     }
 
-    /// Writes everything in `commit` as ONE atomic sled batch to the active segment, then
-    /// flushes; only after `Ok` may its spans be offered to sinks. Spans get consecutive
-    /// sequence numbers. When the active segment is full, a new one is opened first.
+    /// Stores everything in `commit`: its spans, packed into records, are appended to the
+    /// active segment's data file and made durable (`fdatasync`); then their index and
+    /// everything else goes into ONE atomic sled batch, which is flushed (fsync) before
+    /// this returns. Only after `Ok` may its spans be offered to sinks. Spans get
+    /// consecutive sequence numbers. When the active segment is full, a new one is opened
+    /// first.
     ///
     /// On `Err` the caller still owns `commit` and nothing in memory changed: after
-    /// [`QueueError::DiskFull`] or [`QueueError::SpanTooLarge`] nothing was written; after a
-    /// sled error the store is failed until [`QueueStore::reopen`], which reloads what
-    /// reached the disk (so a retried commit may duplicate spans: at least once).
+    /// [`QueueError::DiskFull`] or [`QueueError::SpanTooLarge`] nothing was written; after an
+    /// I/O or sled error the store is failed until [`QueueStore::reopen`], which reloads
+    /// what reached the disk (so a retried commit may duplicate spans: at least once).
     pub fn commit(&mut self, commit: &Commit) -> Result<Committed, QueueError> {
-        if let Some(span) = commit.spans.iter().find(|span| span.len() > MAX_SPAN_BYTES) {
+        if let Some(len) = commit.spans.lens().find(|len| *len > MAX_SPAN_BYTES) {
             return Err(QueueError::SpanTooLarge {
-                len: span.len(),
+                len,
                 max: MAX_SPAN_BYTES,
             });
         }
         let packed = pack(&commit.spans);
         let new_bytes: u64 = packed.iter().map(|r| r.bytes).sum();
         self.check_free_space(new_bytes)?;
-        if self.active()?.written >= self.options.segment_bytes && new_bytes > 0 {
+        if self.active()?.end >= self.options.segment_bytes && new_bytes > 0 {
             self.rotate()?;
         }
 
         let mut batch = sled::Batch::default();
         let mut next = self.committed + 1;
+        let base = self.active()?.end;
+        self.write_buf.clear();
         let mut new_records = Vec::with_capacity(packed.len());
         for record in &packed {
-            let spans = &commit.spans[record.spans.clone()];
-            let count = spans.len() as u32;
-            batch.insert(&record::span_key(next, count), record::encode_spans(spans));
-            new_records.push((
-                next,
-                RecordInfo {
-                    count,
-                    bytes: record.bytes,
-                },
-            ));
+            let count = record.spans.len() as u32;
+            let start = self.write_buf.len();
+            let section = commit.spans.section(record.spans.clone());
+            record::encode_record(&mut self.write_buf, next, count, section);
+            let info = RecordInfo {
+                count,
+                offset: base + start as u64,
+                len: (self.write_buf.len() - start) as u32,
+            };
+            batch.insert(
+                &record::span_key(next, count),
+                record::encode_location(info.offset, info.len),
+            );
+            new_records.push((next, info));
             next += u64::from(count);
         }
         let committed = next - 1;
@@ -606,7 +662,7 @@ impl QueueStore {
                 if bytes <= self.options.max_bytes {
                     break;
                 }
-                bytes -= info.bytes;
+                bytes -= info.bytes();
                 dropped.push((*first, *info));
             }
             if let Some((first, info)) = dropped.last() {
@@ -624,16 +680,26 @@ impl QueueStore {
             batch.insert(record::META_RELEASED, cursor_value(watermark));
         }
 
+        // The records first, durably: a batch that reached the disk names only records
+        // that are there too, so a crash between the two loses the whole window and never
+        // half of it (a waiting entry removed, but the span it made missing).
+        if !self.write_buf.is_empty() {
+            self.write_records()?;
+        }
         self.apply(batch, true)?;
 
+        let written = self.write_buf.len() as u64;
+        if self.write_buf.capacity() > KEEP_WRITE_BUFFER {
+            self.write_buf = Vec::new();
+        }
         let sequences = self.committed + 1..committed + 1;
         self.committed = committed;
         for (first, info) in new_records {
-            self.bytes += info.bytes;
+            self.bytes += info.bytes();
             self.records.insert(first, info);
         }
         if let Some(active) = &mut self.active {
-            active.written += new_bytes;
+            active.end += written;
         }
         self.cursors.extend(moved);
         self.forget(&dropped, watermark);
@@ -654,12 +720,12 @@ impl QueueStore {
     }
 
     /// Closes the active segment and opens the next one, named after the next sequence.
-    /// The new segment's first batch (its base) carries everything that is not a span:
-    /// the cursors, the released watermark and committed sequence, every waiting entry and
-    /// input checkpoint (copied from the old segment), the record index of every closed
-    /// segment still holding kept spans, and the skipped records; the base marker is in
-    /// that same atomic batch. Only after it is flushed is the old segment dropped, which
-    /// frees what sled kept of its pages.
+    /// The new segment's data file is created empty first; its first batch (its base)
+    /// carries everything that is not a span: the cursors, the released watermark and
+    /// committed sequence, every waiting entry and input checkpoint (copied from the old
+    /// segment), the record index of every closed segment still holding kept spans, and the
+    /// skipped records; the base marker is in that same atomic batch. Only after it is
+    /// flushed is the old segment dropped.
     fn rotate(&mut self) -> Result<(), QueueError> {
         let new_first = self.committed + 1;
         let old_first = self.active()?.first;
@@ -697,7 +763,7 @@ impl QueueStore {
             let index: Vec<record::IndexEntry> = self
                 .records
                 .range(seg_first..=seg_last)
-                .map(|(first, info)| (*first, info.count, info.bytes))
+                .map(|(first, info)| (*first, info.count, info.offset, info.len))
                 .collect();
             batch.insert(
                 &record::seq_key(record::PREFIX_INDEX, seg_first),
@@ -710,28 +776,27 @@ impl QueueStore {
                 record::encode_envelope(&count.to_be_bytes()),
             );
         }
-        batch.insert(record::META_BASE, cursor_value(1));
-        let created = open_segment(&path, self.segment_size).and_then(|db| {
-            db.apply_batch(batch)
-                .and_then(|()| db.flush().map(drop))
-                .map_err(|source| sled_error(&path, source))?;
+        let created = create_segment(&path, self.segment_size, batch).and_then(|db| {
+            let data = DataFile::open_rw(&path)
+                .map_err(|source| QueueError::io(&path.join(DATA_FILE), source))?;
             sync_dir(&self.queue_dir)?;
-            Ok(db)
+            Ok((db, data))
         });
-        let db = match created {
-            Ok(db) => db,
+        let (db, data) = match created {
+            Ok(created) => created,
             Err(err) => {
                 fs::remove_dir_all(&path).ok();
                 return Err(err);
             }
         };
         self.closed = closed;
-        // Dropping the old handle closes the old segment (everything in it was flushed by
-        // the commit that filled it; acks since then are in the new base).
+        // Dropping the old handles closes the old segment (its records and index were made
+        // durable by the commits that wrote them; acks since then are in the new base).
         self.active = Some(Active {
             first: new_first,
             db,
-            written: 0,
+            data,
+            end: 0,
         });
         self.delete_passed_segments()
     }
@@ -763,7 +828,7 @@ impl QueueStore {
             return Ok(());
         }
         let Ok(fs) = nix::sys::statvfs::statvfs(&self.queue_dir) else {
-            return Ok(()); // cannot tell: sled's own ENOSPC is the fallback
+            return Ok(()); // cannot tell: the writes' own ENOSPC is the fallback
         };
         let available = fs.blocks_available().saturating_mul(fs.fragment_size());
         let required = self.options.min_free_bytes.saturating_add(new_bytes);
@@ -791,15 +856,18 @@ impl QueueStore {
         }
     }
 
-    /// The raw value of the record `(first, count)`, from the active segment or from the
-    /// closed segment that holds it (opened for reading; at most one is open at a time).
-    /// `Ok(None)`: the record is not there, or its closed segment cannot be read (logged).
-    fn get_record(&mut self, first: u64, count: u32) -> Result<Option<sled::IVec>, QueueError> {
-        let key = record::span_key(first, count);
+    /// The bytes of the record `(first, info)`, from the active segment's data file or from
+    /// the closed segment's that holds it (opened for reading; one at a time). `Ok(None)`:
+    /// the record is not there (its file is shorter), or its closed segment's data file
+    /// cannot be read (logged). An error reading the active segment fails the store.
+    fn read_record(&mut self, first: u64, info: RecordInfo) -> Result<Option<Vec<u8>>, QueueError> {
         let active = self.active()?;
         if first >= active.first {
-            let result = active.db.get(key);
-            return result.map_err(|source| self.failed(source));
+            return match active.data.read(info.offset, info.len) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+                Err(source) => Err(self.failed_io(source)),
+            };
         }
         let Some((&segment, _)) = self.closed.range(..=first).next_back() else {
             return Ok(None);
@@ -811,21 +879,21 @@ impl QueueStore {
         {
             self.reader = None;
             let path = self.segment_path(segment);
-            match open_segment(&path, self.segment_size) {
-                Ok(db) => self.reader = Some((segment, db)),
+            match DataFile::open_read(&path) {
+                Ok(data) => self.reader = Some((segment, data)),
                 Err(err) => {
                     warn!(path = %path.display(), error = %err, "A closed queue segment cannot be opened.");
                     return Ok(None);
                 }
             }
         }
-        let Some((_, db)) = &self.reader else {
+        let Some((_, data)) = &self.reader else {
             return Ok(None);
         };
-        match db.get(key) {
-            Ok(value) => Ok(value),
+        match data.read(info.offset, info.len) {
+            Ok(bytes) => Ok(Some(bytes)),
             Err(err) => {
-                warn!(path = %self.segment_path(segment).display(), error = %err,
+                warn!(path = %data.path().display(), error = %err,
                     "Reading a closed queue segment failed.");
                 Ok(None)
             }
@@ -841,19 +909,19 @@ impl QueueStore {
         cursor: u64,
         max: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
-        self.read_after_within(cursor, max, usize::MAX)
+        Ok(self.read(cursor, max, usize::MAX)?.to_vec())
     }
 
-    /// [`QueueStore::read_after`], stopping once the spans read hold `max_bytes` (at least
-    /// one span is read): a batch of large spans stays small in memory.
-    pub fn read_after_within(
+    /// [`QueueStore::read_after`] without a copy per span, stopping once the spans read
+    /// hold `max_bytes` (at least one span is read): a batch of large spans stays small in
+    /// memory. The spans stay in the records they were read in.
+    pub fn read(
         &mut self,
         cursor: u64,
         max: usize,
         max_bytes: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
-        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut out_bytes = 0usize;
+    ) -> Result<ReadSpans, QueueError> {
+        let mut out = ReadSpans::default();
         let start = cursor + 1;
         let from = match self.records.range(..=start).next_back() {
             Some((first, info)) if info.last(*first) >= start => *first,
@@ -870,35 +938,42 @@ impl QueueStore {
             })
             .collect();
         let mut corrupt = Vec::new();
+        let mut places = Vec::new();
         for (first, info) in wanted {
-            if out_bytes >= max_bytes {
+            if out.span_bytes() >= max_bytes || out.len() >= max {
                 break;
             }
-            let value = self.get_record(first, info.count)?;
             let skip = start.saturating_sub(first) as usize;
-            let take = (max - out.len()).min(info.count as usize - skip);
-            let decoded = match &value {
-                Some(value) => record::decode_spans(value, info.count, skip..skip + take),
-                None => Err(RecordError::Malformed("record missing from the database")),
+            let take = skip..skip + (max - out.len()).min(info.count as usize - skip);
+            let bytes = self.read_record(first, info)?;
+            places.clear();
+            let parsed = match &bytes {
+                Some(bytes) => record::parse_record(bytes, first, info.count, |index, range| {
+                    if take.contains(&index) {
+                        places.push(range);
+                    }
+                }),
+                None => Err(RecordError::Malformed("record missing from its data file")),
             };
-            match decoded {
-                Ok(spans) => {
-                    for (seq, span) in (first + skip as u64..).zip(spans) {
-                        if out_bytes >= max_bytes {
+            match (parsed, bytes) {
+                (Ok(()), Some(bytes)) => {
+                    let at = out.push_record(bytes);
+                    for (seq, range) in (first + skip as u64..).zip(places.drain(..)) {
+                        if out.span_bytes() >= max_bytes && !out.is_empty() {
                             break;
                         }
-                        out_bytes += span.len();
-                        out.push((seq, span));
+                        out.push_span(seq, at, range);
                     }
                 }
-                Err(RecordError::UnknownVersion(version)) => {
+                (Err(RecordError::UnknownVersion(version)), _) => {
                     return Err(QueueError::UnsupportedRecord {
                         path: self.queue_dir.clone(),
                         seq: first,
                         version,
                     });
                 }
-                Err(err) => {
+                (Ok(()), None) => {}
+                (Err(err), _) => {
                     warn!(
                         path = %self.queue_dir.display(), first_sequence = first,
                         spans = info.count, error = %err,
@@ -987,7 +1062,7 @@ impl QueueStore {
     fn forget(&mut self, records: &[(u64, RecordInfo)], watermark: Option<u64>) {
         for (first, info) in records {
             if self.records.remove(first).is_some() {
-                self.bytes -= info.bytes;
+                self.bytes -= info.bytes();
             }
         }
         if let Some(watermark) = watermark {
@@ -1126,8 +1201,18 @@ impl QueueStore {
         let records: Vec<(u64, RecordInfo)> = from.records.iter().map(|(f, i)| (*f, *i)).collect();
         // Records that cannot be read are left out, as a read would skip them.
         let values = records.into_iter().filter_map(move |(first, info)| {
-            match from.get_record(first, info.count) {
-                Ok(Some(value)) => Some(Ok((first, info.count, value.to_vec()))),
+            match from.read_record(first, info) {
+                Ok(Some(bytes)) => match record_spans(&bytes, first, info.count) {
+                    Ok(spans) => Some(Ok((first, spans))),
+                    Err(RecordError::UnknownVersion(version)) => {
+                        Some(Err(QueueError::UnsupportedRecord {
+                            path: from.queue_dir.clone(),
+                            seq: first,
+                            version,
+                        }))
+                    }
+                    Err(_) => None,
+                },
                 Ok(None) => None,
                 Err(err) => Some(Err(err)),
             }
@@ -1136,12 +1221,12 @@ impl QueueStore {
     }
 
     /// Offline: a new queue in `to_data_dir` (which must hold none) holding `contents` and
-    /// `records` (first sequence, count, stored value; ascending), written segment by
+    /// `records` (first sequence and spans of each record; ascending), written segment by
     /// segment as commits would have; returns its stats once reopened.
     pub(crate) fn create_from(
         to_data_dir: &Path,
         contents: Contents,
-        records: impl Iterator<Item = Result<(u64, u32, Vec<u8>), QueueError>>,
+        records: impl Iterator<Item = Result<(u64, EncodedSpans), QueueError>>,
     ) -> Result<Stats, QueueError> {
         let to_queue = to_data_dir.join("queue");
         if to_queue.exists() || manifest_path(to_data_dir).exists() {
@@ -1150,30 +1235,41 @@ impl QueueStore {
         let options = offline_options();
         let mut to = QueueStore::open(to_data_dir, options)?;
         let mut batch = sled::Batch::default();
-        let mut batch_bytes = 0;
+        to.write_buf.clear();
         for item in records {
-            let (first, count, value) = item?;
-            let info = RecordInfo {
-                count,
-                bytes: (record::SPAN_KEY_LEN + value.len()) as u64,
-            };
-            if to.active()?.written >= options.segment_bytes {
-                to.apply(std::mem::take(&mut batch), true)?;
-                batch_bytes = 0;
+            let (first, spans) = item?;
+            if spans.is_empty() {
+                continue;
+            }
+            let end = to.active()?.end + to.write_buf.len() as u64;
+            if end >= options.segment_bytes {
+                to.copy_out(std::mem::take(&mut batch))?;
                 // The next segment is named after the record that goes in it first.
                 to.committed = first - 1;
                 to.rotate()?;
             }
-            batch_bytes += value.len();
-            batch.insert(&record::span_key(first, count), value);
+            let base = to.active()?.end;
+            let start = to.write_buf.len();
+            let count = spans.len() as u32;
+            record::encode_record(
+                &mut to.write_buf,
+                first,
+                count,
+                spans.section(0..spans.len()),
+            );
+            let info = RecordInfo {
+                count,
+                offset: base + start as u64,
+                len: (to.write_buf.len() - start) as u32,
+            };
+            batch.insert(
+                &record::span_key(first, count),
+                record::encode_location(info.offset, info.len),
+            );
             to.records.insert(first, info);
-            to.bytes += info.bytes;
-            if let Some(active) = &mut to.active {
-                active.written += info.bytes;
-            }
-            if batch_bytes >= COPY_BATCH_BYTES {
-                to.apply(std::mem::take(&mut batch), true)?;
-                batch_bytes = 0;
+            to.bytes += info.bytes();
+            if to.write_buf.len() >= COPY_BATCH_BYTES {
+                to.copy_out(std::mem::take(&mut batch))?;
             }
         }
         let last = to.records.iter().next_back().map(|(f, i)| i.last(*f));
@@ -1197,10 +1293,24 @@ impl QueueStore {
         for (input, value) in contents.inputs {
             batch.insert(prefixed(record::PREFIX_INPUT, &input), value);
         }
-        to.apply(batch, true)?;
+        to.copy_out(batch)?;
         drop(to);
         let to = QueueStore::open(to_data_dir, options)?;
         Ok(to.stats())
+    }
+
+    /// [`QueueStore::create_from`]'s commit: the records in `write_buf`, then `batch`.
+    fn copy_out(&mut self, batch: sled::Batch) -> Result<(), QueueError> {
+        if !self.write_buf.is_empty() {
+            self.write_records()?;
+        }
+        self.apply(batch, true)?;
+        let written = self.write_buf.len() as u64;
+        self.write_buf.clear();
+        if let Some(active) = &mut self.active {
+            active.end += written;
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -1210,7 +1320,7 @@ impl QueueStore {
 }
 
 /// What a new queue holds besides its span records, for [`QueueStore::create_from`]
-/// (compaction and the migration from format 1). Values are raw: envelopes as stored.
+/// (compaction and the migration from formats 1 and 2). Values are raw: envelopes as stored.
 pub(crate) struct Contents {
     pub committed: u64,
     pub cursors: BTreeMap<String, u64>,
@@ -1242,6 +1352,20 @@ impl Drop for QueueStore {
     }
 }
 
+/// The spans of a data-file record (checked as [`record::parse_record`] checks it).
+pub(crate) fn record_spans(
+    bytes: &[u8],
+    first: u64,
+    count: u32,
+) -> Result<EncodedSpans, RecordError> {
+    let mut starts = Vec::with_capacity(count as usize);
+    record::parse_record(bytes, first, count, |_, range| {
+        starts.push(range.start - record::SPAN_PREFIX_BYTES - record::SPAN_RECORD_HEADER);
+    })?;
+    let section = &bytes[record::SPAN_RECORD_HEADER..bytes.len() - 4];
+    Ok(EncodedSpans::from_section(section, &starts))
+}
+
 /// Every stored value under `prefix` in `db`, keyed without the prefix.
 fn raw_prefix(
     db: &sled::Db,
@@ -1256,33 +1380,34 @@ fn raw_prefix(
         .collect()
 }
 
-/// One record of a commit: which spans, and its size in bytes.
+/// One record of a commit: which spans, and its size in bytes (key + record).
 struct Packed {
     spans: Range<usize>,
     bytes: u64,
 }
 
 /// Splits a commit's spans into records of about [`RECORD_TARGET_BYTES`].
-fn pack(spans: &[Vec<u8>]) -> Vec<Packed> {
+fn pack(spans: &EncodedSpans) -> Vec<Packed> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut size = 0;
-    for (index, span) in spans.iter().enumerate() {
-        let len = span.len() + record::SPAN_PREFIX_BYTES;
+    let lens: Vec<usize> = spans.lens().collect();
+    for (index, span) in lens.iter().enumerate() {
+        let len = span + record::SPAN_PREFIX_BYTES;
         if index > start && size + len > RECORD_TARGET_BYTES {
             out.push(Packed {
                 spans: start..index,
-                bytes: record::record_bytes(spans[start..index].iter().map(Vec::len)),
+                bytes: record::record_bytes(lens[start..index].iter().copied()),
             });
             start = index;
             size = 0;
         }
         size += len;
     }
-    if start < spans.len() {
+    if start < lens.len() {
         out.push(Packed {
-            spans: start..spans.len(),
-            bytes: record::record_bytes(spans[start..].iter().map(Vec::len)),
+            spans: start..lens.len(),
+            bytes: record::record_bytes(lens[start..].iter().copied()),
         });
     }
     out
@@ -1341,6 +1466,25 @@ fn base_entries(
     batch.insert(record::META_BASE, cursor_value(1));
 }
 
+/// Makes the segment directory `path`: its empty data file, its sled database, the
+/// directory fsynced (so that both names survive a power loss), then `base` (which must
+/// end with the base marker) applied and flushed. The caller fsyncs the queue directory
+/// and removes `path` if this fails.
+fn create_segment(
+    path: &Path,
+    segment_size: usize,
+    base: sled::Batch,
+) -> Result<sled::Db, QueueError> {
+    fs::create_dir_all(path).map_err(|source| QueueError::io(path, source))?;
+    DataFile::create(path).map_err(|source| QueueError::io(&path.join(DATA_FILE), source))?;
+    let db = open_segment(path, segment_size)?;
+    sync_dir(path)?;
+    db.apply_batch(base)
+        .and_then(|()| db.flush().map(drop))
+        .map_err(|source| sled_error(path, source))?;
+    Ok(db)
+}
+
 /// `<queue_dir>/<first, 20 digits>`: names sort in sequence order.
 pub(crate) fn segment_path(queue_dir: &Path, first: u64) -> PathBuf {
     queue_dir.join(format!("{first:020}"))
@@ -1348,7 +1492,7 @@ pub(crate) fn segment_path(queue_dir: &Path, first: u64) -> PathBuf {
 
 /// The first sequences of the segment directories in `queue_dir`, ascending (none when the
 /// directory does not exist).
-fn list_segments(queue_dir: &Path) -> Result<Vec<u64>, QueueError> {
+pub(crate) fn list_segments(queue_dir: &Path) -> Result<Vec<u64>, QueueError> {
     let entries = match fs::read_dir(queue_dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -1384,7 +1528,7 @@ fn sled_error(path: &Path, source: sled::Error) -> QueueError {
 }
 
 /// The `db_id` and format a segment's base records.
-fn read_identity(db: &sled::Db, path: &Path) -> Result<(String, u64), QueueError> {
+pub(crate) fn read_identity(db: &sled::Db, path: &Path) -> Result<(String, u64), QueueError> {
     let corrupt = |what: &str, err: RecordError| QueueError::Unreadable {
         path: path.to_owned(),
         detail: format!("its {what} entry failed to decode: {err}"),
@@ -1408,7 +1552,7 @@ fn read_identity(db: &sled::Db, path: &Path) -> Result<(String, u64), QueueError
 /// instead. The hook is replaced once by one that stays silent only on a thread inside
 /// `quietly` and otherwise calls the previous hook, so that concurrent opens (tests run in
 /// parallel) cannot leave a silent hook behind, and other threads' panics are still shown.
-fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     thread_local! {
         static QUIET: Cell<bool> = const { Cell::new(false) };
@@ -1427,7 +1571,7 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     result
 }
 
-fn unreadable(path: &Path, panic: Box<dyn std::any::Any + Send>) -> QueueError {
+pub(crate) fn unreadable(path: &Path, panic: Box<dyn std::any::Any + Send>) -> QueueError {
     let detail = panic
         .downcast_ref::<String>()
         .cloned()
@@ -1478,8 +1622,67 @@ fn new_db_id(db_path: &Path) -> String {
         .collect()
 }
 
+/// Opens the active segment's data file and cuts off what a commit wrote but never
+/// indexed (its batch did not reach the disk). A data file that is missing although the
+/// index names records in it is an error; one shorter than the index says is logged, and
+/// the records past its end are counted and skipped when read.
+fn open_active_data(
+    path: &Path,
+    loaded: &Loaded,
+    manifest_file: &Path,
+    db_id: &str,
+) -> Result<DataFile, QueueError> {
+    let data_path = path.join(DATA_FILE);
+    let data = match DataFile::open_rw(path) {
+        Ok(data) => data,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && loaded.end == 0 => {
+            // Nothing was ever written to it: as good as the empty file it was.
+            DataFile::create(path).map_err(|source| QueueError::io(&data_path, source))?
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(QueueError::Missing {
+                path: data_path,
+                manifest: manifest_file.to_owned(),
+                db_id: db_id.to_owned(),
+            });
+        }
+        Err(source) => return Err(QueueError::io(&data_path, source)),
+    };
+    let len = data
+        .len()
+        .map_err(|source| QueueError::io(&data_path, source))?;
+    if len > loaded.end {
+        data.truncate(loaded.end)
+            .map_err(|source| QueueError::io(&data_path, source))?;
+    } else if len < loaded.end {
+        warn!(
+            path = %data_path.display(), length = len, indexed = loaded.end,
+            "The queue's data file is shorter than its index says; the records past its end are skipped."
+        );
+    }
+    Ok(data)
+}
+
+/// Reads the header of every record kept in the active segment: one of a version this
+/// build does not know (a newer auditspan wrote it) is an error at open, as it is at read.
+fn check_record_versions(data: &DataFile, loaded: &Loaded) -> Result<(), QueueError> {
+    for (first, info) in loaded.records.range(loaded.first..) {
+        let Ok(header) = data.read(info.offset, record::SPAN_RECORD_HEADER as u32) else {
+            continue; // counted when read
+        };
+        if header[0] != record::SPAN_RECORD_VERSION {
+            return Err(QueueError::UnsupportedRecord {
+                path: data.path().to_owned(),
+                seq: *first,
+                version: header[0],
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Reads the state the store keeps in memory from the active segment (whose directory
-/// says it starts at `first`). Unknown record versions are an error; damaged cursors,
+/// says it starts at `first`). Unknown value versions are an error; damaged cursors,
 /// indexes and `committed` are counted and rebuilt (a sink then starts at the oldest span).
 fn load_active(db: &sled::Db, path: &Path, first: u64) -> Result<Loaded, QueueError> {
     let sled_err = |source| sled_error(path, source);
@@ -1493,7 +1696,7 @@ fn load_active(db: &sled::Db, path: &Path, first: u64) -> Result<Loaded, QueueEr
         closed: BTreeMap::new(),
         skipped: BTreeMap::new(),
         corrupt: 0,
-        written: 0,
+        end: 0,
     };
     let get_u64 = |key: &[u8]| -> Result<Option<Result<u64, RecordError>>, QueueError> {
         Ok(db.get(key).map_err(sled_err)?.map(|v| decode_u64(&v)))
@@ -1531,12 +1734,11 @@ fn load_active(db: &sled::Db, path: &Path, first: u64) -> Result<Loaded, QueueEr
             _ => loaded.corrupt += 1,
         }
     }
-    let keep = |loaded: &mut Loaded, first: u64, count: u32, bytes: u64| {
-        let last = first + u64::from(count) - 1;
-        loaded.committed = loaded.committed.max(last);
+    let keep = |loaded: &mut Loaded, first: u64, info: RecordInfo| {
+        loaded.committed = loaded.committed.max(info.last(first));
         if first > loaded.released && !loaded.skipped.contains_key(&first) {
-            loaded.bytes += bytes;
-            loaded.records.insert(first, RecordInfo { count, bytes });
+            loaded.bytes += info.bytes();
+            loaded.records.insert(first, info);
         }
     };
     for item in db.scan_prefix([record::PREFIX_INDEX]) {
@@ -1545,8 +1747,8 @@ fn load_active(db: &sled::Db, path: &Path, first: u64) -> Result<Loaded, QueueEr
         match (segment, record::decode_index(&value)) {
             (Some(segment), Ok((last, entries))) => {
                 loaded.closed.insert(segment, last);
-                for (first, count, bytes) in entries {
-                    keep(&mut loaded, first, count, bytes);
+                for (first, count, offset, len) in entries.into_iter().filter(|e| e.1 > 0) {
+                    keep(&mut loaded, first, RecordInfo { count, offset, len });
                 }
             }
             (_, Err(err)) if !err.is_corruption() => {
@@ -1569,16 +1771,27 @@ fn load_active(db: &sled::Db, path: &Path, first: u64) -> Result<Loaded, QueueEr
             loaded.corrupt += 1;
             continue;
         };
-        if let Some(&version) = value.first().filter(|v| **v != record::RECORD_VERSION) {
-            return Err(QueueError::UnsupportedRecord {
-                path: path.to_owned(),
-                seq: first,
-                version,
-            });
+        match record::decode_location(&value) {
+            Ok((offset, len)) => {
+                loaded.end = loaded.end.max(offset + u64::from(len));
+                keep(&mut loaded, first, RecordInfo { count, offset, len });
+            }
+            Err(RecordError::UnknownVersion(version)) => {
+                return Err(QueueError::UnsupportedRecord {
+                    path: path.to_owned(),
+                    seq: first,
+                    version,
+                });
+            }
+            Err(err) => {
+                // Without its place the record cannot be read: counted, and its spans are
+                // not delivered; the sequence still counts as committed.
+                warn!(path = %path.display(), first_sequence = first, error = %err,
+                    "Queue record index entry failed to decode; skipping the record.");
+                loaded.committed = loaded.committed.max(first + u64::from(count) - 1);
+                loaded.corrupt += 1;
+            }
         }
-        let bytes = (key.len() + value.len()) as u64;
-        loaded.written += bytes;
-        keep(&mut loaded, first, count, bytes);
     }
     for item in db.scan_prefix([record::PREFIX_CURSOR]) {
         let (key, value) = item.map_err(sled_err)?;
@@ -1649,7 +1862,7 @@ mod tests {
     fn commit_spans(store: &mut QueueStore, spans: Vec<Vec<u8>>) -> Committed {
         store
             .commit(&Commit {
-                spans,
+                spans: spans.into(),
                 ..Commit::default()
             })
             .unwrap()
@@ -1657,6 +1870,26 @@ mod tests {
 
     fn sinks(names: &[&str]) -> Vec<String> {
         names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    /// Replaces byte `at` of the record `(first, count)` in the active segment's data file
+    /// with `damage(byte)`.
+    fn damage_record(store: &QueueStore, first: u64, count: u32, at: u64, damage: fn(u8) -> u8) {
+        use std::os::unix::fs::FileExt;
+        let location = store
+            .raw_db()
+            .get(record::span_key(first, count))
+            .unwrap()
+            .unwrap();
+        let (offset, _) = record::decode_location(&location).unwrap();
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(active_segment(&store.data_dir).join(DATA_FILE))
+            .unwrap();
+        let mut byte = [0];
+        file.read_exact_at(&mut byte, offset + at).unwrap();
+        file.write_all_at(&[damage(byte[0])], offset + at).unwrap();
     }
 
     fn seqs(read: &[(u64, Vec<u8>)]) -> Vec<u64> {
@@ -1719,8 +1952,8 @@ mod tests {
         assert_eq!(store.stats().records, 0);
     }
 
-    /// A commit larger than the record target is split; each record stays under a quarter
-    /// of the segment; an oversized span is refused before anything is written.
+    /// A commit larger than the record target is split into records; an oversized span is
+    /// refused before anything is written.
     #[test]
     fn large_commits_split_into_records_and_oversized_spans_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -1733,13 +1966,11 @@ mod tests {
             (1..6).zip(big).collect::<Vec<_>>()
         );
         let err = store.commit(&Commit {
-            spans: vec![vec![0; MAX_SPAN_BYTES + 1]],
+            spans: vec![vec![0; MAX_SPAN_BYTES + 1]].into(),
             ..Commit::default()
         });
         assert!(matches!(err, Err(QueueError::SpanTooLarge { .. })));
         assert_eq!(store.stats().committed, 5);
-        // sled may still write a consolidated leaf of several records to a file under the
-        // segment's `blobs/`: that file is deleted with its segment.
     }
 
     /// A sink added later starts at the oldest span still kept, not at the newest.
@@ -1789,7 +2020,7 @@ mod tests {
         store.set_sinks(&sinks(&["a"])).unwrap();
         store
             .commit(&Commit {
-                spans: spans(1..6),
+                spans: spans(1..6).into(),
                 pending_put: vec![
                     (b"req-1".to_vec(), b"one".to_vec()),
                     (b"req-2".to_vec(), b"two".to_vec()),
@@ -1801,7 +2032,7 @@ mod tests {
         store.ack("a", 2).unwrap();
         store
             .commit(&Commit {
-                spans: spans(6..8),
+                spans: spans(6..8).into(),
                 pending_put: vec![(b"req-3".to_vec(), b"three".to_vec())],
                 pending_remove: vec![b"req-1".to_vec()],
                 checkpoints: vec![("file".into(), b"offset 20".to_vec())],
@@ -1858,7 +2089,7 @@ mod tests {
             assert_eq!(
                 store
                     .commit(&Commit {
-                        spans: ten(n),
+                        spans: ten(n).into(),
                         ..Commit::default()
                     })
                     .unwrap()
@@ -1869,7 +2100,7 @@ mod tests {
         store.ack("fast", 25).unwrap();
         let committed = store
             .commit(&Commit {
-                spans: ten(3),
+                spans: ten(3).into(),
                 ..Commit::default()
             })
             .unwrap();
@@ -1902,7 +2133,7 @@ mod tests {
         let mut store = QueueStore::open(dir.path(), options).unwrap();
         store.set_sinks(&sinks(&["a"])).unwrap();
         let ten = || Commit {
-            spans: vec![vec![1; 100]; 10],
+            spans: vec![vec![1; 100]; 10].into(),
             ..Commit::default()
         };
         assert!(!store.commit(&ten()).unwrap().full);
@@ -1929,7 +2160,7 @@ mod tests {
         let mut store = QueueStore::open(dir.path(), options).unwrap();
         let err = store
             .commit(&Commit {
-                spans: spans(1..3),
+                spans: spans(1..3).into(),
                 ..Commit::default()
             })
             .unwrap_err();
@@ -1961,10 +2192,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         commit_spans(&mut store, spans(1..4));
-        let key = record::span_key(1, 3);
-        let mut value = store.raw_db().get(key).unwrap().unwrap().to_vec();
-        value[0] = 9;
-        store.raw_db().insert(key, value).unwrap();
+        damage_record(&store, 1, 3, 0, |_| 9);
         let err = store.read_after(0, 10).unwrap_err();
         assert!(
             matches!(
@@ -1994,10 +2222,7 @@ mod tests {
         for range in [1..4, 4..6, 6..8] {
             commit_spans(&mut store, spans(range));
         }
-        let key = record::span_key(4, 2);
-        let mut value = store.raw_db().get(key).unwrap().unwrap().to_vec();
-        value[7] ^= 0x20;
-        store.raw_db().insert(key, value).unwrap();
+        damage_record(&store, 4, 2, 7, |byte| byte ^ 0x20);
         let read = store.read_after(0, 100).unwrap();
         assert_eq!(seqs(&read), [1, 2, 3, 6, 7]);
         assert_eq!((store.stats().corrupt_records, store.stats().spans), (1, 5));
@@ -2079,7 +2304,8 @@ mod tests {
             .write(true)
             .open(active_segment(dir.path()).join("db"))
             .unwrap();
-        db.set_len(1000).unwrap();
+        // Just past the base: no commit survives the cut.
+        db.set_len(500).unwrap();
         let err = assert_open_fails(dir.path(), QueueError::is_corruption);
         assert!(
             matches!(
@@ -2121,13 +2347,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         populated(dir.path());
         let manifest = manifest_path(dir.path());
-        let text = fs::read_to_string(&manifest)
-            .unwrap()
-            .replace("format = 2", "format = 3");
+        let text = fs::read_to_string(&manifest).unwrap().replace(
+            &format!("format = {FORMAT_VERSION}"),
+            &format!("format = {}", FORMAT_VERSION + 1),
+        );
         fs::write(&manifest, text).unwrap();
         let err = QueueStore::open(dir.path(), options()).unwrap_err();
         assert!(
-            matches!(err, QueueError::UnsupportedFormat { found: 3, .. }),
+            matches!(err, QueueError::UnsupportedFormat { found, .. } if found == FORMAT_VERSION + 1),
             "{err}"
         );
     }
@@ -2158,7 +2385,7 @@ mod tests {
         store.set_sinks(&sinks(&["a"])).unwrap();
         store
             .commit(&Commit {
-                spans: spans(1..6),
+                spans: spans(1..6).into(),
                 pending_put: vec![(b"req".to_vec(), b"entry".to_vec())],
                 checkpoints: vec![("file".into(), b"7".to_vec())],
                 ..Commit::default()
@@ -2222,10 +2449,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = QueueStore::open(dir.path(), small_segments()).unwrap();
         store.set_sinks(&sinks(&["a", "b"])).unwrap();
-        let span = |n: u64| vec![(n % 251) as u8; 3000];
+        // Large enough that the spans, not the segments' databases, fill the disk: a
+        // database sled reopens (the active one, after the restart below) takes a whole
+        // sled segment (2 MiB) on disk.
+        let span = |n: u64| vec![(n % 251) as u8; 30_000];
         for n in 0..60u64 {
             let commit = Commit {
-                spans: (n * 10..n * 10 + 10).map(span).collect(),
+                spans: (n * 10..n * 10 + 10).map(span).collect::<Vec<_>>().into(),
                 pending_put: vec![(format!("req-{n}").into_bytes(), vec![n as u8; 100])],
                 pending_remove: if n > 0 && n % 2 == 0 {
                     vec![format!("req-{}", n - 1).into_bytes()]
@@ -2307,7 +2537,7 @@ mod tests {
         for n in 0..50u8 {
             store
                 .commit(&Commit {
-                    spans: vec![vec![n; 3000]; 10],
+                    spans: vec![vec![n; 3000]; 10].into(),
                     ..Commit::default()
                 })
                 .unwrap();

@@ -33,7 +33,10 @@ use super::{Exported, FailedSpans, FailureReason, Resource, Sink};
 use crate::{
     codec::decode_span,
     deadletter::{DeadLetter, RejectedSpan, WriteSpans},
-    queue::actor::{Ack, Cursor, QueueState, Read, SpanQueue},
+    queue::{
+        ReadSpans,
+        actor::{Ack, Cursor, QueueState, Read, SpanQueue},
+    },
     span::Span,
     telemetry::metrics as m,
 };
@@ -124,7 +127,7 @@ impl<S: Sink> SinkWorker<S> {
                 }
                 Err(_) => return,
             };
-            let Some(&(last, _)) = batch.last() else {
+            let Some(last) = batch.last_seq() else {
                 // Nothing after the cursor: wait for the next commit.
                 if self
                     .queue_state
@@ -136,7 +139,8 @@ impl<S: Sink> SinkWorker<S> {
                 }
                 continue;
             };
-            let spans = self.decode(batch);
+            let spans = self.decode(&batch);
+            drop(batch);
             self.deliver(&spans).await;
             match self
                 .queue
@@ -159,10 +163,10 @@ impl<S: Sink> SinkWorker<S> {
     /// Spans that fail to decode were counted by the queue's checksums already when the
     /// bytes were damaged; a span that passes the checksum but not the decoder is a bug or a
     /// format change, so it is logged and skipped rather than blocking the sink forever.
-    fn decode(&self, batch: Vec<(u64, Vec<u8>)>) -> Vec<Span> {
+    fn decode(&self, batch: &ReadSpans) -> Vec<Span> {
         batch
-            .into_iter()
-            .filter_map(|(seq, bytes)| match decode_span(&bytes) {
+            .iter()
+            .filter_map(|(seq, bytes)| match decode_span(bytes) {
                 Ok(span) => Some(span),
                 Err(err) => {
                     error!(sink = %self.name, seq, error = %err, "Skipping a span that does not decode.");
