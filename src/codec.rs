@@ -119,6 +119,165 @@ pub fn decode_span(bytes: &[u8]) -> Result<Span, DecodeError> {
     })
 }
 
+/// A span read in place from its encoded bytes, without allocating: the fixed fields
+/// decoded, the attributes walked on demand ([`SpanView::attributes`]). For a sink that
+/// writes the stored span in another form (the stdout sink's JSON) instead of decoding it
+/// into a [`Span`] first. It accepts exactly the bytes [`decode_span`] accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanView<'a> {
+    pub trace_id: &'a [u8; 16],
+    pub span_id: &'a [u8; 8],
+    pub parent_span_id: Option<&'a [u8; 8]>,
+    pub name: &'a str,
+    pub start_unix_nano: i64,
+    pub end_unix_nano: i64,
+    /// The message of an error status; `None` for unset.
+    pub error: Option<&'a str>,
+    pub outcome: Outcome,
+    /// The encoded attributes and whatever follows them.
+    rest: Reader<'a>,
+}
+
+/// One attribute value of a [`SpanView`], borrowed from the encoded bytes. Arrays are
+/// walked with [`Items`]; their elements were checked when the value was read.
+#[derive(Debug, Clone, Copy)]
+pub enum ValueView<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    StrArray(Items<'a>),
+    BoolArray(Items<'a>),
+    IntArray(Items<'a>),
+    FloatArray(Items<'a>),
+}
+
+/// The elements of an array value: `count` encoded elements (strings length-prefixed,
+/// bools one byte, numbers eight bytes little-endian), already validated.
+#[derive(Debug, Clone, Copy)]
+pub struct Items<'a> {
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Items<'a> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The elements of a string array.
+    pub fn strs(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        let mut r = Reader {
+            buf: self.bytes,
+            pos: 0,
+        };
+        (0..self.count).map_while(move |_| r.str().ok())
+    }
+
+    /// The elements of a bool array.
+    pub fn bools(&self) -> impl Iterator<Item = bool> + use<'a> {
+        self.bytes.iter().map(|b| *b != 0)
+    }
+
+    /// The elements of an integer array.
+    pub fn ints(&self) -> impl Iterator<Item = i64> + use<'a> {
+        self.bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+    }
+
+    /// The elements of a float array.
+    pub fn floats(&self) -> impl Iterator<Item = f64> + use<'a> {
+        self.ints().map(|i| f64::from_bits(i as u64))
+    }
+}
+
+/// Reads the fixed fields of an encoded span in place (see [`SpanView`]).
+pub fn view_span(bytes: &[u8]) -> Result<SpanView<'_>, DecodeError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    r.format()?;
+    let trace_id = r.array_ref::<16>()?;
+    let span_id = r.array_ref::<8>()?;
+    let parent_span_id = match r.tag(1)? {
+        1 => Some(r.array_ref::<8>()?),
+        _ => None,
+    };
+    let name = r.str()?;
+    let start_unix_nano = r.i64()?;
+    let end_unix_nano = r.i64()?;
+    let error = match r.tag(1)? {
+        1 => Some(r.str()?),
+        _ => None,
+    };
+    let outcome = match r.tag(2)? {
+        0 => Outcome::Paired,
+        1 => Outcome::ResponseMissing,
+        _ => Outcome::RequestMissing,
+    };
+    Ok(SpanView {
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        start_unix_nano,
+        end_unix_nano,
+        error,
+        outcome,
+        rest: r,
+    })
+}
+
+impl<'a> SpanView<'a> {
+    /// Calls `each(key, value)` for every attribute, in order, then checks that nothing
+    /// follows them. On the first malformed attribute it stops with the error (the
+    /// attributes before it were already handed out).
+    pub fn attributes(
+        &self,
+        mut each: impl FnMut(&'a str, ValueView<'a>),
+    ) -> Result<(), DecodeError> {
+        let mut r = self.rest;
+        let count = r.len()?;
+        for _ in 0..count {
+            let key = r.str()?;
+            let value = match r.tag(7)? {
+                0 => ValueView::Str(r.str()?),
+                1 => ValueView::Bool(r.u8()? != 0),
+                2 => ValueView::Int(r.i64()?),
+                3 => ValueView::Float(r.f64()?),
+                4 => {
+                    let n = r.len()?;
+                    let start = r.pos;
+                    for _ in 0..n {
+                        r.str()?;
+                    }
+                    ValueView::StrArray(Items {
+                        bytes: &r.buf[start..r.pos],
+                        count: n,
+                    })
+                }
+                tag => {
+                    let n = r.len()?;
+                    let width = if tag == 5 { 1 } else { 8 };
+                    let bytes =
+                        r.take(n.checked_mul(width).ok_or(DecodeError::Truncated(r.pos))?)?;
+                    let items = Items { bytes, count: n };
+                    match tag {
+                        5 => ValueView::BoolArray(items),
+                        6 => ValueView::IntArray(items),
+                        _ => ValueView::FloatArray(items),
+                    }
+                }
+            };
+            each(key, value);
+        }
+        r.end()
+    }
+}
+
 /// A correlator entry waiting for its partner, as stored between runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaitingEntry {
@@ -294,6 +453,7 @@ impl Writer<'_> {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -309,6 +469,12 @@ impl<'a> Reader<'a> {
         let bytes = &self.buf[self.pos..end];
         self.pos = end;
         Ok(bytes)
+    }
+
+    fn array_ref<const N: usize>(&mut self) -> Result<&'a [u8; N], DecodeError> {
+        self.take(N)?
+            .try_into()
+            .map_err(|_| DecodeError::Truncated(self.pos))
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {

@@ -77,9 +77,16 @@ impl Span {
 }
 
 impl Span {
+    /// `end − start`; saturating, so that a span decoded from damaged bytes cannot
+    /// overflow (spans the correlator makes never end before they start).
     pub fn duration_nanos(&self) -> i64 {
-        self.end_unix_nano - self.start_unix_nano
+        duration_nanos(self.start_unix_nano, self.end_unix_nano)
     }
+}
+
+/// [`Span::duration_nanos`] of a span from `start` to `end`.
+pub fn duration_nanos(start: i64, end: i64) -> i64 {
+    end.saturating_sub(start)
 }
 
 /// First 8 bytes of SHA-256("auditspan/" + id).

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{Config, SinkConfig, SinkKind},
+    queue::ReadSpans,
     span::Span,
 };
 use honeycomb::HoneycombSink;
@@ -40,6 +41,23 @@ pub trait Sink: Send + 'static {
         &mut self,
         spans: &[Span],
     ) -> impl Future<Output = Result<Exported, ExportFailure>> + Send;
+
+    /// Delivers the batch as the queue stores it, without decoding it first, for a sink
+    /// that writes the stored bytes in its own form itself (stdout): `None` (the default)
+    /// when the sink cannot, and the worker decodes the batch and calls
+    /// [`Sink::export`]. A sink that can takes every span of the batch or fails as a whole.
+    fn export_stored(&mut self, _spans: &ReadSpans) -> Option<Result<StoredExport, ExportFailure>> {
+        None
+    }
+}
+
+/// What [`Sink::export_stored`] delivered.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoredExport {
+    pub exported: Exported,
+    /// Spans that did not decode: logged and left out, as the worker leaves out those it
+    /// cannot decode for [`Sink::export`].
+    pub undecodable: u64,
 }
 
 /// A request the backend acknowledged.
@@ -229,6 +247,13 @@ impl Sink for AnySink {
             AnySink::Otlp(s) => s.export(spans).await,
             AnySink::Zipkin(s) => s.export(spans).await,
             AnySink::Honeycomb(s) => s.export(spans).await,
+        }
+    }
+
+    fn export_stored(&mut self, spans: &ReadSpans) -> Option<Result<StoredExport, ExportFailure>> {
+        match self {
+            AnySink::Stdout(s) => s.export_stored(spans),
+            AnySink::Otlp(_) | AnySink::Zipkin(_) | AnySink::Honeycomb(_) => None,
         }
     }
 }

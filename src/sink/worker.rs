@@ -14,6 +14,10 @@
 //! committing newer spans to disk, so an outage costs disk space, not spans. With nothing
 //! to read, the worker waits for the queue's published committed sequence to move.
 //!
+//! The next batch is read while the current one is exported: the queue reads and checks
+//! it on its own thread meanwhile. A sink that writes the stored bytes itself
+//! ([`Sink::export_stored`], stdout) gets the batch as read; the others get it decoded.
+//!
 //! Each worker runs on its own arbiter (thread): a sink that blocks (stdout into a full
 //! pipe, a slow backend) stops only itself.
 
@@ -45,8 +49,9 @@ use crate::{
 const QUEUE_RETRY: Duration = Duration::from_secs(1);
 
 /// Encoded bytes a batch holds at most (besides `batch_size` spans): a batch is in memory
-/// several times over (stored, decoded, encoded for the backend), so 512 spans of 190 KB
-/// would cost hundreds of MiB; 8 MiB keeps a batch of typical 3 KB spans whole.
+/// several times over (stored, decoded, encoded for the backend, and the next one read
+/// meanwhile), so 512 spans of 190 KB would cost hundreds of MiB; 8 MiB keeps a batch of
+/// typical 3 KB spans whole.
 const BATCH_BYTES: usize = 8 << 20;
 
 /// What every worker needs besides its sink.
@@ -103,22 +108,27 @@ impl<S: Sink> SinkWorker<S> {
         }
     }
 
+    fn read_after(&self, after: u64) -> Read {
+        Read {
+            after,
+            max: self.batch_size,
+            max_bytes: BATCH_BYTES,
+        }
+    }
+
     /// Runs until the queue actor stops. Spawn it on the sink's own arbiter.
     pub async fn run(mut self) {
         let Ok(mut cursor) = self.queue.send(Cursor(self.name.clone())).await else {
             return;
         };
         info!(sink = %self.name, cursor, "Sink started.");
+        // The read of the batch after the one being exported, already on its way.
+        let mut next = None;
         loop {
-            let batch = match self
-                .queue
-                .send(Read {
-                    after: cursor,
-                    max: self.batch_size,
-                    max_bytes: BATCH_BYTES,
-                })
-                .await
-            {
+            let read = next
+                .take()
+                .unwrap_or_else(|| self.queue.send(self.read_after(cursor)));
+            let batch = match read.await {
                 Ok(Ok(batch)) => batch,
                 Ok(Err(err)) => {
                     warn!(sink = %self.name, error = %err, "Reading the queue failed; retrying.");
@@ -139,9 +149,11 @@ impl<S: Sink> SinkWorker<S> {
                 }
                 continue;
             };
-            let spans = self.decode(&batch);
+            // Sent now, so that the queue's thread reads the next batch while this one is
+            // exported (the actor queues the message at once; the answer waits here).
+            next = Some(self.queue.send(self.read_after(last)));
+            self.deliver_batch(&batch).await;
             drop(batch);
-            self.deliver(&spans).await;
             match self
                 .queue
                 .send(Ack {
@@ -153,11 +165,57 @@ impl<S: Sink> SinkWorker<S> {
                 Ok(Ok(())) => cursor = last,
                 Ok(Err(err)) => {
                     error!(sink = %self.name, error = %err, "Acknowledging to the queue failed; the batch will be sent again.");
+                    next = None;
                     tokio::time::sleep(QUEUE_RETRY).await;
                 }
                 Err(_) => return,
             }
         }
+    }
+
+    /// Delivers (or dead-letters) every span of the batch read from the queue. A sink that
+    /// writes stored spans itself gets them as read, and the whole batch again after a
+    /// backoff when it fails (it fails only as a whole); any other sink, or an answer that
+    /// names spans, goes through decoding and [`SinkWorker::deliver`].
+    async fn deliver_batch(&mut self, batch: &ReadSpans) {
+        let mut delays = self.backoff.build();
+        loop {
+            let started = Instant::now();
+            let Some(result) = self.sink.export_stored(batch) else {
+                break;
+            };
+            self.duration.record(started.elapsed());
+            let failure = match result {
+                Ok(stored) => {
+                    let delivered = (batch.len() as u64).saturating_sub(stored.undecodable);
+                    self.acknowledged(delivered, &stored.exported);
+                    return;
+                }
+                Err(failure) => failure,
+            };
+            let whole = failure.retry().len() >= batch.len()
+                && matches!(&failure.failed, FailedSpans::Named { rejected, .. } if rejected.is_empty());
+            if !whole {
+                break;
+            }
+            m::sink_failed(&self.name, failure.reason.as_str()).increment(1);
+            let delay = delays
+                .next()
+                .unwrap_or(Duration::from_secs(1))
+                .max(failure.retry_after.unwrap_or_default());
+            warn!(
+                sink = %self.name,
+                reason = failure.reason.as_str(),
+                error = %failure.message,
+                spans = batch.len(),
+                retry_in = ?delay,
+                "Export failed; retrying."
+            );
+            tokio::time::sleep(delay).await;
+            self.retries.increment(1);
+        }
+        let spans = self.decode(batch);
+        self.deliver(&spans).await;
     }
 
     /// Spans that fail to decode were counted by the queue's checksums already when the
