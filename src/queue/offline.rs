@@ -655,4 +655,128 @@ mod tests {
         let again = migrate(dir.path()).unwrap();
         assert!(again.stats.is_none(), "{again}");
     }
+
+    /// A format 2 queue (segments holding their span records as sled values, written here
+    /// from its documented layout: a closed segment, and the active one with the state,
+    /// the closed segment's index, a released watermark and a skipped record) is refused
+    /// at open with the migration hint, and `migrate` converts it keeping exactly the kept
+    /// spans with their sequences, the cursors, the waiting entries and the checkpoints.
+    #[test]
+    fn format_2_queue_is_refused_then_migrated_whole() {
+        use crate::queue::{SEGMENT_SIZE, record};
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue");
+        let span = |seq: u64| vec![seq as u8; 500 + seq as usize];
+        let spans = |range: std::ops::Range<u64>| range.map(span).collect::<Vec<_>>();
+        let u64_value = |n: u64| record::encode_envelope(&n.to_be_bytes());
+        let open = |first: u64| {
+            sled::Config::new()
+                .path(queue.join(format!("{first:020}")))
+                .segment_size(SEGMENT_SIZE)
+                .open()
+                .unwrap()
+        };
+        // The closed segment 1..=30: records 1..=10 (released), 11..=20 (skipped as
+        // damaged), 21..=30 (kept).
+        let closed = open(1);
+        for first in [1u64, 11, 21] {
+            closed
+                .insert(
+                    record::span_key(first, 10),
+                    record::encode_spans(&spans(first..first + 10)),
+                )
+                .unwrap();
+        }
+        closed.flush().unwrap();
+        drop(closed);
+        // The active segment 31.., with the state and records 31..=35 and 36..=40.
+        let active = open(31);
+        for (key, value) in [
+            (record::META_FORMAT, u64_value(2)),
+            (record::META_DB_ID, record::encode_envelope(b"0123")),
+            (record::META_SEGMENT_SIZE, u64_value(SEGMENT_SIZE as u64)),
+            (record::META_FIRST, u64_value(31)),
+            (record::META_COMMITTED, u64_value(40)),
+            (record::META_RELEASED, u64_value(10)),
+            (record::META_BASE, u64_value(1)),
+        ] {
+            active.insert(key, value).unwrap();
+        }
+        let mut index = 30u64.to_be_bytes().to_vec();
+        for first in [1u64, 11, 21] {
+            index.extend_from_slice(&first.to_be_bytes());
+            index.extend_from_slice(&10u32.to_be_bytes());
+            index.extend_from_slice(&6000u64.to_be_bytes());
+        }
+        active
+            .insert(
+                record::seq_key(record::PREFIX_INDEX, 1),
+                record::encode_envelope(&index),
+            )
+            .unwrap();
+        active
+            .insert(
+                record::seq_key(record::PREFIX_SKIPPED, 11),
+                record::encode_envelope(&10u32.to_be_bytes()),
+            )
+            .unwrap();
+        for (first, count) in [(31u64, 5u32), (36, 5)] {
+            active
+                .insert(
+                    record::span_key(first, count),
+                    record::encode_spans(&spans(first..first + u64::from(count))),
+                )
+                .unwrap();
+        }
+        active.insert(b"cfast", u64_value(33)).unwrap();
+        active.insert(b"cslow", u64_value(10)).unwrap();
+        active
+            .insert(b"preq-1", record::encode_envelope(b"waiting"))
+            .unwrap();
+        active
+            .insert(b"ifile", record::encode_envelope(b"offset 9"))
+            .unwrap();
+        active.flush().unwrap();
+        drop(active);
+        Manifest {
+            format: 2,
+            db_id: "0123".into(),
+            segment_size: SEGMENT_SIZE,
+            committed: 40,
+        }
+        .write(&manifest_path(dir.path()))
+        .unwrap();
+
+        let err = QueueStore::open(dir.path(), options()).unwrap_err();
+        assert!(
+            matches!(err, QueueError::NeedsMigration { found: 2, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("run `auditspan queue migrate`"),
+            "{err}"
+        );
+
+        let report = migrate(dir.path()).unwrap();
+        let migrated = report.stats.clone().unwrap();
+        assert_eq!((migrated.spans, migrated.committed), (20, 40), "{report}");
+        assert!(report.to_string().contains("format     2 -> 3"), "{report}");
+        let mut store = QueueStore::open(dir.path(), options()).unwrap();
+        assert_eq!(
+            (store.cursor("fast"), store.cursor("slow")),
+            (Some(33), Some(10))
+        );
+        let kept: Vec<(u64, Vec<u8>)> = (21..41).map(|seq| (seq, span(seq))).collect();
+        assert_eq!(store.read_after(10, 100).unwrap(), kept);
+        assert_eq!(
+            store.pending().unwrap(),
+            [(b"req-1".to_vec(), b"waiting".to_vec())]
+        );
+        assert_eq!(
+            store.checkpoint("file").unwrap(),
+            Some(b"offset 9".to_vec())
+        );
+        drop(store);
+        assert!(migrate(dir.path()).unwrap().stats.is_none());
+    }
 }

@@ -2332,6 +2332,43 @@ mod tests {
         assert_open_fails(dir.path(), QueueError::is_corruption);
     }
 
+    /// What a crash between a commit's data write and its batch leaves (records past the
+    /// last indexed one) is cut off at the next open; the next commits write over it and
+    /// every span reads back.
+    #[test]
+    fn data_past_the_last_indexed_record_is_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        commit_spans(&mut store, spans(1..4));
+        drop(store);
+        let data = active_segment(dir.path()).join(DATA_FILE);
+        let indexed = fs::metadata(&data).unwrap().len();
+        let mut file = fs::OpenOptions::new().append(true).open(&data).unwrap();
+        std::io::Write::write_all(&mut file, &[0xab; 5000]).unwrap();
+        drop(file);
+        let mut store = open(dir.path());
+        assert_eq!(fs::metadata(&data).unwrap().len(), indexed);
+        assert_eq!(store.stats().corrupt_records, 0);
+        commit_spans(&mut store, spans(4..6));
+        assert_eq!(
+            store.read_after(0, 10).unwrap(),
+            (1..6).zip(spans(1..6)).collect::<Vec<_>>()
+        );
+    }
+
+    /// A data file that records are indexed in, deleted, is an error naming it, not an
+    /// empty queue.
+    #[test]
+    fn missing_data_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path());
+        fs::remove_file(active_segment(dir.path()).join(DATA_FILE)).unwrap();
+        let err = assert_open_fails(dir.path(), QueueError::is_corruption);
+        assert!(matches!(err, QueueError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains(DATA_FILE), "{err}");
+    }
+
     /// A deleted database directory with its manifest still there is an error.
     #[test]
     fn deleted_database_is_an_error() {
