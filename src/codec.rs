@@ -122,27 +122,44 @@ pub fn decode_span(bytes: &[u8]) -> Result<Span, DecodeError> {
 /// A span read in place from its encoded bytes, without allocating: the fixed fields
 /// decoded, the attributes walked on demand ([`SpanView::attributes`]). For a sink that
 /// writes the stored span in another form (the stdout sink's JSON) instead of decoding it
-/// into a [`Span`] first. It accepts exactly the bytes [`decode_span`] accepts.
+/// into a [`Span`] first. Strings come as [`Text`], their UTF-8 not yet checked, so that a
+/// writer that scans them anyway checks it in the same pass: the view with every [`Text`]
+/// checked accepts exactly the bytes [`decode_span`] accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct SpanView<'a> {
     pub trace_id: &'a [u8; 16],
     pub span_id: &'a [u8; 8],
     pub parent_span_id: Option<&'a [u8; 8]>,
-    pub name: &'a str,
+    pub name: Text<'a>,
     pub start_unix_nano: i64,
     pub end_unix_nano: i64,
     /// The message of an error status; `None` for unset.
-    pub error: Option<&'a str>,
+    pub error: Option<Text<'a>>,
     pub outcome: Outcome,
     /// The encoded attributes and whatever follows them.
     rest: Reader<'a>,
 }
 
+/// A string of an encoded span whose UTF-8 is not checked yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a> {
+    pub bytes: &'a [u8],
+    /// Where it starts in the span, for the error.
+    at: usize,
+}
+
+impl<'a> Text<'a> {
+    /// The string, once its UTF-8 is checked (as [`decode_span`] checks it).
+    pub fn to_str(&self) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.bytes).map_err(|_| DecodeError::Utf8(self.at))
+    }
+}
+
 /// One attribute value of a [`SpanView`], borrowed from the encoded bytes. Arrays are
-/// walked with [`Items`]; their elements were checked when the value was read.
+/// walked with [`Items`]; their lengths were checked when the value was read.
 #[derive(Debug, Clone, Copy)]
 pub enum ValueView<'a> {
-    Str(&'a str),
+    Str(Text<'a>),
     Bool(bool),
     Int(i64),
     Float(f64),
@@ -153,10 +170,12 @@ pub enum ValueView<'a> {
 }
 
 /// The elements of an array value: `count` encoded elements (strings length-prefixed,
-/// bools one byte, numbers eight bytes little-endian), already validated.
+/// bools one byte, numbers eight bytes little-endian), their lengths already checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Items<'a> {
     bytes: &'a [u8],
+    /// Where `bytes` starts in the span.
+    at: usize,
     count: usize,
 }
 
@@ -170,12 +189,18 @@ impl<'a> Items<'a> {
     }
 
     /// The elements of a string array.
-    pub fn strs(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+    pub fn strs(&self) -> impl Iterator<Item = Text<'a>> + use<'a> {
         let mut r = Reader {
             buf: self.bytes,
             pos: 0,
         };
-        (0..self.count).map_while(move |_| r.str().ok())
+        let at = self.at;
+        (0..self.count).map_while(move |_| {
+            r.text().ok().map(|text| Text {
+                at: at + text.at,
+                ..text
+            })
+        })
     }
 
     /// The elements of a bool array.
@@ -206,11 +231,11 @@ pub fn view_span(bytes: &[u8]) -> Result<SpanView<'_>, DecodeError> {
         1 => Some(r.array_ref::<8>()?),
         _ => None,
     };
-    let name = r.str()?;
+    let name = r.text()?;
     let start_unix_nano = r.i64()?;
     let end_unix_nano = r.i64()?;
     let error = match r.tag(1)? {
-        1 => Some(r.str()?),
+        1 => Some(r.text()?),
         _ => None,
     };
     let outcome = match r.tag(2)? {
@@ -233,18 +258,18 @@ pub fn view_span(bytes: &[u8]) -> Result<SpanView<'_>, DecodeError> {
 
 impl<'a> SpanView<'a> {
     /// Calls `each(key, value)` for every attribute, in order, then checks that nothing
-    /// follows them. On the first malformed attribute it stops with the error (the
-    /// attributes before it were already handed out).
+    /// follows them. It stops at the first malformed attribute, or the first error `each`
+    /// returns (the attributes before it were already handed out).
     pub fn attributes(
         &self,
-        mut each: impl FnMut(&'a str, ValueView<'a>),
+        mut each: impl FnMut(Text<'a>, ValueView<'a>) -> Result<(), DecodeError>,
     ) -> Result<(), DecodeError> {
         let mut r = self.rest;
         let count = r.len()?;
         for _ in 0..count {
-            let key = r.str()?;
+            let key = r.text()?;
             let value = match r.tag(7)? {
-                0 => ValueView::Str(r.str()?),
+                0 => ValueView::Str(r.text()?),
                 1 => ValueView::Bool(r.u8()? != 0),
                 2 => ValueView::Int(r.i64()?),
                 3 => ValueView::Float(r.f64()?),
@@ -252,19 +277,25 @@ impl<'a> SpanView<'a> {
                     let n = r.len()?;
                     let start = r.pos;
                     for _ in 0..n {
-                        r.str()?;
+                        r.text()?;
                     }
                     ValueView::StrArray(Items {
                         bytes: &r.buf[start..r.pos],
+                        at: start,
                         count: n,
                     })
                 }
                 tag => {
                     let n = r.len()?;
                     let width = if tag == 5 { 1 } else { 8 };
+                    let at = r.pos;
                     let bytes =
                         r.take(n.checked_mul(width).ok_or(DecodeError::Truncated(r.pos))?)?;
-                    let items = Items { bytes, count: n };
+                    let items = Items {
+                        bytes,
+                        at,
+                        count: n,
+                    };
                     match tag {
                         5 => ValueView::BoolArray(items),
                         6 => ValueView::IntArray(items),
@@ -272,7 +303,7 @@ impl<'a> SpanView<'a> {
                     }
                 }
             };
-            each(key, value);
+            each(key, value)?;
         }
         r.end()
     }
@@ -528,6 +559,16 @@ impl<'a> Reader<'a> {
         let n = self.len()?;
         let at = self.pos;
         std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::Utf8(at))
+    }
+
+    /// A string whose UTF-8 is left to the caller ([`Text`]).
+    fn text(&mut self) -> Result<Text<'a>, DecodeError> {
+        let n = self.len()?;
+        let at = self.pos;
+        Ok(Text {
+            bytes: self.take(n)?,
+            at,
+        })
     }
 
     fn string(&mut self) -> Result<String, DecodeError> {

@@ -39,7 +39,7 @@ use crate::{
     event::AuditEvent,
     queue::{
         Commit, PendingEntry,
-        actor::{CommitWindow, QueueState, SpanQueue},
+        actor::{CommitWindow, QueueState, SpanQueue, WindowCommitted},
     },
     span::{Outcome, Span},
     telemetry::{metrics as m, vault::VaultRequests},
@@ -50,6 +50,9 @@ pub const WINDOW_SPANS: usize = 2048;
 
 /// Spans kept in memory while the queue cannot write, at most.
 pub const MAX_HELD_SPANS: usize = 200_000;
+
+/// A stored window's span buffer is kept for the next window up to this size.
+const MAX_SPARE_BYTES: usize = 8 << 20;
 
 /// Events from one input, in the order they were read.
 #[derive(Message)]
@@ -179,6 +182,8 @@ pub struct Correlator {
     receipts: Vec<oneshot::Sender<Result<(), CommitFailed>>>,
     /// A commit the queue refused, retried (with newer windows appended) at the next one.
     held: Option<Commit>,
+    /// The last stored window's buffers, emptied, for the next window.
+    spare: Option<Commit>,
     /// One permit: held by the commit in flight.
     committing: Arc<Semaphore>,
     /// `overflow = "block"` and the queue said it is full.
@@ -220,6 +225,7 @@ impl Correlator {
             checkpoints: Vec::new(),
             receipts: Vec::new(),
             held: None,
+            spare: None,
             committing: Arc::new(Semaphore::new(1)),
             blocked: false,
             window_reads: Vec::new(),
@@ -318,7 +324,11 @@ impl Correlator {
     /// Builds the window's commit: held spans first, then this window's, then the waiting
     /// entries' changes.
     fn take_window(&mut self) -> Commit {
-        let mut commit = self.held.take().unwrap_or_default();
+        let mut commit = self
+            .held
+            .take()
+            .or_else(|| self.spare.take())
+            .unwrap_or_default();
         // Encoded straight into the commit's one buffer: no allocation per span.
         for span in self.outbox.drain(..) {
             commit.spans.push_with(|out| codec::encode_span(&span, out));
@@ -370,7 +380,11 @@ impl Correlator {
             };
             answer(receipts, &answered);
             match result {
-                Ok(Ok(committed)) => {
+                Ok(Ok(WindowCommitted { committed, spare })) => {
+                    // A window of large spans is not worth keeping in memory meanwhile.
+                    if spare.spans.capacity() <= MAX_SPARE_BYTES {
+                        act.spare = Some(spare);
+                    }
                     for (read_at, events) in reads {
                         act.commit_latency
                             .record_many(read_at.elapsed().as_secs_f64(), events as usize);

@@ -25,8 +25,17 @@ use crate::telemetry::metrics as m;
 
 /// Commit one window (see [`QueueStore::commit`]).
 #[derive(Message)]
-#[rtype(result = "Result<Committed, CommitRefused>")]
+#[rtype(result = "Result<WindowCommitted, CommitRefused>")]
 pub struct CommitWindow(pub Commit);
+
+/// A stored window: what the store did, and the window's buffers, emptied, for the next
+/// one (a window of spans is a few MiB that the correlator would otherwise allocate, and
+/// the kernel zero, afresh every few milliseconds).
+#[derive(Debug)]
+pub struct WindowCommitted {
+    pub committed: Committed,
+    pub spare: Commit,
+}
 
 /// A refused commit, handed back so that the caller can keep it and retry.
 #[derive(Debug)]
@@ -39,13 +48,15 @@ pub struct CommitRefused {
 const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Up to `max` spans after sequence `after`, in order, stopping once they hold
-/// `max_bytes` (at least one span).
+/// `max_bytes` (at least one span), read into `into`'s buffers (a reader hands back a
+/// batch it is done with; `ReadSpans::default()` otherwise).
 #[derive(Message)]
 #[rtype(result = "Result<ReadSpans, QueueError>")]
 pub struct Read {
     pub after: u64,
     pub max: usize,
     pub max_bytes: usize,
+    pub into: ReadSpans,
 }
 
 /// `sink` has every span up to `seq`.
@@ -211,7 +222,7 @@ impl Actor for SpanQueue {
 }
 
 impl Handler<CommitWindow> for SpanQueue {
-    type Result = Result<Committed, CommitRefused>;
+    type Result = Result<WindowCommitted, CommitRefused>;
 
     fn handle(&mut self, msg: CommitWindow, _: &mut Self::Context) -> Self::Result {
         let commit = msg.0;
@@ -233,7 +244,12 @@ impl Handler<CommitWindow> for SpanQueue {
                     info!("The queue writes again.");
                 }
                 self.record();
-                Ok(committed)
+                let mut spare = commit;
+                spare.spans.clear();
+                spare.pending_put.clear();
+                spare.pending_remove.clear();
+                spare.checkpoints.clear();
+                Ok(WindowCommitted { committed, spare })
             }
             Err(error) => {
                 self.note_failure(&error);
@@ -247,11 +263,14 @@ impl Handler<Read> for SpanQueue {
     type Result = Result<ReadSpans, QueueError>;
 
     fn handle(&mut self, msg: Read, _: &mut Self::Context) -> Self::Result {
-        let spans = self.store.read(msg.after, msg.max, msg.max_bytes);
-        if let Err(err) = &spans {
+        let mut spans = msg.into;
+        let read = self
+            .store
+            .read_into(msg.after, msg.max, msg.max_bytes, &mut spans);
+        if let Err(err) = &read {
             warn!(error = %err, "Reading the queue failed.");
         }
-        spans
+        read.map(|()| spans)
     }
 }
 

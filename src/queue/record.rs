@@ -150,14 +150,25 @@ pub fn record_bytes(span_lens: impl IntoIterator<Item = usize>) -> u64 {
 /// u32 BE `count` · `section` (count × (u32 BE length · span bytes), as
 /// [`super::EncodedSpans::section`] holds it) · u32 BE CRC32 of everything before.
 pub fn encode_record(out: &mut Vec<u8>, first: u64, count: u32, section: &[u8]) {
-    let start = out.len();
+    let (header, crc) = record_frame(first, count, section);
     out.reserve(SPAN_RECORD_OVERHEAD + section.len());
-    out.push(SPAN_RECORD_VERSION);
-    out.extend_from_slice(&first.to_be_bytes());
-    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(&header);
     out.extend_from_slice(section);
-    let crc = crc32fast::hash(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
+    out.extend_from_slice(&crc);
+}
+
+/// What [`encode_record`] puts around `section`: the header, and the CRC32 of header and
+/// section, so that a record can be written from the section where it lies (one vectored
+/// write of header · section · CRC) instead of from a copy.
+pub fn record_frame(first: u64, count: u32, section: &[u8]) -> ([u8; SPAN_RECORD_HEADER], [u8; 4]) {
+    let mut header = [0; SPAN_RECORD_HEADER];
+    header[0] = SPAN_RECORD_VERSION;
+    header[1..9].copy_from_slice(&first.to_be_bytes());
+    header[9..].copy_from_slice(&count.to_be_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.update(section);
+    (header, crc.finalize().to_be_bytes())
 }
 
 /// Checks a data-file record that the index says starts at sequence `first` and holds

@@ -110,6 +110,17 @@ impl EncodedSpans {
         self.bytes.len()
     }
 
+    /// Bytes the section holds room for.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Empties it, keeping its buffers (a correlator reuses one window's for the next).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.starts.clear();
+    }
+
     /// Drops the first `n` spans (the oldest of a commit held back while the disk is full).
     pub fn drop_front(&mut self, n: usize) {
         let n = n.min(self.len());
@@ -152,39 +163,51 @@ impl From<Vec<Vec<u8>>> for EncodedSpans {
     }
 }
 
-/// One span of a [`ReadSpans`]: its sequence and where its bytes are.
+/// One span of a [`ReadSpans`]: its sequence and where its bytes are in the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SpanAt {
     seq: u64,
-    record: u32,
     start: u32,
     end: u32,
 }
 
 /// Spans read from the queue, in sequence order, borrowed from the records they came in.
+/// The buffer is reused from read to read ([`ReadSpans::clear`]): a reader hands the last
+/// batch back with its next read, so that a drain does not allocate (and the kernel zero)
+/// fresh pages for every batch.
 #[derive(Debug, Clone, Default)]
 pub struct ReadSpans {
-    /// Whole records as read (checksums verified).
-    records: Vec<Vec<u8>>,
+    /// Whole records as read (checksums verified), one after the other.
+    buf: Vec<u8>,
     spans: Vec<SpanAt>,
     /// Bytes of the spans (without prefixes): what a reader's byte bound counts.
     span_bytes: usize,
 }
 
 impl ReadSpans {
-    /// Adds a record's buffer; its spans are added with [`ReadSpans::push_span`].
-    pub(crate) fn push_record(&mut self, bytes: Vec<u8>) -> u32 {
-        self.records.push(bytes);
-        (self.records.len() - 1) as u32
+    /// Empties it, keeping its buffers for the next read.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.spans.clear();
+        self.span_bytes = 0;
     }
 
-    /// Adds the span `seq` at `range` of record `record` (as [`ReadSpans::push_record`]
-    /// numbered it). Records of at most a few hundred KiB keep `range` within `u32`.
-    pub(crate) fn push_span(&mut self, seq: u64, record: u32, range: Range<usize>) {
+    /// Bytes its buffer holds room for.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The buffer records are read into (appended).
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Adds the span `seq` at `range` of the buffer. A batch holds at most a few MiB, so
+    /// `range` stays within `u32`.
+    pub(crate) fn push_span(&mut self, seq: u64, range: Range<usize>) {
         self.span_bytes += range.len();
         self.spans.push(SpanAt {
             seq,
-            record,
             start: range.start as u32,
             end: range.end as u32,
         });
@@ -210,10 +233,9 @@ impl ReadSpans {
 
     /// `(sequence, bytes)` of each span, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (u64, &[u8])> + '_ {
-        self.spans.iter().map(|s| {
-            let record = &self.records[s.record as usize];
-            (s.seq, &record[s.start as usize..s.end as usize])
-        })
+        self.spans
+            .iter()
+            .map(|s| (s.seq, &self.buf[s.start as usize..s.end as usize]))
     }
 
     /// Owned copies, one `Vec` per span (tests and offline tools).

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::{
     FORMAT_VERSION, QueueError, SEGMENT_SIZE,
-    datafile::{DATA_FILE, DataFile},
+    datafile::{DATA_FILE, DataFile, Records},
     manifest::{DirLock, Manifest, lock_path, manifest_path},
     record::{self, RecordError},
     spans::{EncodedSpans, ReadSpans},
@@ -46,8 +46,6 @@ const MANIFEST_INTERVAL: Duration = Duration::from_secs(1);
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Record bytes copied per write by [`QueueStore::create_from`].
 const COPY_BATCH_BYTES: usize = 8 << 20;
-/// A commit's write buffer is kept for the next commit unless it grew past this.
-const KEEP_WRITE_BUFFER: usize = 8 << 20;
 
 /// How the store bounds its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +214,6 @@ pub struct QueueStore {
     /// What `<data_dir>/queue.manifest` holds now, and when it was last written.
     manifest: Manifest,
     manifest_written: Instant,
-    /// A commit's records, encoded before they are written (reused).
-    write_buf: Vec<u8>,
 }
 
 /// What [`load_active`] reads from the active segment's database.
@@ -270,7 +266,6 @@ impl QueueStore {
                 committed: 0,
             },
             manifest_written: Instant::now(),
-            write_buf: Vec::new(),
         };
         store.load()?;
         Ok(store)
@@ -339,11 +334,11 @@ impl QueueStore {
         result.map_err(|source| self.failed(source))
     }
 
-    /// Writes the encoded records in `write_buf` at the active segment's end and waits for
-    /// them to be on disk; the caller then flushes the batch that indexes them.
-    fn write_records(&mut self) -> Result<(), QueueError> {
+    /// Writes `records` at the active segment's end and waits for them to be on disk; the
+    /// caller then flushes the batch that indexes them.
+    fn write_records(&mut self, records: &Records<'_>) -> Result<(), QueueError> {
         let active = self.active()?;
-        let written = active.data.write_durable(active.end, &self.write_buf);
+        let written = active.data.write_durable(active.end, records);
         written.map_err(|source| self.failed_io(source))
     }
 
@@ -609,17 +604,16 @@ impl QueueStore {
         let mut batch = sled::Batch::default();
         let mut next = self.committed + 1;
         let base = self.active()?.end;
-        self.write_buf.clear();
+        let mut records = Records::default();
         let mut new_records = Vec::with_capacity(packed.len());
         for record in &packed {
             let count = record.spans.len() as u32;
-            let start = self.write_buf.len();
             let section = commit.spans.section(record.spans.clone());
-            record::encode_record(&mut self.write_buf, next, count, section);
+            let (at, len) = records.push(next, count, section);
             let info = RecordInfo {
                 count,
-                offset: base + start as u64,
-                len: (self.write_buf.len() - start) as u32,
+                offset: base + at,
+                len,
             };
             batch.insert(
                 &record::span_key(next, count),
@@ -683,15 +677,12 @@ impl QueueStore {
         // The records first, durably: a batch that reached the disk names only records
         // that are there too, so a crash between the two loses the whole window and never
         // half of it (a waiting entry removed, but the span it made missing).
-        if !self.write_buf.is_empty() {
-            self.write_records()?;
+        if !records.is_empty() {
+            self.write_records(&records)?;
         }
         self.apply(batch, true)?;
 
-        let written = self.write_buf.len() as u64;
-        if self.write_buf.capacity() > KEEP_WRITE_BUFFER {
-            self.write_buf = Vec::new();
-        }
+        let written = records.len();
         let sequences = self.committed + 1..committed + 1;
         self.committed = committed;
         for (first, info) in new_records {
@@ -856,21 +847,27 @@ impl QueueStore {
         }
     }
 
-    /// The bytes of the record `(first, info)`, from the active segment's data file or from
-    /// the closed segment's that holds it (opened for reading; one at a time). `Ok(None)`:
-    /// the record is not there (its file is shorter), or its closed segment's data file
-    /// cannot be read (logged). An error reading the active segment fails the store.
-    fn read_record(&mut self, first: u64, info: RecordInfo) -> Result<Option<Vec<u8>>, QueueError> {
+    /// Appends the bytes of the record `(first, info)` to `buf`, from the active segment's
+    /// data file or from the closed segment's that holds it (opened for reading; one at a
+    /// time). `Ok(false)` (and `buf` unchanged): the record is not there (its file is
+    /// shorter), or its closed segment's data file cannot be read (logged). An error
+    /// reading the active segment fails the store.
+    fn read_record(
+        &mut self,
+        buf: &mut Vec<u8>,
+        first: u64,
+        info: RecordInfo,
+    ) -> Result<bool, QueueError> {
         let active = self.active()?;
         if first >= active.first {
-            return match active.data.read(info.offset, info.len) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            return match active.data.read_into(buf, info.offset, info.len) {
+                Ok(()) => Ok(true),
+                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
                 Err(source) => Err(self.failed_io(source)),
             };
         }
         let Some((&segment, _)) = self.closed.range(..=first).next_back() else {
-            return Ok(None);
+            return Ok(false);
         };
         if self
             .reader
@@ -883,19 +880,19 @@ impl QueueStore {
                 Ok(data) => self.reader = Some((segment, data)),
                 Err(err) => {
                     warn!(path = %path.display(), error = %err, "A closed queue segment cannot be opened.");
-                    return Ok(None);
+                    return Ok(false);
                 }
             }
         }
         let Some((_, data)) = &self.reader else {
-            return Ok(None);
+            return Ok(false);
         };
-        match data.read(info.offset, info.len) {
-            Ok(bytes) => Ok(Some(bytes)),
+        match data.read_into(buf, info.offset, info.len) {
+            Ok(()) => Ok(true),
             Err(err) => {
                 warn!(path = %data.path().display(), error = %err,
                     "Reading a closed queue segment failed.");
-                Ok(None)
+                Ok(false)
             }
         }
     }
@@ -922,6 +919,19 @@ impl QueueStore {
         max_bytes: usize,
     ) -> Result<ReadSpans, QueueError> {
         let mut out = ReadSpans::default();
+        self.read_into(cursor, max, max_bytes, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`QueueStore::read`] into `out` (emptied first), reusing its buffers.
+    pub fn read_into(
+        &mut self,
+        cursor: u64,
+        max: usize,
+        max_bytes: usize,
+        out: &mut ReadSpans,
+    ) -> Result<(), QueueError> {
+        out.clear();
         let start = cursor + 1;
         let from = match self.records.range(..=start).next_back() {
             Some((first, info)) if info.last(*first) >= start => *first,
@@ -945,35 +955,37 @@ impl QueueStore {
             }
             let skip = start.saturating_sub(first) as usize;
             let take = skip..skip + (max - out.len()).min(info.count as usize - skip);
-            let bytes = self.read_record(first, info)?;
+            let at = out.buffer().len();
+            let found = self.read_record(out.buffer(), first, info)?;
             places.clear();
-            let parsed = match &bytes {
-                Some(bytes) => record::parse_record(bytes, first, info.count, |index, range| {
+            let parsed = if found {
+                let bytes = &out.buffer()[at..];
+                record::parse_record(bytes, first, info.count, |index, range| {
                     if take.contains(&index) {
-                        places.push(range);
+                        places.push(at + range.start..at + range.end);
                     }
-                }),
-                None => Err(RecordError::Malformed("record missing from its data file")),
+                })
+            } else {
+                Err(RecordError::Malformed("record missing from its data file"))
             };
-            match (parsed, bytes) {
-                (Ok(()), Some(bytes)) => {
-                    let at = out.push_record(bytes);
+            match parsed {
+                Ok(()) => {
                     for (seq, range) in (first + skip as u64..).zip(places.drain(..)) {
                         if out.span_bytes() >= max_bytes && !out.is_empty() {
                             break;
                         }
-                        out.push_span(seq, at, range);
+                        out.push_span(seq, range);
                     }
                 }
-                (Err(RecordError::UnknownVersion(version)), _) => {
+                Err(RecordError::UnknownVersion(version)) => {
                     return Err(QueueError::UnsupportedRecord {
                         path: self.queue_dir.clone(),
                         seq: first,
                         version,
                     });
                 }
-                (Ok(()), None) => {}
-                (Err(err), _) => {
+                Err(err) => {
+                    out.buffer().truncate(at);
                     warn!(
                         path = %self.queue_dir.display(), first_sequence = first,
                         spans = info.count, error = %err,
@@ -999,7 +1011,7 @@ impl QueueStore {
             }
             self.forget(&corrupt, None);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// `sink`'s cursor: the last sequence it acknowledged.
@@ -1201,8 +1213,9 @@ impl QueueStore {
         let records: Vec<(u64, RecordInfo)> = from.records.iter().map(|(f, i)| (*f, *i)).collect();
         // Records that cannot be read are left out, as a read would skip them.
         let values = records.into_iter().filter_map(move |(first, info)| {
-            match from.read_record(first, info) {
-                Ok(Some(bytes)) => match record_spans(&bytes, first, info.count) {
+            let mut bytes = Vec::new();
+            match from.read_record(&mut bytes, first, info) {
+                Ok(true) => match record_spans(&bytes, first, info.count) {
                     Ok(spans) => Some(Ok((first, spans))),
                     Err(RecordError::UnknownVersion(version)) => {
                         Some(Err(QueueError::UnsupportedRecord {
@@ -1213,7 +1226,7 @@ impl QueueStore {
                     }
                     Err(_) => None,
                 },
-                Ok(None) => None,
+                Ok(false) => None,
                 Err(err) => Some(Err(err)),
             }
         });
@@ -1235,32 +1248,27 @@ impl QueueStore {
         let options = offline_options();
         let mut to = QueueStore::open(to_data_dir, options)?;
         let mut batch = sled::Batch::default();
-        to.write_buf.clear();
+        // Records read but not written yet, and their bytes.
+        let mut pending: Vec<(u64, EncodedSpans)> = Vec::new();
+        let mut pending_bytes = 0;
         for item in records {
             let (first, spans) = item?;
             if spans.is_empty() {
                 continue;
             }
-            let end = to.active()?.end + to.write_buf.len() as u64;
-            if end >= options.segment_bytes {
-                to.copy_out(std::mem::take(&mut batch))?;
+            if to.active()?.end + pending_bytes >= options.segment_bytes {
+                to.copy_out(&mut pending, std::mem::take(&mut batch))?;
+                pending_bytes = 0;
                 // The next segment is named after the record that goes in it first.
                 to.committed = first - 1;
                 to.rotate()?;
             }
-            let base = to.active()?.end;
-            let start = to.write_buf.len();
             let count = spans.len() as u32;
-            record::encode_record(
-                &mut to.write_buf,
-                first,
-                count,
-                spans.section(0..spans.len()),
-            );
+            let len = (record::SPAN_RECORD_OVERHEAD + spans.byte_len()) as u32;
             let info = RecordInfo {
                 count,
-                offset: base + start as u64,
-                len: (to.write_buf.len() - start) as u32,
+                offset: to.active()?.end + pending_bytes,
+                len,
             };
             batch.insert(
                 &record::span_key(first, count),
@@ -1268,8 +1276,11 @@ impl QueueStore {
             );
             to.records.insert(first, info);
             to.bytes += info.bytes();
-            if to.write_buf.len() >= COPY_BATCH_BYTES {
-                to.copy_out(std::mem::take(&mut batch))?;
+            pending_bytes += u64::from(len);
+            pending.push((first, spans));
+            if pending_bytes >= COPY_BATCH_BYTES as u64 {
+                to.copy_out(&mut pending, std::mem::take(&mut batch))?;
+                pending_bytes = 0;
             }
         }
         let last = to.records.iter().next_back().map(|(f, i)| i.last(*f));
@@ -1293,20 +1304,29 @@ impl QueueStore {
         for (input, value) in contents.inputs {
             batch.insert(prefixed(record::PREFIX_INPUT, &input), value);
         }
-        to.copy_out(batch)?;
+        to.copy_out(&mut pending, batch)?;
         drop(to);
         let to = QueueStore::open(to_data_dir, options)?;
         Ok(to.stats())
     }
 
-    /// [`QueueStore::create_from`]'s commit: the records in `write_buf`, then `batch`.
-    fn copy_out(&mut self, batch: sled::Batch) -> Result<(), QueueError> {
-        if !self.write_buf.is_empty() {
-            self.write_records()?;
+    /// [`QueueStore::create_from`]'s commit: the `pending` records (emptied), then `batch`.
+    fn copy_out(
+        &mut self,
+        pending: &mut Vec<(u64, EncodedSpans)>,
+        batch: sled::Batch,
+    ) -> Result<(), QueueError> {
+        let mut records = Records::default();
+        for (first, spans) in pending.iter() {
+            records.push(*first, spans.len() as u32, spans.section(0..spans.len()));
+        }
+        if !records.is_empty() {
+            self.write_records(&records)?;
         }
         self.apply(batch, true)?;
-        let written = self.write_buf.len() as u64;
-        self.write_buf.clear();
+        let written = records.len();
+        drop(records);
+        pending.clear();
         if let Some(active) = &mut self.active {
             active.end += written;
         }

@@ -22,7 +22,7 @@ use tracing::error;
 use super::{ExportFailure, Exported, FailureReason, Resource, Sink, StoredExport, json::Hex};
 use crate::{
     attr::{AttrRef, Attributes},
-    codec::{self, DecodeError, ValueView},
+    codec::{self, DecodeError, Text, ValueView},
     queue::ReadSpans,
     span::{Span, Status},
 };
@@ -171,7 +171,7 @@ fn write_stored(span: &[u8], resource_json: &[u8], out: &mut Vec<u8>) -> Result<
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"name\":");
-    write_str(out, span.name);
+    write_text(out, span.name)?;
     out.extend_from_slice(b",\"kind\":\"server\",\"start_time_unix_nano\":");
     json(out, &Decimal(span.start_unix_nano));
     out.extend_from_slice(b",\"end_time_unix_nano\":");
@@ -184,7 +184,7 @@ fn write_stored(span: &[u8], resource_json: &[u8], out: &mut Vec<u8>) -> Result<
         None => out.extend_from_slice(br#"{"code":"unset"}"#),
         Some(message) => {
             out.extend_from_slice(br#"{"code":"error","message":"#);
-            write_str(out, message);
+            write_text(out, message)?;
             out.push(b'}');
         }
     }
@@ -195,9 +195,9 @@ fn write_stored(span: &[u8], resource_json: &[u8], out: &mut Vec<u8>) -> Result<
             out.push(b',');
         }
         first = false;
-        write_str(out, key);
+        write_text(out, key)?;
         out.push(b':');
-        write_value(out, value);
+        write_value(out, value)
     })?;
     out.extend_from_slice(b"},\"resource\":");
     out.extend_from_slice(resource_json);
@@ -218,32 +218,74 @@ fn write_hex<const N: usize>(out: &mut Vec<u8>, id: &[u8; N]) {
 }
 
 /// A stored attribute value as [`write_attributes`] writes the decoded one.
-fn write_value(out: &mut Vec<u8>, value: ValueView<'_>) {
+fn write_value(out: &mut Vec<u8>, value: ValueView<'_>) -> Result<(), DecodeError> {
     fn seq<T>(
         out: &mut Vec<u8>,
         items: impl Iterator<Item = T>,
-        mut item: impl FnMut(&mut Vec<u8>, T),
-    ) {
+        mut item: impl FnMut(&mut Vec<u8>, T) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
         out.push(b'[');
         for (j, value) in items.enumerate() {
             if j > 0 {
                 out.push(b',');
             }
-            item(out, value);
+            item(out, value)?;
         }
         out.push(b']');
+        Ok(())
     }
     match value {
-        ValueView::Str(s) => write_str(out, s),
+        ValueView::Str(s) => write_text(out, s)?,
         ValueView::Bool(true) => out.extend_from_slice(b"true"),
         ValueView::Bool(false) => out.extend_from_slice(b"false"),
         ValueView::Int(i) => json(out, &i),
         ValueView::Float(f) => json(out, &f),
-        ValueView::StrArray(items) => seq(out, items.strs(), write_str),
-        ValueView::BoolArray(items) => seq(out, items.bools(), |out, b| json(out, &b)),
-        ValueView::IntArray(items) => seq(out, items.ints(), |out, i| json(out, &i)),
-        ValueView::FloatArray(items) => seq(out, items.floats(), |out, f| json(out, &f)),
+        ValueView::StrArray(items) => seq(out, items.strs(), write_text)?,
+        ValueView::BoolArray(items) => seq(out, items.bools(), |out, b| {
+            json(out, &b);
+            Ok(())
+        })?,
+        ValueView::IntArray(items) => seq(out, items.ints(), |out, i| {
+            json(out, &i);
+            Ok(())
+        })?,
+        ValueView::FloatArray(items) => seq(out, items.floats(), |out, f| {
+            json(out, &f);
+            Ok(())
+        })?,
     }
+    Ok(())
+}
+
+/// Appends a stored string as a JSON string, checking its UTF-8 on the way: one scan of
+/// the bytes finds both what needs escaping and whether any byte is not ASCII, and only a
+/// string that needs escaping or holds non-ASCII bytes is checked with `from_utf8` (ASCII
+/// is UTF-8). The bytes are [`write_str`]'s.
+fn write_text(out: &mut Vec<u8>, text: Text<'_>) -> Result<(), DecodeError> {
+    let bytes = text.bytes;
+    // Bit 0: a byte serde_json escapes; bit 1: a byte that is not ASCII. Without an early
+    // exit per byte the compiler vectorises the scan.
+    let mut found = 0u8;
+    for chunk in bytes.chunks(64) {
+        found |= chunk.iter().fold(0u8, |acc, &b| {
+            acc | u8::from((b < 0x20) | (b == b'"') | (b == b'\\')) | (u8::from(b >= 0x80) << 1)
+        });
+        if found & 1 != 0 {
+            break;
+        }
+    }
+    if found != 0 {
+        let s = text.to_str()?;
+        if found & 1 != 0 {
+            json(out, s);
+            return Ok(());
+        }
+    }
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
+    Ok(())
 }
 
 /// Appends serde_json's compact form of `value`.

@@ -54,6 +54,10 @@ const QUEUE_RETRY: Duration = Duration::from_secs(1);
 /// typical 3 KB spans whole.
 const BATCH_BYTES: usize = 8 << 20;
 
+/// An exported batch's buffer is handed back to the queue for a later read up to this
+/// size.
+const SPARE_BYTES: usize = 16 << 20;
+
 /// What every worker needs besides its sink.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -108,11 +112,13 @@ impl<S: Sink> SinkWorker<S> {
         }
     }
 
-    fn read_after(&self, after: u64) -> Read {
+    /// A read of the batch after `after`, into `into`'s buffers.
+    fn read_after(&self, after: u64, into: ReadSpans) -> Read {
         Read {
             after,
             max: self.batch_size,
             max_bytes: BATCH_BYTES,
+            into,
         }
     }
 
@@ -124,10 +130,15 @@ impl<S: Sink> SinkWorker<S> {
         info!(sink = %self.name, cursor, "Sink started.");
         // The read of the batch after the one being exported, already on its way.
         let mut next = None;
+        // The last batch exported, whose buffers the next read reuses.
+        let mut spare = ReadSpans::default();
         loop {
-            let read = next
-                .take()
-                .unwrap_or_else(|| self.queue.send(self.read_after(cursor)));
+            let read = match next.take() {
+                Some(read) => read,
+                None => self
+                    .queue
+                    .send(self.read_after(cursor, std::mem::take(&mut spare))),
+            };
             let batch = match read.await {
                 Ok(Ok(batch)) => batch,
                 Ok(Err(err)) => {
@@ -151,9 +162,15 @@ impl<S: Sink> SinkWorker<S> {
             };
             // Sent now, so that the queue's thread reads the next batch while this one is
             // exported (the actor queues the message at once; the answer waits here).
-            next = Some(self.queue.send(self.read_after(last)));
+            next = Some(
+                self.queue
+                    .send(self.read_after(last, std::mem::take(&mut spare))),
+            );
             self.deliver_batch(&batch).await;
-            drop(batch);
+            // A batch of large spans is not worth keeping in memory meanwhile.
+            if batch.capacity() <= SPARE_BYTES {
+                spare = batch;
+            }
             match self
                 .queue
                 .send(Ack {
