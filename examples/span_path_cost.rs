@@ -2,16 +2,21 @@
 //! parse, pair, encode into a commit, commit to a queue (data file + sled batch, fsynced),
 //! window by window as the daemon does them; then read back, and the stdout sink's JSON
 //! written from the stored bytes or from decoded spans. What the end-to-end bench (`benches/e2e`) measures as one number, taken apart.
-//! Each stage is timed by this thread's CPU time (`/proc/thread-self/schedstat`), so other
-//! load on the machine inflates it less than it would wall-clock time; the commit's is
-//! what the queue's thread spends (fsync waits excluded).
+//! Each stage is timed by the wall clock of this one thread (the commit's includes its
+//! fsync waits), so run it on a quiet machine; for numbers that do not depend on the
+//! machine's load, run it under `valgrind --tool=callgrind` and compare the instructions of
+//! `parse_line`, `Pairing::ingest`, `encode_span`, `QueueStore::commit`,
+//! `QueueStore::read_into` and `encode_stored` (`callgrind_annotate --inclusive=yes`).
 //!
 //! `cargo run --release --example span_path_cost -- LOAD.jsonl [LINES] [DIR]` (LOAD: e.g.
 //! `shared/tools/gen_audit.py` output; LINES: how many of its lines, default 100,000; DIR:
 //! where to put the queue, default a temporary directory).
 #![allow(clippy::unwrap_used)]
 
-use std::{io::BufRead, time::Duration};
+use std::{
+    io::BufRead,
+    time::{Duration, Instant},
+};
 
 use auditspan::{
     codec,
@@ -69,7 +74,7 @@ fn main() {
     let mut commit = Commit::default();
     let (mut n, mut encoded_bytes) = (0, 0);
     for lines in text.chunks(2 * WINDOW) {
-        let start = Cpu::now();
+        let start = Instant::now();
         let parsed: Vec<_> = lines
             .iter()
             .filter_map(|line| match parse_line(line, "", &limits) {
@@ -78,14 +83,14 @@ fn main() {
             })
             .collect();
         times[0] += start.elapsed();
-        let start = Cpu::now();
+        let start = Instant::now();
         for event in parsed {
             if let Step::Span(span) = pairing.ingest(Source::from(0), event, None) {
                 spans.push(*span);
             }
         }
         times[1] += start.elapsed();
-        let start = Cpu::now();
+        let start = Instant::now();
         commit.spans.clear();
         for span in spans.drain(..) {
             commit.spans.push_with(|out| codec::encode_span(&span, out));
@@ -93,7 +98,7 @@ fn main() {
         times[2] += start.elapsed();
         n += commit.spans.len();
         encoded_bytes += commit.spans.byte_len();
-        let start = Cpu::now();
+        let start = Instant::now();
         store.commit(&commit).unwrap();
         times[3] += start.elapsed();
     }
@@ -118,7 +123,7 @@ fn main() {
         "span",
     );
 
-    let start = Cpu::now();
+    let start = Instant::now();
     let mut batches = Vec::new();
     let mut cursor = 0;
     loop {
@@ -137,7 +142,7 @@ fn main() {
     let resource_json =
         br#"{"service.name":"vault","service.instance.id":"i-1","host.name":"host"}"#;
     let mut out = Vec::with_capacity(4 << 20);
-    let start = Cpu::now();
+    let start = Instant::now();
     let mut written = 0;
     for batch in &batches {
         out.clear();
@@ -154,7 +159,7 @@ fn main() {
     );
     println!("  {:.0} bytes per line", written as f64 / n as f64);
 
-    let start = Cpu::now();
+    let start = Instant::now();
     for batch in &batches {
         out.clear();
         for (_, span) in batch.iter() {
@@ -163,20 +168,4 @@ fn main() {
         }
     }
     report("stdout JSON from decoded spans", start.elapsed(), n, "span");
-}
-
-/// This thread's CPU time so far.
-#[derive(Clone, Copy)]
-struct Cpu(Duration);
-
-impl Cpu {
-    fn now() -> Cpu {
-        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-        let nanos: u64 = stat.split_whitespace().next().unwrap().parse().unwrap();
-        Cpu(Duration::from_nanos(nanos))
-    }
-
-    fn elapsed(self) -> Duration {
-        Cpu::now().0 - self.0
-    }
 }

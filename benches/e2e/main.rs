@@ -137,6 +137,9 @@ struct Args {
     /// rather than at saturation.
     #[arg(long)]
     rate: Option<u64>,
+    /// `queue.segment_bytes` for the daemon (e.g. "64MiB"); default: the daemon's (8 MiB).
+    #[arg(long)]
+    segment_bytes: Option<String>,
     /// Instead of the usual report, compare throughput with metrics on and off over this
     /// many rounds (one daemon of each per round) and print the medians.
     #[arg(long)]
@@ -199,6 +202,7 @@ fn main() -> Result<()> {
     load.sink = args.sink;
     load.rate = args.rate;
     load.sink_config = args.sink.config(receiver.addr);
+    load.segment_bytes = args.segment_bytes.clone();
     let timeout = Duration::from_secs(args.timeout_secs);
     if let Some(rounds) = args.metrics_cost {
         return measure_metrics_cost(&load, rounds.max(1), timeout);
@@ -263,6 +267,8 @@ struct Load {
     sink_config: String,
     /// Events per second over all connections (`--rate`); `None`: as fast as possible.
     rate: Option<u64>,
+    /// `queue.segment_bytes`, if not the daemon's default.
+    segment_bytes: Option<String>,
 }
 
 impl Load {
@@ -346,6 +352,7 @@ impl Load {
             sink: receiver::SinkKind::Stdout,
             sink_config: String::new(),
             rate: None,
+            segment_bytes: None,
         })
     }
 }
@@ -477,21 +484,27 @@ struct DaemonResult {
     commit_latency: (f64, f64),
 }
 
-/// Starts a daemon on the bench's config (one unix input, `load`'s sink and
-/// `pair_timeout`) with `stdout`; with `metrics` false the endpoint, and so the recorder,
-/// is off. Returns once its socket accepts, before any clock starts.
+/// Starts a daemon on the bench's config (one unix input, `load`'s sink, `pair_timeout`
+/// and `segment_bytes`) with `stdout`; with `metrics` false the endpoint, and so the
+/// recorder, is off. Returns once its socket accepts, before any clock starts.
 fn start_daemon(load: &Load, stdout: Stdout, metrics: bool) -> Daemon {
-    let correlate = match &load.pair_timeout {
+    let mut extra = match &load.pair_timeout {
         Some(timeout) => format!(
             "\n[correlate]\npair_timeout = {}\n",
             toml::Value::String(timeout.clone())
         ),
         None => String::new(),
     };
+    if let Some(bytes) = &load.segment_bytes {
+        extra.push_str(&format!(
+            "\n[queue]\nsegment_bytes = {}\n",
+            toml::Value::String(bytes.clone())
+        ));
+    }
     Options::default().stdout(stdout).start(|dir| {
         format!(
             "data_dir = {data}\n\n[[input]]\ntype = \"unix\"\nname = \"unix\"\npath = {socket}\n\n\
-             {sink}\n[metrics]\nlisten = {listen}\n{correlate}",
+             {sink}\n[metrics]\nlisten = {listen}\n{extra}",
             data = toml_string(&dir.join("data")),
             socket = toml_string(&dir.join("auditspan.sock")),
             sink = load.sink_config,
