@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod clocks;
 mod dashboards;
 mod durability;
 mod golden;
