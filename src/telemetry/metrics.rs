@@ -38,6 +38,7 @@ pub const SINK_FAILED_EXPORTS: &str = "auditspan_sink_failed_exports_total";
 pub const SINK_RETRIES: &str = "auditspan_sink_retries_total";
 pub const SINK_LAG_SPANS: &str = "auditspan_sink_lag_spans";
 pub const SINK_EXPORT_DURATION: &str = "auditspan_sink_export_duration_seconds";
+pub const SINK_UNREADABLE_ANSWERS: &str = "auditspan_sink_unreadable_answers_total";
 pub const COMMIT_LATENCY: &str = "auditspan_commit_latency_seconds";
 pub const VAULT_REQUESTS: &str = "auditspan_vault_requests_total";
 pub const VAULT_REQUEST_DURATION: &str = "auditspan_vault_request_duration_seconds";
@@ -199,6 +200,11 @@ fn describe() {
         "Failed export attempts, by reason; for reason=\"rejected\", spans the backend refused for good (dead-lettered or dropped by it)."
     );
     describe_counter!(SINK_RETRIES, Unit::Count, "Export retries after a failure.");
+    describe_counter!(
+        SINK_UNREADABLE_ANSWERS,
+        Unit::Count,
+        "2xx answers that do not say what became of each span sent (Honeycomb: not one status per event); their spans are sent again, a bounded number of times."
+    );
     describe_gauge!(
         SINK_LAG_SPANS,
         Unit::Count,
@@ -293,6 +299,10 @@ pub fn sink_failed(sink: &str, reason: &'static str) -> Counter {
 
 pub fn sink_retries(sink: &str) -> Counter {
     counter!(SINK_RETRIES, "sink" => sink.to_owned())
+}
+
+pub fn sink_unreadable_answers(sink: &str) -> Counter {
+    counter!(SINK_UNREADABLE_ANSWERS, "sink" => sink.to_owned())
 }
 
 pub fn sink_export_duration(sink: &str) -> Histogram {

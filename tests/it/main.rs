@@ -10,6 +10,7 @@ mod dashboards;
 mod durability;
 mod golden;
 mod honeycomb;
+mod http_answers;
 mod metrics;
 mod openbao;
 mod otlp;
