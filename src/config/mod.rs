@@ -31,9 +31,11 @@
 //! - `input.rs`, `sink.rs`: the `[[input]]` and `[[sink]]` types and their validation.
 //! - `raw.rs`: the serde mirror of the file, read and written.
 //! - `validate.rs`: `Ctx`, which turns the mirror into a [`Config`] with the line of every
-//!   bad value; `error.rs`: [`ConfigError`].
+//!   bad value; `coherence.rs`: the rules between sections (a config that cannot work);
+//!   `error.rs`: [`ConfigError`].
 //! - `units.rs`: durations, sizes, file modes and listen addresses, parsed and printed.
 
+mod coherence;
 mod error;
 mod input;
 mod raw;
@@ -321,6 +323,18 @@ impl Config {
                     &reason,
                 )
             })?;
+            if let Some((n, endpoint, listen)) = coherence::own_metrics_endpoint(self) {
+                return Err(override_error(
+                    "--metrics-listen",
+                    ENV_METRICS_LISTEN,
+                    "metrics.listen",
+                    &format!(
+                        "sink #{}.endpoint {}",
+                        n + 1,
+                        coherence::own_metrics_reason(endpoint, listen)
+                    ),
+                ));
+            }
         }
         Ok(())
     }

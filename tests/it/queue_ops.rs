@@ -123,7 +123,7 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
         config(
             dir,
             &dir.join("data"),
-            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n\n\
+            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n[parse]\nmax_span_bytes = \"128KiB\"\n\n\
              [[sink]]\ntype = \"stdout\"\nbatch_size = 100\n",
         )
     });
@@ -205,7 +205,7 @@ fn block_stops_intake_and_loses_nothing() {
         config(
             dir,
             &dir.join("data"),
-            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n",
+            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n[parse]\nmax_span_bytes = \"128KiB\"\n",
         )
     });
     let written = Arc::new(AtomicU64::new(0));

@@ -343,3 +343,75 @@ fn unreadable_file_names_path() {
         format!("cannot read config file {}", dir.path().display())
     );
 }
+
+/// A queue that cannot hold one span of `parse.max_span_bytes` is refused, naming both keys
+/// and the size that would do; a smaller `max_span_bytes` makes the same queue fine.
+#[test]
+fn queue_smaller_than_one_largest_span_is_refused() {
+    let err = error("[queue]\nmax_bytes = \"256KiB\"\n");
+    assert_eq!(
+        err,
+        "config file ./x.toml, line 2: queue.max_bytes: 262144 bytes cannot hold one span of \
+         parse.max_span_bytes (262144 bytes, up to 327680 bytes in the queue with the span's \
+         other fields); raise queue.max_bytes to at least 327680 bytes or lower \
+         parse.max_span_bytes"
+    );
+    parse("[queue]\nmax_bytes = \"256KiB\"\n[parse]\nmax_span_bytes = \"128KiB\"\n").unwrap();
+    parse("[queue]\nmax_bytes = \"320KiB\"\n").unwrap();
+    let err = error("[parse]\nmax_span_bytes = \"384KiB\"\n[queue]\nmax_bytes = \"400KiB\"\n");
+    assert!(
+        err.starts_with("config file ./x.toml, line 4: queue.max_bytes: 409600 bytes cannot hold one span of parse.max_span_bytes (393216 bytes"),
+        "{err}"
+    );
+}
+
+/// A sink whose endpoint is the daemon's own metrics server is refused (it would be
+/// answered 404 forever), naming the sink's endpoint and `metrics.listen`, whether the
+/// file sets both or an override moves the metrics server there.
+#[test]
+fn sink_sending_to_the_own_metrics_server_is_refused() {
+    let err = error(
+        "[metrics]\nlisten = \"127.0.0.1:9464\"\n\n[[sink]]\ntype = \"stdout\"\n\n[[sink]]\n\
+         type = \"zipkin\"\nendpoint = \"http://localhost:9464/api/v2/spans\"\n",
+    );
+    assert_eq!(
+        err,
+        "config file ./x.toml, line 9: sink #2.endpoint: \"http://localhost:9464/api/v2/spans\" \
+         is this daemon's own metrics.listen (127.0.0.1:9464): the sink would send its spans \
+         to auditspan's metrics server, which refuses them, forever"
+    );
+    // The default metrics.listen is 127.0.0.1:9464.
+    let err = error("[[sink]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:9464/v1/traces\"\n");
+    assert!(
+        err.starts_with("config file ./x.toml, line 3: sink #1.endpoint:"),
+        "{err}"
+    );
+    // Another port, or metrics off: fine.
+    parse("[[sink]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n").unwrap();
+    parse(
+        "[metrics]\nlisten = \"\"\n[[sink]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:9464\"\n",
+    )
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[[sink]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:9500/v1/traces\"\n",
+    )
+    .unwrap();
+    let err = load(&Overrides {
+        config: Some(path),
+        metrics_listen: Some("0.0.0.0:9500".into()),
+        ..Overrides::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "--metrics-listen / AUDITSPAN_METRICS_LISTEN: metrics.listen: sink #1.endpoint \
+         \"http://127.0.0.1:9500/v1/traces\" is this daemon's own metrics.listen \
+         (0.0.0.0:9500): the sink would send its spans to auditspan's metrics server, which \
+         refuses them, forever"
+    );
+}
