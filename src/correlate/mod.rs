@@ -90,7 +90,8 @@ impl Ingest {
 #[error("the queue could not commit: {0}")]
 pub struct CommitFailed(pub String);
 
-/// A stream (connection) ended; its event clock is dropped once its entries are gone.
+/// A stream (connection, file) ended; a replayed stream's event clock is dropped once its
+/// entries are gone.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StreamClosed(pub StreamId);
