@@ -238,7 +238,11 @@ fn relay(conn: TcpStream, upstream: &str, record: &Mutex<Vec<Relayed>>) {
             request = request.header("Authorization", auth);
         }
         let status = match request.send(&body[..]) {
-            Ok(response) => response.status().as_u16(),
+            // Read to its end, so that the upstream connection is kept alive.
+            Ok(mut response) => {
+                response.body_mut().read_to_string().ok();
+                response.status().as_u16()
+            }
             Err(_) => 502,
         };
         let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
