@@ -91,6 +91,7 @@ use std::time::{Duration, Instant};
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 
+mod inputs;
 mod receiver;
 mod soak;
 
@@ -152,6 +153,19 @@ struct Args {
     /// spans lost.
     #[command(flatten)]
     soak: soak::SoakArgs,
+    /// Instead of the usual report, compare every input type with the unix socket on the
+    /// same load over this many rounds (`inputs.rs`).
+    #[arg(long)]
+    inputs: Option<usize>,
+    /// Events per second for the datagram inputs (and the unix run beside them) with
+    /// --inputs.
+    #[arg(long, default_value_t = 40_000)]
+    inputs_rate: u64,
+    /// Instead of the usual report, measure the latency of this many OpenBao `kv get`
+    /// requests per audit device (socket, http with ack = commit / received) and round
+    /// (`inputs.rs`; rounds: --inputs, default 3).
+    #[arg(long)]
+    bao_latency: Option<usize>,
     /// Added by `cargo bench`; without it (`cargo test`) nothing is measured.
     #[arg(long, hide = true)]
     bench: bool,
@@ -166,6 +180,9 @@ fn main() -> Result<()> {
     }
     let args = Args::parse();
     ensure!(args.connections > 0, "--connections must be at least 1");
+    if let Some(requests) = args.bao_latency {
+        return inputs::measure_bao_latency(requests, args.inputs.unwrap_or(3).max(1));
+    }
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; `cargo bench` builds the meaningful one");
     }
@@ -216,6 +233,9 @@ fn main() -> Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs);
     if let Some(rounds) = args.metrics_cost {
         return measure_metrics_cost(&load, rounds.max(1), timeout);
+    }
+    if let Some(rounds) = args.inputs {
+        return inputs::measure(&load_path, &load, rounds.max(1), args.inputs_rate, timeout);
     }
     let baseline = measure_baseline(&load, &work.path().join("baseline.sock"))?;
     // Each daemon's queue lives in its own temporary directory, removed when the daemon is

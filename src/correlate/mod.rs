@@ -1,8 +1,8 @@
 //! The correlator actor: pairs each request with its response ([`pairing`]) and commits
 //! what it made to the durable queue in group-commit windows (DESIGN "Queue").
 //!
-//! Every `queue.flush_interval` (or sooner, once [`WINDOW_SPANS`] spans are ready) it sends
-//! the queue ONE [`CommitWindow`]: the spans completed in the window, the waiting entries
+//! Every `queue.flush_interval` (or sooner, once [`WINDOW_SPANS`] spans are ready, or as
+//! soon as an [`Ingest`] waits for its commit receipt) it sends the queue ONE [`CommitWindow`]: the spans completed in the window, the waiting entries
 //! that arrived in it and are still waiting, and the removals of persisted entries answered
 //! or expired since. Only one commit is in flight; the next window gathers while it runs.
 //!
@@ -377,7 +377,9 @@ impl Correlator {
                             .record_many(read_at.elapsed().as_secs_f64(), events as usize);
                     }
                     act.blocked = committed.full;
-                    if act.outbox.len() >= WINDOW_SPANS {
+                    // A full window, or senders waiting for a receipt (the http input),
+                    // commit at once rather than at the next tick.
+                    if act.outbox.len() >= WINDOW_SPANS || !act.receipts.is_empty() {
                         act.commit(ctx);
                     }
                 }
@@ -493,7 +495,9 @@ impl Handler<Ingest> for Correlator {
             }
         }
         self.expire(false);
-        if self.outbox.len() >= WINDOW_SPANS {
+        // A sender waiting for its receipt (the http input) should not also wait for the
+        // next tick: commit now unless a commit is running, whose end starts the next.
+        if self.outbox.len() >= WINDOW_SPANS || !self.receipts.is_empty() {
             self.commit(ctx);
         }
         if self.blocked {

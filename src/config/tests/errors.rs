@@ -127,18 +127,119 @@ fn bad_mode_names_value_and_line() {
 
 #[test]
 fn planned_input_type_is_not_supported_yet() {
-    // `address` is a tcp key: the message is about the type, not the unknown key.
-    let err = error("[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:9090\"\n");
+    // `path` is a file key: the message is about the type, not the unknown key.
+    let err = error("[[input]]\ntype = \"file\"\npath = \"/var/log/vault/audit.log\"\n");
     assert_eq!(
         err,
-        "config file ./x.toml, line 2: input type \"tcp\" is not supported yet (this version supports: unix)"
+        "config file ./x.toml, line 2: input type \"file\" is not supported yet (this version \
+         supports: unix, tcp, udp, http, syslog)"
     );
     let err = error("[[input]]\ntype = \"carrier-pigeon\"\n");
     assert_eq!(
         err,
         "config file ./x.toml, line 2: input type \"carrier-pigeon\" is unknown (this version \
-         supports: unix; planned: tcp, udp, file, fifo, stdin, syslog)"
+         supports: unix, tcp, udp, http, syslog; planned: file, fifo, stdin)"
     );
+}
+
+/// Each network input type takes only its own keys, needs its address, and the http
+/// input's auth rules hold: a token variable, or `auth = "none"` on loopback only.
+#[test]
+fn network_input_keys_are_checked_per_type() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "type = \"tcp\"\naddress = \"127.0.0.1:1\"\nmode = \"0600\"",
+            "line 4: input #1.mode: a tcp input does not take this key",
+        ),
+        (
+            "type = \"udp\"\naddress = \"127.0.0.1:1\"\nack = \"commit\"",
+            "line 4: input #1.ack: a udp input does not take this key",
+        ),
+        (
+            "type = \"unix\"\naddress = \"127.0.0.1:1\"",
+            "line 3: input #1.address: a unix input does not take this key",
+        ),
+        (
+            "type = \"tcp\"",
+            "line 1: input #1.address: a tcp input needs an address (IP:PORT)",
+        ),
+        (
+            "type = \"udp\"\naddress = \"localhost:514\"",
+            "line 3: input #1.address: \"localhost:514\" is not a socket address",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"",
+            "input #1.auth_token_env: an http input needs auth_token_env",
+        ),
+        (
+            "type = \"http\"\naddress = \"0.0.0.0:8200\"\nauth = \"none\"",
+            "line 4: input #1.auth: auth = \"none\" is refused on 0.0.0.0:8200, which is not a loopback address",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"\nauth = \"basic\"",
+            "line 4: input #1.auth: \"basic\" is not an auth mode",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"\nauth = \"none\"\nauth_token_env = \"T\"",
+            "line 5: input #1.auth_token_env: give auth = \"none\" or auth_token_env, not both",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"\nauth = \"none\"\ntls_cert = \"c.pem\"",
+            "line 5: input #1.tls_key: tls_cert needs tls_key",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"\nauth = \"none\"\nack = \"never\"",
+            "line 5: input #1.ack: \"never\" is not an ack mode; write \"commit\" or \"received\"",
+        ),
+        (
+            "type = \"syslog\"",
+            "input #1.path: a syslog input needs path (a unix datagram socket) or address",
+        ),
+        (
+            "type = \"syslog\"\npath = \"s.sock\"\naddress = \"127.0.0.1:1\"",
+            "line 3: input #1.path: give path (a unix datagram socket) or address, not both",
+        ),
+        (
+            "type = \"syslog\"\npath = \"s.sock\"\nprotocol = \"tcp\"",
+            "line 4: input #1.protocol: protocol goes with address",
+        ),
+        (
+            "type = \"syslog\"\naddress = \"127.0.0.1:1\"\nprotocol = \"tls\"",
+            "line 4: input #1.protocol: \"tls\" is not a protocol; write \"udp\" or \"tcp\"",
+        ),
+        (
+            "type = \"syslog\"\naddress = \"127.0.0.1:1\"\nmode = \"0600\"",
+            "line 4: input #1.mode: mode goes with path",
+        ),
+    ];
+    for (entry, expected) in cases {
+        let err = error(&format!("[[input]]\n{entry}\n"));
+        assert!(
+            err.contains(expected),
+            "{entry}:\n{err}\nexpected: {expected}"
+        );
+    }
+}
+
+/// Two inputs on one address with one transport are refused; tcp and udp on one port
+/// are not, and port 0 (any free port) never conflicts.
+#[test]
+fn network_inputs_on_one_address_are_named() {
+    let err = error(
+        "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:9000\"\n\
+         [[input]]\ntype = \"http\"\naddress = \"127.0.0.1:9000\"\nauth = \"none\"\n",
+    );
+    assert!(
+        err.contains("input #2.address: input #1 already listens on \"tcp 127.0.0.1:9000\""),
+        "{err}"
+    );
+    parse(
+        "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:9000\"\n\
+         [[input]]\ntype = \"udp\"\naddress = \"127.0.0.1:9000\"\n\
+         [[input]]\ntype = \"syslog\"\naddress = \"127.0.0.1:0\"\n\
+         [[input]]\ntype = \"syslog\"\nname = \"s2\"\naddress = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
 }
 
 #[test]
