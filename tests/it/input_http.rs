@@ -228,7 +228,8 @@ fn http_input_answers_503_while_the_queue_refuses_writes() {
                     http_input(""),
                     toml_string(&dir.join("audit.sock"))
                 ),
-                "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n",
+                // A small queue, with spans small enough that it may hold one.
+                "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n\n[parse]\nmax_span_bytes = \"128KiB\"\n",
             )
         });
     let url = format!("http://{}/v1/audit", listen_addr(&daemon, "http"));
