@@ -21,7 +21,7 @@ use std::{
 use auditspan::{
     codec,
     config::Overflow,
-    correlate::{Pairing, Settings, Source, Step},
+    correlate::{Feed, Now, Pairing, Settings, Source, Step},
     event::{ParseLimits, Parsed, parse_line},
     queue::{Commit, QueueStore, StoreOptions},
     sink::{Resource, stdout},
@@ -52,12 +52,15 @@ fn main() {
     let events = text.len();
 
     let limits = ParseLimits::default();
-    let mut pairing = Pairing::new(Settings {
-        pair_timeout: Duration::from_secs(10),
-        join_traceparent: true,
-        max_attributes: 256,
-        max_span_bytes: 256 << 10,
-    });
+    let mut pairing = Pairing::new(
+        Settings {
+            pair_timeout: Duration::from_secs(10),
+            join_traceparent: true,
+            max_attributes: 256,
+            max_span_bytes: 256 << 10,
+        },
+        Feed::Live,
+    );
     let mut store = QueueStore::open(
         tmp.path(),
         StoreOptions {
@@ -84,8 +87,10 @@ fn main() {
             .collect();
         times[0] += start.elapsed();
         let start = Instant::now();
+        // The correlator reads the clock once per batch.
+        let now = Now::read();
         for event in parsed {
-            if let Step::Span(span) = pairing.ingest(Source::from(0), event, None) {
+            if let Step::Span(span) = pairing.ingest(Source::from(0), event, now) {
                 spans.push(*span);
             }
         }

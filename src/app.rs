@@ -244,6 +244,7 @@ pub async fn run(
             deadletter: deadletter.clone(),
             shutdown: inputs_shutdown.clone(),
             readers: readers.clone(),
+            queue_state: pipeline.queue_state.clone(),
         };
         actix::spawn(inputs_shutdown.track(bound.run(ctx, ready)));
     }
