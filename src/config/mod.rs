@@ -28,7 +28,8 @@
 //! # Layout
 //! - `mod.rs`: the public types of the top-level keys and tables, [`load`],
 //!   [`from_toml_str`], overrides and printing back.
-//! - `input.rs`, `sink.rs`: the `[[input]]` and `[[sink]]` types and their validation.
+//! - `input.rs`, `sink.rs`: the `[[input]]` and `[[sink]]` types and their validation;
+//!   `input_file.rs`: the file inputs' (file, fifo, stdin).
 //! - `raw.rs`: the serde mirror of the file, read and written.
 //! - `validate.rs`: `Ctx`, which turns the mirror into a [`Config`] with the line of every
 //!   bad value; `error.rs`: [`ConfigError`].
@@ -36,6 +37,7 @@
 
 mod error;
 mod input;
+mod input_file;
 mod raw;
 mod sink;
 #[cfg(test)]
@@ -51,7 +53,9 @@ use serde::{Deserialize, Serialize};
 
 pub use self::error::ConfigError;
 use self::input::default_input;
-pub use self::input::{InputConfig, InputKind};
+pub use self::input::{
+    FifoInput, FileInput, InputConfig, InputKind, StartAt, StdinInput, Tee, UnixInput,
+};
 use self::raw::{RawConfig, TypeProbe};
 pub(crate) use self::sink::check_endpoint;
 pub use self::sink::{
@@ -249,7 +253,7 @@ impl Default for Config {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             import_timeout: DEFAULT_IMPORT_TIMEOUT,
             deadletter_max_bytes: DEFAULT_DEADLETTER_MAX_BYTES,
-            inputs: vec![default_input(InputKind::Unix)],
+            inputs: vec![default_input()],
             parse: ParseConfig {
                 max_depth: DEFAULT_MAX_DEPTH,
                 max_attributes: DEFAULT_MAX_ATTRIBUTES,

@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
+use super::input::{InputConfig, InputKind};
 use super::sink::{Compression, OtlpProtocol, Secret, SinkKind};
 use super::units::{FriendlyDuration, format_size};
 use super::{Config, Overflow};
@@ -47,6 +48,9 @@ pub(super) struct RawInput {
     pub(super) mode: Option<Spanned<ModeText>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) max_line_bytes: Option<Spanned<Size>>,
+    // File inputs (file, fifo, stdin; see input_file.rs).
+    pub(super) start_at: Option<Spanned<String>>,
+    pub(super) tee: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -239,16 +243,7 @@ impl From<&Config> for RawConfig {
             inputs: Some(
                 c.inputs
                     .iter()
-                    .map(|i| {
-                        unspanned(RawInput {
-                            kind: text(i.kind.as_str()),
-                            name: text(i.name.as_str()),
-                            path: text(i.path.to_string_lossy()),
-                            mode: Some(unspanned(ModeText(format!("{:04o}", i.mode)))),
-                            prefix: text(i.prefix.as_str()),
-                            max_line_bytes: size_text(i.max_line_bytes as u64),
-                        })
-                    })
+                    .map(|i| unspanned(RawInput::from(i)))
                     .collect(),
             ),
             parse: Some(RawParse {
@@ -330,5 +325,39 @@ impl From<&Config> for RawConfig {
                 )),
             }),
         }
+    }
+}
+
+fn mode_text(mode: u32) -> Option<Spanned<ModeText>> {
+    Some(unspanned(ModeText(format!("{mode:04o}"))))
+}
+
+impl From<&InputConfig> for RawInput {
+    fn from(i: &InputConfig) -> Self {
+        let mut raw = RawInput {
+            kind: text(i.kind.as_str()),
+            name: text(i.name.as_str()),
+            prefix: text(i.prefix.as_str()),
+            max_line_bytes: size_text(i.max_line_bytes as u64),
+            ..RawInput::default()
+        };
+        match &i.kind {
+            InputKind::Unix(u) => {
+                raw.path = text(u.path.to_string_lossy());
+                raw.mode = mode_text(u.mode);
+            }
+            // File inputs.
+            InputKind::File(f) => {
+                raw.path = text(f.path.as_str());
+                raw.start_at = text(f.start_at.as_str());
+            }
+            InputKind::Fifo(f) => {
+                raw.path = text(f.path.to_string_lossy());
+                raw.mode = mode_text(f.mode);
+                raw.tee = f.tee.and_then(|t| text(t.as_str()));
+            }
+            InputKind::Stdin(s) => raw.tee = s.tee.and_then(|t| text(t.as_str())),
+        }
+        raw
     }
 }

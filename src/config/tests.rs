@@ -8,6 +8,7 @@ use super::units::{format_size, parse_size};
 use super::*;
 
 mod errors;
+mod input_file;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     from_toml_str(text, Path::new("./x.toml"))
@@ -105,6 +106,20 @@ name = "secondary"
 path = "/run/auditspan/audit2.sock"
 mode = "640"
 
+[[input]]
+type = "file"
+name = "vault-file"
+path = "/var/log/vault/audit*.log"
+start_at = "end"
+
+[[input]]
+type = "fifo"
+path = "/run/auditspan/audit.fifo"
+mode = "0620"
+
+[[input]]
+type = "stdin"
+
 [parse]
 max_depth = 16
 max_attributes = 1000
@@ -168,9 +183,10 @@ fn no_file_gives_defaults() {
         config.inputs,
         vec![InputConfig {
             name: "unix".into(),
-            kind: InputKind::Unix,
-            path: "./auditspan.sock".into(),
-            mode: 0o600,
+            kind: InputKind::Unix(UnixInput {
+                path: "./auditspan.sock".into(),
+                mode: 0o600,
+            }),
             prefix: String::new(),
             max_line_bytes: 4 << 20,
         }]
@@ -275,12 +291,36 @@ fn full_file_round_trips() {
     let config = parse(FULL).unwrap();
     assert_eq!(config.shutdown_timeout, Duration::from_secs(90));
     assert_eq!(config.deadletter_max_bytes, 64 << 20);
-    assert_eq!(config.inputs.len(), 2);
-    assert_eq!(config.inputs[0].mode, 0o660);
+    assert_eq!(config.inputs.len(), 5);
+    let mode = |i: usize| match &config.inputs[i].kind {
+        InputKind::Unix(u) => u.mode,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(mode(0), 0o660);
     assert_eq!(config.inputs[0].prefix, "AUDIT: ");
     assert_eq!(config.inputs[0].max_line_bytes, 1 << 20);
-    assert_eq!(config.inputs[1].mode, 0o640);
+    assert_eq!(mode(1), 0o640);
     assert_eq!(config.inputs[1].max_line_bytes, 4 << 20);
+    assert_eq!(
+        config.inputs[2].kind,
+        InputKind::File(FileInput {
+            path: "/var/log/vault/audit*.log".into(),
+            start_at: StartAt::End
+        })
+    );
+    assert_eq!(
+        config.inputs[3].kind,
+        InputKind::Fifo(FifoInput {
+            path: "/run/auditspan/audit.fifo".into(),
+            mode: 0o620,
+            tee: None
+        })
+    );
+    assert_eq!(config.inputs[3].name, "fifo");
+    assert_eq!(
+        config.inputs[4].kind,
+        InputKind::Stdin(StdinInput { tee: None })
+    );
     assert_eq!(config.parse.max_span_bytes, 300 << 10);
     assert_eq!(config.queue.flush_interval, Duration::from_micros(1500));
     assert_eq!(config.queue.max_bytes, 10_000_000_000);
@@ -328,6 +368,23 @@ fn full_file_round_trips() {
         Config::default(),
         "printed:\n{defaults}"
     );
+}
+
+/// `tee` (which FULL cannot hold beside its stdout sinks) reads, prints back, and is in
+/// the reference of `docs/configuration.md`.
+#[test]
+fn tee_round_trips_and_is_documented() {
+    let config = parse(
+        "[[input]]\ntype = \"fifo\"\npath = \"a.fifo\"\ntee = \"stdout\"\n\
+         [[input]]\ntype = \"stdin\"\ntee = \"stdout\"\n\
+         [[sink]]\ntype = \"zipkin\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.inputs[0].kind.tee(), Some(Tee::Stdout));
+    assert_eq!(config.inputs[1].kind.tee(), Some(Tee::Stdout));
+    let printed = config.to_toml_redacted();
+    assert_eq!(parse(&printed).unwrap(), config, "printed:\n{printed}");
+    assert!(doc_reference().contains("# tee = \"stdout\""));
 }
 
 /// `listen = ""` disables metrics, and prints back as "".

@@ -113,6 +113,7 @@ impl Ctx<'_> {
             defaults.deadletter_max_bytes,
         )?;
 
+        let tee_spans = super::input_file::tee_spans(raw.inputs.as_ref());
         let inputs = match raw.inputs {
             None => defaults.inputs,
             Some(entries) => self.inputs(entries)?,
@@ -124,6 +125,7 @@ impl Ctx<'_> {
             None => defaults.sinks,
             Some(entries) => self.sinks(entries)?,
         };
+        self.tee_and_stdout_sink(&inputs, &sinks, &tee_spans)?;
         let metrics = self.metrics(raw.metrics.unwrap_or_default(), defaults.metrics)?;
         Ok(Config {
             data_dir,

@@ -131,13 +131,13 @@ fn planned_input_type_is_not_supported_yet() {
     let err = error("[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:9090\"\n");
     assert_eq!(
         err,
-        "config file ./x.toml, line 2: input type \"tcp\" is not supported yet (this version supports: unix)"
+        "config file ./x.toml, line 2: input type \"tcp\" is not supported yet (this version supports: unix, file, fifo, stdin)"
     );
     let err = error("[[input]]\ntype = \"carrier-pigeon\"\n");
     assert_eq!(
         err,
         "config file ./x.toml, line 2: input type \"carrier-pigeon\" is unknown (this version \
-         supports: unix; planned: tcp, udp, file, fifo, stdin, syslog)"
+         supports: unix, file, fifo, stdin; planned: tcp, udp, http, syslog)"
     );
 }
 
