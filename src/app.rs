@@ -8,7 +8,17 @@
 //! blocks; each sink has its own, because writing may block; connections are read on a
 //! pool of reader arbiters, one per core, because parsing is the most expensive step.
 
-use std::{future::Future, path::Path, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::Path,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use actix::prelude::*;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -49,6 +59,12 @@ pub enum AppError {
     },
     #[error("the queue stopped unexpectedly")]
     QueueGone,
+    /// Every input ended (stdin) and the sinks did not have every span in time; the rest
+    /// stays queued for the next start.
+    #[error(
+        "the inputs ended, but the sinks did not acknowledge every span within shutdown_timeout ({0:?}); the rest stays queued for the next start"
+    )]
+    Undelivered(Duration),
     /// A sink could not be set up (a missing secret, an unreadable CA file, ...).
     #[error("sink \"{sink}\": {error}")]
     Sink { sink: String, error: SinkError },
@@ -60,6 +76,9 @@ pub struct Pipeline {
     pub correlator: Addr<Correlator>,
     /// What the queue publishes (committed and delivered sequences, health).
     pub queue_state: watch::Receiver<QueueState>,
+    /// The checkpoint each input committed last (file inputs), by input name, as read
+    /// from the queue at start.
+    pub checkpoints: HashMap<String, Vec<u8>>,
     queue: Addr<SpanQueue>,
     sink_threads: Vec<Arbiter>,
     queue_thread: Arbiter,
@@ -81,6 +100,12 @@ impl Pipeline {
         let mut store = QueueStore::open(data_dir, options)?;
         let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         store.set_sinks(&sink_names)?;
+        let mut checkpoints = HashMap::new();
+        for input in inputs {
+            if let Some(checkpoint) = store.checkpoint(input)? {
+                checkpoints.insert(input.clone(), checkpoint);
+            }
+        }
         let (queue_actor, queue_state) = SpanQueue::new(store);
         let queue_thread = Arbiter::new();
         let queue = SpanQueue::start_in_arbiter(&queue_thread.handle(), move |_| queue_actor);
@@ -128,6 +153,7 @@ impl Pipeline {
         Ok(Pipeline {
             correlator,
             queue_state,
+            checkpoints,
             queue,
             sink_threads,
             queue_thread,
@@ -231,6 +257,9 @@ pub async fn run(
         .collect();
     let readers = Readers::new(reader_threads.iter().map(Arbiter::handle).collect());
     let inputs_shutdown = Shutdown::new();
+    // Inputs still running; the last one to end by itself (stdin at its end) wakes `ended`.
+    let running = Arc::new(AtomicUsize::new(config.inputs.len()));
+    let ended = Arc::new(tokio::sync::Notify::new());
     for (id, ((input, bound), ready)) in
         config.inputs.iter().zip(bound).zip(input_ready).enumerate()
     {
@@ -244,8 +273,18 @@ pub async fn run(
             deadletter: deadletter.clone(),
             shutdown: inputs_shutdown.clone(),
             readers: readers.clone(),
+            checkpoint: pipeline
+                .checkpoints
+                .get(&input.name)
+                .map(|c| c.as_slice().into()),
         };
-        actix::spawn(inputs_shutdown.track(bound.run(ctx, ready)));
+        let (running, ended) = (Arc::clone(&running), Arc::clone(&ended));
+        actix::spawn(inputs_shutdown.track(async move {
+            bound.run(ctx, ready).await;
+            if running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                ended.notify_one();
+            }
+        }));
     }
 
     let hup = deadletter.clone();
@@ -260,8 +299,17 @@ pub async fn run(
     });
 
     info!("auditspan is running.");
-    shutdown.await;
-    info!("Shutting down.");
+    // The ordered shutdown begins on the signal, or once every input has ended by itself
+    // (stdin at its end): then, as `import` does, every entry still waiting expires.
+    let inputs_ended = tokio::select! {
+        () = shutdown => false,
+        () = ended.notified() => true,
+    };
+    if inputs_ended {
+        info!("Every input ended; draining and exiting.");
+    } else {
+        info!("Shutting down.");
+    }
 
     inputs_shutdown.begin();
     let grace = config.shutdown_timeout;
@@ -271,7 +319,12 @@ pub async fn run(
     {
         warn!(timeout = ?grace, "Connections did not finish in time.");
     }
-    match pipeline.drain().await {
+    let counts = if inputs_ended {
+        pipeline.finish().await
+    } else {
+        pipeline.drain().await
+    };
+    match counts {
         Ok(counts) if counts.held > 0 => warn!(
             spans = counts.held,
             "The queue could not take these spans before exit; they are lost."
@@ -285,7 +338,8 @@ pub async fn run(
         ),
         Err(err) => warn!(error = %err, "The correlator stopped before committing."),
     }
-    if !pipeline.wait_delivered(grace).await {
+    let delivered = pipeline.wait_delivered(grace).await;
+    if !delivered {
         warn!(timeout = ?grace, "Sinks did not catch up in time; the rest is delivered after the next start.");
     }
     for thread in reader_threads {
@@ -294,6 +348,9 @@ pub async fn run(
     pipeline.stop();
     if let Some(http) = http {
         http.stop(true).await;
+    }
+    if inputs_ended && !delivered {
+        return Err(AppError::Undelivered(grace));
     }
     Ok(())
 }

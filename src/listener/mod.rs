@@ -13,8 +13,18 @@
 //! A new input type adds a variant to [`BoundInput`], binds in [`bind`] (before anything
 //! runs, so a bad address or path stops the daemon at start) and runs its accept or read
 //! loop in [`BoundInput::run`], reporting to `/readyz` whether it listens.
+//!
+//! The file inputs (issue #12) add: `file/` (files followed like `tail -F`, with exact
+//! resume from checkpoints committed with the spans), `fifo.rs` (a named pipe auditspan
+//! owns), `stdin.rs` (the daemon's standard input, which ends the daemon at its end) and
+//! `tee.rs` (the raw lines copied to stdout). An input whose [`BoundInput::run`] returns
+//! before shutdown has ended (stdin at EOF); once every input has, the daemon shuts down.
 
+pub mod fifo;
+pub mod file;
 pub mod lines;
+pub mod stdin;
+pub mod tee;
 pub mod unix;
 
 use std::{
@@ -60,17 +70,37 @@ pub enum ListenerError {
         #[source]
         source: io::Error,
     },
+    /// Something other than a named pipe exists at a fifo input's path; we never delete it.
+    #[error("{path} exists and is not a named pipe (FIFO); remove it or choose another path")]
+    NotAFifo { path: PathBuf },
+    /// Creating, opening or setting the mode of a named pipe (or stdin) failed.
+    #[error("{what} {path}: {source}")]
+    Open {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A file input's directory cannot be watched or listed at start.
+    #[error("input {input}: {reason}")]
+    File { input: String, reason: String },
 }
 
 /// An input whose socket or file is bound, ready to run.
 pub enum BoundInput {
     Unix(unix::Bound),
+    File(file::Bound),
+    Fifo(fifo::Bound),
+    Stdin(stdin::Bound),
 }
 
 /// Binds the input `config` describes.
 pub fn bind(config: &InputConfig) -> Result<BoundInput, ListenerError> {
-    match config.kind {
-        InputKind::Unix => Ok(BoundInput::Unix(unix::bind(&config.path, config.mode)?)),
+    match &config.kind {
+        InputKind::Unix(u) => Ok(BoundInput::Unix(unix::bind(&u.path, u.mode)?)),
+        InputKind::File(f) => Ok(BoundInput::File(file::bind(config, f)?)),
+        InputKind::Fifo(f) => Ok(BoundInput::Fifo(fifo::bind(f)?)),
+        InputKind::Stdin(s) => Ok(BoundInput::Stdin(stdin::bind(s)?)),
     }
 }
 
@@ -80,6 +110,9 @@ impl BoundInput {
     pub async fn run(self, ctx: InputContext, ready: InputReporter) {
         match self {
             BoundInput::Unix(bound) => unix::run(bound, ctx, ready).await,
+            BoundInput::File(bound) => file::run(bound, ctx, ready).await,
+            BoundInput::Fifo(bound) => fifo::run(bound, ctx, ready).await,
+            BoundInput::Stdin(bound) => stdin::run(bound, ctx, ready).await,
         }
     }
 }
@@ -99,6 +132,9 @@ pub struct InputContext {
     pub shutdown: Shutdown,
     /// Where connections are read.
     pub readers: Readers,
+    /// What the last run committed as this input's position (file inputs), read from the
+    /// queue at start.
+    pub checkpoint: Option<Arc<[u8]>>,
 }
 
 impl InputContext {
@@ -164,6 +200,11 @@ impl Shutdown {
         self.token.cancel();
     }
 
+    /// Whether [`Shutdown::begin`] was called.
+    pub fn is_signalled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
     /// Completes once [`Shutdown::begin`] was called.
     pub async fn signalled(&self) {
         self.token.cancelled().await;
@@ -191,7 +232,7 @@ pub fn new_stream() -> StreamId {
 }
 
 /// Bytes read from a stream at a time, at most.
-const READ_CHUNK: usize = 256 * 1024;
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
 /// At shutdown, a stream silent this long has nothing more to give.
 const DRAIN_IDLE: Duration = Duration::from_millis(100);
@@ -354,6 +395,20 @@ impl Delivery {
 
     /// `read_at`: when the bytes the events came from were read (commit latency starts).
     pub async fn send(&mut self, lines: &mut LineHandler, read_at: Instant) {
+        self.send_from(self.source, lines, read_at, None).await;
+    }
+
+    /// [`Delivery::send`] for the stream `source` (an input reading several streams in
+    /// turn, one batch each: the file input), with a `checkpoint` stored in the same
+    /// commit as what these events and every earlier one made. A checkpoint travels even
+    /// when the batch holds no event (only rejected lines, or none: a position to keep).
+    pub async fn send_from(
+        &mut self,
+        source: Source,
+        lines: &mut LineHandler,
+        read_at: Instant,
+        checkpoint: Option<(String, Vec<u8>)>,
+    ) {
         let (events, rejected) = lines.take();
         if !rejected.is_empty() {
             // The dead-letter actor logs its own write failures.
@@ -364,15 +419,14 @@ impl Delivery {
                 );
             }
         }
-        if events.is_empty() {
+        if events.is_empty() && checkpoint.is_none() {
             return;
         }
         self.settle().await;
+        let mut ingest = Ingest::events(source, events, read_at);
+        ingest.checkpoint = checkpoint;
         // `send` queues the message at once; awaiting it only waits for the answer.
-        self.in_flight = Some(
-            self.correlator
-                .send(Ingest::events(self.source, events, read_at)),
-        );
+        self.in_flight = Some(self.correlator.send(ingest));
     }
 
     /// Waits until the correlator has taken the batch in flight.
@@ -480,6 +534,16 @@ impl Framer {
         }
         self.buf.clear();
         self.scanned = 0;
+    }
+
+    /// Bytes given to the framer that are not framed yet: the unfinished last line (or the
+    /// part of an oversized line skipped so far). A reader's position minus this is the end
+    /// of the last line handed on.
+    pub fn pending(&self) -> usize {
+        match &self.skipping {
+            Some((_, seen)) => *seen + self.buf.len(),
+            None => self.buf.len(),
+        }
     }
 
     /// Forgets an unfinished line, so the framer can take another stream.

@@ -42,6 +42,21 @@ pub const COMMIT_LATENCY: &str = "auditspan_commit_latency_seconds";
 pub const VAULT_REQUESTS: &str = "auditspan_vault_requests_total";
 pub const VAULT_REQUEST_DURATION: &str = "auditspan_vault_request_duration_seconds";
 pub const METRIC_LABELS_FOLDED: &str = "auditspan_metric_labels_folded_total";
+pub const INPUT_ERRORS: &str = "auditspan_input_errors_total";
+
+/// `auditspan_input_errors_total{reason}`: a file the pattern names, or a named pipe,
+/// could not be opened (file, fifo).
+pub const INPUT_ERROR_OPEN: &str = "open";
+/// Reading a followed file or a pipe failed (file, fifo, stdin).
+pub const INPUT_ERROR_READ: &str = "read";
+/// A followed file was truncated or replaced in place (copytruncate); lines written
+/// between the copy and the truncate that were not read yet are lost (file).
+pub const INPUT_ERROR_TRUNCATED: &str = "truncated";
+/// A file named by the checkpoint could not be found at start; what it held past the
+/// checkpoint is lost (file).
+pub const INPUT_ERROR_FILE_GONE: &str = "file_gone";
+/// Copying raw lines to stdout failed; the lines are still read (fifo, stdin with tee).
+pub const INPUT_ERROR_TEE: &str = "tee";
 
 /// Every `failure.reason` a sink can report (DESIGN: `sink_failed_exports_total`).
 pub const SINK_FAILURE_REASONS: [&str; 4] = ["retryable", "rejected", "timeout", "connect"];
@@ -224,6 +239,11 @@ fn describe() {
         Unit::Count,
         "Vault requests counted under the label value \"other\" because the label had metrics.max_label_values distinct values already, by label."
     );
+    describe_counter!(
+        INPUT_ERRORS,
+        Unit::Count,
+        "Problems an input met below the line level, by reason: open, read, truncated and file_gone (file inputs), tee (fifo, stdin)."
+    );
     describe_histogram!(
         COMMIT_LATENCY,
         Unit::Seconds,
@@ -241,6 +261,10 @@ pub fn events_invalid(input: &str, reason: &'static str) -> Counter {
 
 pub fn events_ignored(input: &str, reason: &'static str) -> Counter {
     counter!(EVENTS_IGNORED, "input" => input.to_owned(), "reason" => reason)
+}
+
+pub fn input_errors(input: &str, reason: &'static str) -> Counter {
+    counter!(INPUT_ERRORS, "input" => input.to_owned(), "reason" => reason)
 }
 
 pub fn attributes_truncated(reason: &'static str) -> Counter {
