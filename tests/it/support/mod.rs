@@ -13,6 +13,9 @@
 //! - [`receiver`]: backends on loopback — a scripted HTTP receiver (Zipkin, Honeycomb) and
 //!   OTLP receivers (gRPC, HTTP) — with the request handling they share.
 //! - [`schema`]: validators of the JSON schemas in `shared/schemas/`.
+//! - [`files`]: the file inputs from the outside (configs, appends, exact span sets, a
+//!   Zipkin backend beside a stdout tee); [`bao`]: a real OpenBao with the audit devices
+//!   a test declares.
 //! - Every wait polls with a deadline ([`DEADLINE`]) and fails naming what it waited for,
 //!   with the daemon's stderr tail; no test sleeps to synchronise.
 //!
@@ -23,7 +26,9 @@
 //! re-exports below are for the tests).
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
+pub mod bao;
 pub mod daemon;
+pub mod files;
 pub mod receiver;
 pub mod schema;
 pub mod scrape;
