@@ -34,7 +34,7 @@
 //! Around it: [`config`] (the TOML file, environment and CLI overrides, validated once),
 //! [`telemetry`] (logs, Prometheus metrics, `/healthz` and `/readyz`), [`app`] (the wiring:
 //! starts the stages in order and stops them in reverse) and [`import`] (captured logs
-//! through the same stages).
+//! through the same stages, with [`progress`] on stderr).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -46,6 +46,7 @@ pub mod deadletter;
 pub mod event;
 pub mod import;
 pub mod listener;
+pub mod progress;
 pub mod queue;
 pub mod sink;
 pub mod span;

@@ -9,6 +9,7 @@ mod dashboards;
 mod durability;
 mod golden;
 mod honeycomb;
+mod import_progress;
 mod input_fifo;
 mod input_file;
 mod input_file_openbao;
