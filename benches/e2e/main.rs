@@ -60,8 +60,12 @@
 //!    prints each run, the medians of the delivered spans/s and of the daemon's CPU time
 //!    per event, and the cost of metrics as the difference of the medians.
 //!
+//! 8. With `--files N`, only this runs: the file and fifo inputs against the unix socket
+//!    on the same load, N rounds, throughput and write → span latency (`files.rs`).
+//!
 //! Run: `cargo bench --bench e2e -- [--pairs N] [--connections N] [--sink KIND] [--rate N]
-//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]`
+//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]
+//! [--files ROUNDS]`
 //! (`docs/benchmarks.md`). `cargo bench` builds the `auditspan` binary with the same
 //! profile first, so the numbers are never those of a stale daemon. Under `cargo test
 //! --all-targets` (no `--bench` argument) it measures nothing and exits at once.
@@ -84,6 +88,7 @@ use std::time::{Duration, Instant};
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 
+mod files;
 mod receiver;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -141,6 +146,10 @@ struct Args {
     /// many rounds (one daemon of each per round) and print the medians.
     #[arg(long)]
     metrics_cost: Option<usize>,
+    /// Instead of the usual report, compare the file and fifo inputs with the unix socket
+    /// on the same load over this many rounds, throughput and latency (`files.rs`).
+    #[arg(long)]
+    files: Option<usize>,
     /// Added by `cargo bench`; without it (`cargo test`) nothing is measured.
     #[arg(long, hide = true)]
     bench: bool,
@@ -202,6 +211,9 @@ fn main() -> Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs);
     if let Some(rounds) = args.metrics_cost {
         return measure_metrics_cost(&load, rounds.max(1), timeout);
+    }
+    if let Some(rounds) = args.files {
+        return files::measure(&load, rounds.max(1), timeout);
     }
     let baseline = measure_baseline(&load, &work.path().join("baseline.sock"))?;
     // Each daemon's queue lives in its own temporary directory, removed when the daemon is
