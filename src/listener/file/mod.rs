@@ -135,8 +135,8 @@ struct Tailer {
     pattern: String,
     start_at: StartAt,
     max_line_bytes: usize,
-    /// Orphans first (oldest first), then the files the pattern names, by path: the
-    /// reading order.
+    /// Orphans first (oldest first), then the files the pattern names, least recently
+    /// modified first: the reading order.
     files: Vec<Tracked>,
     /// Positions of the stored checkpoint not matched to a file yet (start-up only).
     lost: Vec<Position>,
@@ -286,7 +286,7 @@ impl Tailer {
     /// pattern) keeps its state; one no path names any more becomes an orphan; a new
     /// identity is opened.
     fn scan(&mut self, initial: bool) {
-        let mut found: Vec<(FileId, PathBuf)> = Vec::new();
+        let mut found: Vec<(FileId, PathBuf, Option<std::time::SystemTime>)> = Vec::new();
         match glob::glob(&self.pattern) {
             Ok(paths) => {
                 for entry in paths {
@@ -298,7 +298,9 @@ impl Tailer {
                         }
                     };
                     match std::fs::metadata(&path) {
-                        Ok(meta) if meta.is_file() => found.push((FileId::of(&meta), path)),
+                        Ok(meta) if meta.is_file() => {
+                            found.push((FileId::of(&meta), path, meta.modified().ok()));
+                        }
                         _ => {}
                     }
                 }
@@ -307,9 +309,10 @@ impl Tailer {
         }
         let now = Instant::now();
         for t in &mut self.files {
-            match found.iter().position(|(id, _)| *id == t.id) {
+            match found.iter().position(|(id, _, _)| *id == t.id) {
                 Some(i) => {
-                    let (_, path) = found.swap_remove(i);
+                    let (_, path, modified) = found.swap_remove(i);
+                    t.modified = modified;
                     if t.orphan_since.take().is_some() || t.path != path {
                         debug!(input = %self.ctx.name, path = %path.display(), "A followed file is named by the pattern again.");
                     }
@@ -323,7 +326,7 @@ impl Tailer {
             }
         }
         found.sort_by(|a, b| a.1.cmp(&b.1));
-        for (_, path) in found {
+        for (_, path, _) in found {
             self.open_new(&path, initial);
         }
         self.watch();
@@ -405,6 +408,7 @@ impl Tailer {
             },
             orphan_since,
             last_growth: Instant::now(),
+            modified: file_modified(path),
         }
     }
 
@@ -499,7 +503,7 @@ impl Tailer {
             return;
         }
         self.errors.gone.increment(1);
-        warn!(input = %self.ctx.name, path = %p.path.display(), offset = p.offset, "A file in the checkpoint no longer exists; whatever it held past the offset is lost.");
+        warn!(input = %self.ctx.name, path = %p.path.display(), offset = p.offset, "A file in the checkpoint no longer exists (deleted after rotation?); whatever it held past the offset is lost.");
     }
 
     /// Looks for a copy of content `fp` (copytruncate's) beside `path` and follows it from
@@ -580,14 +584,22 @@ impl Tailer {
         }
     }
 
-    /// Orphans first (oldest first), then the files the pattern names, by path.
+    /// Orphans first (oldest first), then the files the pattern names, least recently
+    /// modified first, then by path.
     fn order(&mut self) {
         self.files.sort_by(|a, b| {
-            (a.orphan_since.is_none(), a.orphan_since, &a.path).cmp(&(
-                b.orphan_since.is_none(),
-                b.orphan_since,
-                &b.path,
-            ))
+            (
+                a.orphan_since.is_none(),
+                a.orphan_since,
+                a.modified,
+                &a.path,
+            )
+                .cmp(&(
+                    b.orphan_since.is_none(),
+                    b.orphan_since,
+                    b.modified,
+                    &b.path,
+                ))
         });
     }
 
@@ -707,6 +719,10 @@ impl Tailer {
             .send_from(source, &mut self.lines, Instant::now(), checkpoint)
             .await;
     }
+}
+
+fn file_modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// The directory of `path` (`.` for a bare file name).

@@ -9,7 +9,7 @@ use std::{
     io,
     os::unix::fs::{FileExt, MetadataExt},
     path::PathBuf,
-    time::Instant,
+    time::{Instant, SystemTime},
 };
 
 use memchr::{memchr, memrchr};
@@ -125,6 +125,10 @@ pub struct Tracked {
     pub orphan_since: Option<Instant>,
     /// When a read last found new bytes.
     pub last_growth: Instant,
+    /// Its modification time when the pattern was last expanded: among the files the
+    /// pattern names, older ones are read first (a rotated `audit.log.1` the pattern
+    /// matches before the new `audit.log`).
+    pub modified: Option<SystemTime>,
 }
 
 impl Tracked {
