@@ -3,11 +3,15 @@
 //! Throughput: the load (`--pairs`, in one stream: the per-connection buffers joined, so
 //! both events of a pair stay in order) goes through one daemon per input kind, stdout to
 //! `/dev/null`:
-//! - `unix x1`: one unix-socket connection (one audit device's socket);
+//! - `unix x1`: one unix-socket connection (one audit device's socket), written 128 KiB
+//!   at a time; `unix x1 (one write)`: the same with the whole load in one `write_all`,
+//!   as the main bench sends it;
 //! - `unix xN`: `--connections` connections, as the main bench sends it;
-//! - `file`: appended to the followed file as fast as the disk cache takes it (1 MiB
-//!   writes), the daemon tailing it as it grows;
+//! - `file`: appended to the followed file as fast as the disk cache takes it, the daemon
+//!   tailing it as it grows;
 //! - `fifo`: written into the named pipe the daemon owns.
+//!
+//! The single-stream writers (unix x1, file, fifo) write 128 KiB at a time, as `cat` does.
 //!
 //! Time runs from the first byte written to the first scrape showing every line received
 //! and every pair made (20 ms polls); CPU is the daemon's user + system time over the same
@@ -31,6 +35,11 @@ use anyhow::{Context, Result, bail};
 use super::support::{Daemon, Options, Stdout, toml_string};
 use super::{Load, cpu_time, pairs_done, stop, wait_for, write_all_connections};
 
+/// Bytes per write of the single-stream writers (unix x1, file, fifo), as `cat` writes.
+/// (One write of the whole load into a pipe ran at a quarter of the speed: the kernel
+/// then wakes the reader far less often.)
+const WRITE_BYTES: usize = 128 * 1024;
+
 /// Pairs of one latency run.
 const LATENCY_PAIRS: u64 = 200;
 /// Pause between two pairs of a latency run (load shaping: one pair in flight at a time).
@@ -39,17 +48,26 @@ const LATENCY_GAP: Duration = Duration::from_millis(5);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Unix1,
+    /// One connection, the whole load in one `write_all` (as the main bench sends it).
+    Unix1Whole,
     UnixN,
     File,
     Fifo,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Unix1, Kind::UnixN, Kind::File, Kind::Fifo];
+    const ALL: [Kind; 5] = [
+        Kind::Unix1,
+        Kind::Unix1Whole,
+        Kind::UnixN,
+        Kind::File,
+        Kind::Fifo,
+    ];
 
     fn name(self, connections: usize) -> String {
         match self {
             Kind::Unix1 => "unix x1".to_owned(),
+            Kind::Unix1Whole => "unix x1 (one write)".to_owned(),
             Kind::UnixN => format!("unix x{connections}"),
             Kind::File => "file".to_owned(),
             Kind::Fifo => "fifo".to_owned(),
@@ -58,7 +76,7 @@ impl Kind {
 
     fn input(self, dir: &std::path::Path) -> String {
         match self {
-            Kind::Unix1 | Kind::UnixN => format!(
+            Kind::Unix1 | Kind::Unix1Whole | Kind::UnixN => format!(
                 "[[input]]\ntype = \"unix\"\npath = {}\n",
                 toml_string(&dir.join("auditspan.sock"))
             ),
@@ -95,6 +113,13 @@ fn write(load: &Load, daemon: &Daemon, kind: Kind, bytes: &[u8]) -> Result<()> {
     match kind {
         Kind::Unix1 => {
             let mut conn = daemon.connect();
+            for chunk in bytes.chunks(WRITE_BYTES) {
+                conn.write_all(chunk).context("writing to the socket")?;
+            }
+            conn.shutdown(std::net::Shutdown::Write)?;
+        }
+        Kind::Unix1Whole => {
+            let mut conn = daemon.connect();
             conn.write_all(bytes).context("writing to the socket")?;
             conn.shutdown(std::net::Shutdown::Write)?;
         }
@@ -104,7 +129,7 @@ fn write(load: &Load, daemon: &Daemon, kind: Kind, bytes: &[u8]) -> Result<()> {
                 .create(true)
                 .append(true)
                 .open(daemon.dir().join("audit.log"))?;
-            for chunk in bytes.chunks(1 << 20) {
+            for chunk in bytes.chunks(WRITE_BYTES) {
                 file.write_all(chunk)?;
             }
         }
@@ -112,7 +137,9 @@ fn write(load: &Load, daemon: &Daemon, kind: Kind, bytes: &[u8]) -> Result<()> {
             let mut fifo = OpenOptions::new()
                 .write(true)
                 .open(daemon.dir().join("audit.fifo"))?;
-            fifo.write_all(bytes)?;
+            for chunk in bytes.chunks(WRITE_BYTES) {
+                fifo.write_all(chunk)?;
+            }
         }
     }
     Ok(())
@@ -156,7 +183,7 @@ fn latency(load: &Load, kind: Kind) -> Result<Vec<f64>> {
         }
     });
     let mut conn = match kind {
-        Kind::Unix1 | Kind::UnixN => Some(daemon.connect()),
+        Kind::Unix1 | Kind::Unix1Whole | Kind::UnixN => Some(daemon.connect()),
         _ => None,
     };
     let path = match kind {
@@ -229,7 +256,7 @@ pub fn measure(load: &Load, rounds: usize, timeout: Duration) -> Result<()> {
         for kind in order {
             let run = throughput(load, kind, &all, timeout)?;
             eprintln!(
-                "round {}: {:<8} {:.2} s, {:.0} events/s, {:.2} µs CPU per event",
+                "round {}: {:<20} {:.2} s, {:.0} events/s, {:.2} µs CPU per event",
                 round + 1,
                 kind.name(connections),
                 run.elapsed.as_secs_f64(),
@@ -239,13 +266,13 @@ pub fn measure(load: &Load, rounds: usize, timeout: Duration) -> Result<()> {
             runs.push(run);
         }
         for kind in order {
-            if kind == Kind::UnixN {
+            if matches!(kind, Kind::UnixN | Kind::Unix1Whole) {
                 continue;
             }
             let l = latency(load, kind)?;
             let (p50, p99) = (quantile(&l, 0.5), quantile(&l, 0.99));
             eprintln!(
-                "round {}: {:<8} write → span on stdout p50 {:.1} ms, p99 {:.1} ms",
+                "round {}: {:<20} write → span on stdout p50 {:.1} ms, p99 {:.1} ms",
                 round + 1,
                 kind.name(connections),
                 p50 * 1e3,
@@ -262,7 +289,7 @@ pub fn measure(load: &Load, rounds: usize, timeout: Duration) -> Result<()> {
         load.expected_spans - load.unpaired()
     );
     println!(
-        "  {:<10} {:>22} {:>24}",
+        "  {:<20} {:>22} {:>24}",
         "input", "events/s median (range)", "CPU µs/event median (range)"
     );
     for kind in Kind::ALL {
@@ -285,7 +312,7 @@ pub fn measure(load: &Load, rounds: usize, timeout: Duration) -> Result<()> {
         let (rl, rh) = range(&rates);
         let (cl, ch) = range(&cpus);
         println!(
-            "  {:<10} {:>8.0} ({:.0}–{:.0}) {:>10.2} ({:.2}–{:.2})",
+            "  {:<20} {:>8.0} ({:.0}–{:.0}) {:>10.2} ({:.2}–{:.2})",
             kind.name(connections),
             median(rates.clone()),
             rl,
@@ -302,7 +329,7 @@ pub fn measure(load: &Load, rounds: usize, timeout: Duration) -> Result<()> {
         let p50: Vec<f64> = lat.iter().filter(|l| l.0 == kind).map(|l| l.1).collect();
         let p99: Vec<f64> = lat.iter().filter(|l| l.0 == kind).map(|l| l.2).collect();
         println!(
-            "  {:<10} p50 {:.1} ms, p99 {:.1} ms (medians over rounds)",
+            "  {:<20} p50 {:.1} ms, p99 {:.1} ms (medians over rounds)",
             kind.name(connections),
             median(p50) * 1e3,
             median(p99) * 1e3

@@ -36,8 +36,15 @@ pub fn bind(config: &StdinInput) -> Result<Bound, ListenerError> {
             path: "/dev/stdin".into(),
             source,
         })?;
+    let file = std::fs::File::from(fd);
+    if file.metadata().is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_fifo()
+    }) {
+        super::fifo::grow_pipe(&file);
+    }
     Ok(Bound {
-        file: std::fs::File::from(fd),
+        file,
         tee: config.tee,
     })
 }

@@ -6,7 +6,7 @@
 
 use std::{
     fs::File,
-    io,
+    io::{self, Read, Seek, SeekFrom},
     os::unix::fs::{FileExt, MetadataExt},
     path::PathBuf,
     time::{Instant, SystemTime},
@@ -138,21 +138,26 @@ impl Tracked {
     }
 
     /// Reads at most `max` bytes at the read position into the framer; 0 at the end.
+    /// (`read_to_end` on a `take` fills the buffer's spare capacity without zeroing it
+    /// first, as `read_at` would need.)
     pub fn read_chunk(&mut self, max: usize) -> io::Result<usize> {
         let buf = self.framer.buffer(max);
-        let start = buf.len();
-        buf.resize(start + max, 0);
-        let read = loop {
-            match self.file.read_at(&mut buf[start..], self.read_pos) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other,
+        let before = buf.len();
+        let mut file = &self.file;
+        let read = file
+            .seek(SeekFrom::Start(self.read_pos))
+            .and_then(|_| file.take(max as u64).read_to_end(buf));
+        match read {
+            Ok(n) => {
+                self.read_pos += n as u64;
+                Ok(n)
             }
-        };
-        let n = *read.as_ref().unwrap_or(&0);
-        buf.truncate(start + n);
-        let n = read?;
-        self.read_pos += n as u64;
-        Ok(n)
+            Err(err) => {
+                // What a failed read appended is dropped: it is read again at the next try.
+                buf.truncate(before);
+                Err(err)
+            }
+        }
     }
 
     /// The file's size now.
