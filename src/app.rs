@@ -62,7 +62,7 @@ pub enum AppError {
     /// Every input ended (stdin) and the sinks did not have every span in time; the rest
     /// stays queued for the next start.
     #[error(
-        "the inputs ended, but the sinks did not acknowledge every span within shutdown_timeout ({0:?}); the rest stays queued for the next start"
+        "the inputs ended, but the sinks did not acknowledge every span within import_timeout ({0:?}); the rest stays queued for the next start"
     )]
     Undelivered(Duration),
     /// A sink could not be set up (a missing secret, an unreadable CA file, ...).
@@ -338,9 +338,15 @@ pub async fn run(
         ),
         Err(err) => warn!(error = %err, "The correlator stopped before committing."),
     }
-    let delivered = pipeline.wait_delivered(grace).await;
+    // Once every input ended, sinks get as long as `import` gives them.
+    let wait = if inputs_ended {
+        config.import_timeout
+    } else {
+        grace
+    };
+    let delivered = pipeline.wait_delivered(wait).await;
     if !delivered {
-        warn!(timeout = ?grace, "Sinks did not catch up in time; the rest is delivered after the next start.");
+        warn!(timeout = ?wait, "Sinks did not catch up in time; the rest is delivered after the next start.");
     }
     for thread in reader_threads {
         thread.stop();
@@ -350,7 +356,7 @@ pub async fn run(
         http.stop(true).await;
     }
     if inputs_ended && !delivered {
-        return Err(AppError::Undelivered(grace));
+        return Err(AppError::Undelivered(wait));
     }
     Ok(())
 }

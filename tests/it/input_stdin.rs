@@ -103,3 +103,19 @@ fn stdin_tee_copies_every_byte_and_spans_go_to_the_sink() {
     assert_eq!(counts.len(), 120, "{stderr}");
     assert!(counts.values().all(|n| *n == 1));
 }
+
+/// When the sinks do not take everything within `import_timeout` after the end of stdin,
+/// the daemon says so and exits 1; the spans stay queued for the next start.
+#[test]
+fn stdin_end_with_an_unreachable_sink_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = crate::support::receiver::free_port();
+    let sink = format!("[[sink]]\ntype = \"zipkin\"\nendpoint = \"http://{down}/api/v2/spans\"\n");
+    let config = format!("import_timeout = \"1s\"\n{}", config(dir.path(), "", &sink));
+    let (code, _, stderr) = run_with_stdin(dir.path(), &config, pairs_text(0..10).as_bytes());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("did not acknowledge every span within import_timeout"),
+        "{stderr}"
+    );
+}
