@@ -277,6 +277,7 @@ pub async fn run(
                 .checkpoints
                 .get(&input.name)
                 .map(|c| c.as_slice().into()),
+            queue_state: pipeline.queue_state.clone(),
         };
         let (running, ended) = (Arc::clone(&running), Arc::clone(&ended));
         actix::spawn(inputs_shutdown.track(async move {

@@ -42,9 +42,10 @@
 //! spans only `pair_timeout` after the stream goes idle (10 s of wall time by default).
 //! The clock then stops at the last paired span (the commit and delivery times are those
 //! of the spans made by then), and with `--connections 1` the bench configures
-//! `pair_timeout = "1s"` so the run ends promptly. Not with more connections: the event
-//! clock of one input runs ahead of its slower connections by seconds, and a 1 s timeout
-//! split ~10 % of the pairs in a 4-connection test (`--pair-timeout` overrides).
+//! `pair_timeout = "1s"` so the run ends promptly. Not with more connections: measured
+//! when the event clock was one per input (before issue #14 made live expiry wall-clock
+//! only), a 1 s timeout split ~10 % of the pairs in a 4-connection test; `--pair-timeout`
+//! overrides.
 //!
 //! 6. With `--sink otlp-grpc|otlp-http|zipkin|honeycomb`, the daemon exports to a local
 //!    receiver (`receiver.rs`) that acknowledges at once; a second daemon then commits the
@@ -59,13 +60,19 @@
 //!    to the line that completes the paired spans (`expected spans − unpaired ids`). It
 //!    prints each run, the medians of the delivered spans/s and of the daemon's CPU time
 //!    per event, and the cost of metrics as the difference of the medians.
+//! 8. With `--soak-minutes N`, only the soak test runs (`soak.rs`): N minutes at a fixed
+//!    rate against an OTLP/HTTP backend that fails 1% of requests and has outages, with a
+//!    SIGKILL and restart of the daemon every few minutes; it reports the spans lost (of
+//!    those committed: must be 0), duplicates, and RSS and open files over time.
 //!
-//! 8. With `--files N`, only this runs: the file and fifo inputs against the unix socket
+//! 9. With `--files N`, only this runs: the file and fifo inputs against the unix socket
 //!    on the same load, N rounds, throughput and write → span latency (`files.rs`).
 //!
 //! Run: `cargo bench --bench e2e -- [--pairs N] [--connections N] [--sink KIND] [--rate N]
 //! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]
-//! [--files ROUNDS]`
+//! [--files ROUNDS] [--inputs ROUNDS]`, or
+//! `cargo bench --bench e2e -- --soak-minutes N [--soak-rate N] [--soak-kill-every MIN]
+//! [--soak-outage-every MIN] [--soak-outage-secs S] [--soak-fail-percent P]`
 //! (`docs/benchmarks.md`). `cargo bench` builds the `auditspan` binary with the same
 //! profile first, so the numbers are never those of a stale daemon. Under `cargo test
 //! --all-targets` (no `--bench` argument) it measures nothing and exits at once.
@@ -89,7 +96,9 @@ use std::time::{Duration, Instant};
 mod support;
 
 mod files;
+mod inputs;
 mod receiver;
+mod soak;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
@@ -126,9 +135,8 @@ struct Args {
     #[arg(long)]
     outage_secs: Option<u64>,
     /// `correlate.pair_timeout` for the daemon (e.g. "1s"); default: 1s when the load has
-    /// unpaired ids and --connections is 1, else the daemon's default (10s). Across
-    /// several connections the event clocks of one input drift apart by seconds, so a
-    /// short timeout splits pairs.
+    /// unpaired ids and --connections is 1, else the daemon's default (10s) (see the
+    /// module doc).
     #[arg(long)]
     pair_timeout: Option<String>,
     /// The sink to measure. Other than stdout, a local receiver that acknowledges at once
@@ -150,6 +158,23 @@ struct Args {
     /// on the same load over this many rounds, throughput and latency (`files.rs`).
     #[arg(long)]
     files: Option<usize>,
+    /// Soak mode instead (`--soak-minutes N`, `soak.rs`): kills, outages, and the count of
+    /// spans lost.
+    #[command(flatten)]
+    soak: soak::SoakArgs,
+    /// Instead of the usual report, compare every input type with the unix socket on the
+    /// same load over this many rounds (`inputs.rs`).
+    #[arg(long)]
+    inputs: Option<usize>,
+    /// Events per second for the datagram inputs (and the unix run beside them) with
+    /// --inputs.
+    #[arg(long, default_value_t = 40_000)]
+    inputs_rate: u64,
+    /// Instead of the usual report, measure the latency of this many OpenBao `kv get`
+    /// requests per audit device (socket, http with ack = commit / received) and round
+    /// (`inputs.rs`; rounds: --inputs, default 3).
+    #[arg(long)]
+    bao_latency: Option<usize>,
     /// Added by `cargo bench`; without it (`cargo test`) nothing is measured.
     #[arg(long, hide = true)]
     bench: bool,
@@ -164,8 +189,14 @@ fn main() -> Result<()> {
     }
     let args = Args::parse();
     ensure!(args.connections > 0, "--connections must be at least 1");
+    if let Some(requests) = args.bao_latency {
+        return inputs::measure_bao_latency(requests, args.inputs.unwrap_or(3).max(1));
+    }
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; `cargo bench` builds the meaningful one");
+    }
+    if let Some(minutes) = args.soak.soak_minutes {
+        return soak::run(&args.soak, minutes);
     }
     let work = tempfile::Builder::new()
         .prefix("auditspan-bench-")
@@ -214,6 +245,9 @@ fn main() -> Result<()> {
     }
     if let Some(rounds) = args.files {
         return files::measure(&load, rounds.max(1), timeout);
+    }
+    if let Some(rounds) = args.inputs {
+        return inputs::measure(&load_path, &load, rounds.max(1), args.inputs_rate, timeout);
     }
     let baseline = measure_baseline(&load, &work.path().join("baseline.sock"))?;
     // Each daemon's queue lives in its own temporary directory, removed when the daemon is

@@ -30,14 +30,18 @@
 //!   [`from_toml_str`], overrides and printing back.
 //! - `input.rs`, `sink.rs`: the `[[input]]` and `[[sink]]` types and their validation;
 //!   `input_file.rs`: the file inputs' (file, fifo, stdin).
+//!   `input_net.rs`: the network inputs' (tcp, udp, http, syslog).
 //! - `raw.rs`: the serde mirror of the file, read and written.
 //! - `validate.rs`: `Ctx`, which turns the mirror into a [`Config`] with the line of every
-//!   bad value; `error.rs`: [`ConfigError`].
+//!   bad value; `coherence.rs`: the rules between sections (a config that cannot work);
+//!   `error.rs`: [`ConfigError`].
 //! - `units.rs`: durations, sizes, file modes and listen addresses, parsed and printed.
 
+mod coherence;
 mod error;
 mod input;
 mod input_file;
+mod input_net;
 mod raw;
 mod sink;
 #[cfg(test)]
@@ -54,7 +58,8 @@ use serde::{Deserialize, Serialize};
 pub use self::error::ConfigError;
 use self::input::default_input;
 pub use self::input::{
-    FifoInput, FileInput, InputConfig, InputKind, StartAt, StdinInput, Tee, UnixInput,
+    Ack, FifoInput, FileInput, HttpAuth, HttpInput, InputConfig, InputKind, StartAt, StdinInput,
+    SyslogInput, SyslogSocket, Tee, TlsFiles, UnixInput,
 };
 use self::raw::{RawConfig, TypeProbe};
 pub(crate) use self::sink::check_endpoint;
@@ -325,6 +330,18 @@ impl Config {
                     &reason,
                 )
             })?;
+            if let Some((n, endpoint, listen)) = coherence::own_metrics_endpoint(self) {
+                return Err(override_error(
+                    "--metrics-listen",
+                    ENV_METRICS_LISTEN,
+                    "metrics.listen",
+                    &format!(
+                        "sink #{}.endpoint {}",
+                        n + 1,
+                        coherence::own_metrics_reason(endpoint, listen)
+                    ),
+                ));
+            }
         }
         Ok(())
     }

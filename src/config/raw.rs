@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
-use super::input::{InputConfig, InputKind};
+use super::input::{Ack, HttpAuth, InputConfig, InputKind, SyslogSocket};
 use super::sink::{Compression, OtlpProtocol, Secret, SinkKind};
 use super::units::{FriendlyDuration, format_size};
 use super::{Config, Overflow};
@@ -51,6 +51,14 @@ pub(super) struct RawInput {
     // File inputs (file, fifo, stdin; see input_file.rs).
     pub(super) start_at: Option<Spanned<String>>,
     pub(super) tee: Option<Spanned<String>>,
+    // Network inputs (tcp, udp, http, syslog; see input_net.rs).
+    pub(super) address: Option<Spanned<String>>,
+    pub(super) protocol: Option<Spanned<String>>,
+    pub(super) auth: Option<Spanned<String>>,
+    pub(super) auth_token_env: Option<Spanned<String>>,
+    pub(super) tls_cert: Option<Spanned<String>>,
+    pub(super) tls_key: Option<Spanned<String>>,
+    pub(super) ack: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -357,6 +365,39 @@ impl From<&InputConfig> for RawInput {
                 raw.tee = f.tee.and_then(|t| text(t.as_str()));
             }
             InputKind::Stdin(s) => raw.tee = s.tee.and_then(|t| text(t.as_str())),
+            // Network inputs.
+            InputKind::Tcp(address) | InputKind::Udp(address) => {
+                raw.address = text(address.to_string());
+            }
+            InputKind::Http(h) => {
+                raw.address = text(h.address.to_string());
+                match &h.auth {
+                    HttpAuth::None => raw.auth = text("none"),
+                    HttpAuth::BearerEnv(var) => raw.auth_token_env = text(var.as_str()),
+                }
+                if let Some(tls) = &h.tls {
+                    raw.tls_cert = text(tls.cert.to_string_lossy());
+                    raw.tls_key = text(tls.key.to_string_lossy());
+                }
+                raw.ack = text(match h.ack {
+                    Ack::Commit => "commit",
+                    Ack::Received => "received",
+                });
+            }
+            InputKind::Syslog(s) => match &s.socket {
+                SyslogSocket::Unix { path, mode } => {
+                    raw.path = text(path.to_string_lossy());
+                    raw.mode = mode_text(*mode);
+                }
+                SyslogSocket::Udp(address) => {
+                    raw.address = text(address.to_string());
+                    raw.protocol = text("udp");
+                }
+                SyslogSocket::Tcp(address) => {
+                    raw.address = text(address.to_string());
+                    raw.protocol = text("tcp");
+                }
+            },
         }
         raw
     }

@@ -4,7 +4,8 @@
 //! value at fault. This file validates the top-level keys and the single tables
 //! (`[parse]`, `[correlate]`, `[queue]`, `[metrics]`); `input.rs` and `sink.rs` add the
 //! methods for their arrays. A rule between fields is checked where both are known:
-//! `max_value_bytes` ≤ `max_span_bytes` here, unique names in `input.rs` and `sink.rs`.
+//! `max_value_bytes` ≤ `max_span_bytes` here, unique names in `input.rs` and `sink.rs`;
+//! rules between sections, once the whole config is built, in `coherence.rs`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::coherence::Positions;
 use super::error::{ConfigError, position};
 use super::raw::{DurationText, RawConfig, RawCorrelate, RawMetrics, RawParse, RawQueue, Size};
 use super::units::{FriendlyDuration, parse_duration, parse_listen, parse_size};
@@ -19,7 +21,7 @@ use super::{Config, CorrelateConfig, MetricsConfig, ParseConfig, QueueConfig};
 
 /// Largest `parse.max_span_bytes`: a span's attributes plus its other fields must stay under
 /// the queue's `MAX_SPAN_BYTES` (448 KiB).
-const MAX_SPAN_BYTES_LIMIT: usize = 384 << 10;
+pub(super) const MAX_SPAN_BYTES_LIMIT: usize = 384 << 10;
 /// Largest `metrics.max_label_values`: every value is a Prometheus series per operation.
 const MAX_LABEL_VALUES_LIMIT: usize = 100_000;
 /// `parse.max_depth` bound: serde_json's own default recursion limit, which Vault's
@@ -114,6 +116,22 @@ impl Ctx<'_> {
         )?;
 
         let tee_spans = super::input_file::tee_spans(raw.inputs.as_ref());
+        let positions = Positions {
+            max_bytes: raw
+                .queue
+                .as_ref()
+                .and_then(|q| q.max_bytes.as_ref().map(|v| v.span())),
+            max_span_bytes: raw
+                .parse
+                .as_ref()
+                .and_then(|p| p.max_span_bytes.as_ref().map(|v| v.span())),
+            sink_endpoints: raw
+                .sinks
+                .iter()
+                .flatten()
+                .map(|s| s.get_ref().endpoint.as_ref().map(|v| v.span()))
+                .collect(),
+        };
         let inputs = match raw.inputs {
             None => defaults.inputs,
             Some(entries) => self.inputs(entries)?,
@@ -127,7 +145,7 @@ impl Ctx<'_> {
         };
         self.tee_and_stdout_sink(&inputs, &sinks, &tee_spans)?;
         let metrics = self.metrics(raw.metrics.unwrap_or_default(), defaults.metrics)?;
-        Ok(Config {
+        let config = Config {
             data_dir,
             service_name,
             instance_id,
@@ -142,7 +160,9 @@ impl Ctx<'_> {
             queue,
             sinks,
             metrics,
-        })
+        };
+        self.coherent(&config, &positions)?;
+        Ok(config)
     }
 
     fn parse(&self, raw: RawParse, defaults: ParseConfig) -> Result<ParseConfig, ConfigError> {

@@ -5,15 +5,21 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod clocks;
 mod dashboards;
 mod durability;
 mod golden;
 mod honeycomb;
+mod http_answers;
 mod import_progress;
 mod input_fifo;
 mod input_file;
 mod input_file_openbao;
+mod input_http;
+mod input_openbao;
 mod input_stdin;
+mod input_syslog;
+mod input_tcp_udp;
 mod metrics;
 mod openbao;
 mod otlp;

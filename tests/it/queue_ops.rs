@@ -123,7 +123,7 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
         config(
             dir,
             &dir.join("data"),
-            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n\n\
+            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n[parse]\nmax_span_bytes = \"128KiB\"\n\n\
              [[sink]]\ntype = \"stdout\"\nbatch_size = 100\n",
         )
     });
@@ -205,7 +205,7 @@ fn block_stops_intake_and_loses_nothing() {
         config(
             dir,
             &dir.join("data"),
-            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n",
+            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n[parse]\nmax_span_bytes = \"128KiB\"\n",
         )
     });
     let written = Arc::new(AtomicU64::new(0));
@@ -640,8 +640,10 @@ fn outage_with_500_mb_queued_keeps_memory_bounded_and_gives_the_disk_back() {
         rss_drained >> 20,
         idle >> 20
     );
+    // What stays: the active segment (its files run to ~2.4 × its spans, docs/durability.md)
+    // and at most one closed segment not yet deleted.
     assert!(
-        disk_drained <= 2 * SEGMENT && disk_drained * 10 < disk_full,
+        disk_drained <= 3 * SEGMENT && disk_drained * 10 < disk_full,
         "the disk is given back: {disk_full} bytes before the drain, {disk_drained} after"
     );
     let mut daemon = daemon;

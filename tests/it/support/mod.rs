@@ -16,6 +16,9 @@
 //! - [`files`]: the file inputs from the outside (configs, appends, exact span sets, a
 //!   Zipkin backend beside a stdout tee); [`bao`]: a real OpenBao with the audit devices
 //!   a test declares.
+//! - [`net`]: the network inputs from the outside (where they listen, http posts, TCP and
+//!   UDP senders, a recording proxy, rsyslog, `logger`); [`bao`]: a real OpenBao with the
+//!   audit devices a test declares.
 //! - Every wait polls with a deadline ([`DEADLINE`]) and fails naming what it waited for,
 //!   with the daemon's stderr tail; no test sleeps to synchronise.
 //!
@@ -29,6 +32,7 @@
 pub mod bao;
 pub mod daemon;
 pub mod files;
+pub mod net;
 pub mod receiver;
 pub mod schema;
 pub mod scrape;
