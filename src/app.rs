@@ -41,21 +41,19 @@ use crate::{
 /// Why the daemon could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {cause}")]
     DataDir {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Listener(#[from] ListenerError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("metrics server on {addr}: {source}")]
+    #[error("metrics server on {addr}: {cause}")]
     Metrics {
         addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the queue stopped unexpectedly")]
     QueueGone,
@@ -205,7 +203,7 @@ pub async fn run(
 ) -> Result<(), AppError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
         path: config.data_dir.clone(),
-        source,
+        cause: source,
     })?;
 
     // Bind every input first, so that a configuration error stops us before anything runs.
@@ -216,8 +214,9 @@ pub async fn run(
     let deadletter = DeadLetter::new(
         config.data_dir.join("deadletter.jsonl"),
         config.deadletter_max_bytes,
-    )
-    .start();
+    );
+    let deadletter_writable = deadletter.writable();
+    let deadletter = deadletter.start();
     let names: Vec<String> = config.inputs.iter().map(|i| i.name.clone()).collect();
     let stdout = || Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>;
     let pipeline = Pipeline::start(
@@ -232,6 +231,7 @@ pub async fn run(
 
     let mut readiness = Readiness::new();
     readiness.queue(pipeline.queue_state.clone(), config.queue.max_bytes);
+    readiness.deadletter(deadletter_writable);
     let input_ready: Vec<_> = config
         .inputs
         .iter()
@@ -244,7 +244,10 @@ pub async fn run(
             }
             Some(
                 telemetry::http::serve(addr, handle, readiness)
-                    .map_err(|source| AppError::Metrics { addr, source })?
+                    .map_err(|source| AppError::Metrics {
+                        addr,
+                        cause: source,
+                    })?
                     .1,
             )
         }

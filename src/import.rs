@@ -61,11 +61,10 @@ pub struct ImportSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("sinks did not acknowledge every span within import_timeout ({0:?})")]
     Timeout(std::time::Duration),
@@ -76,7 +75,15 @@ pub enum ImportError {
     #[error(transparent)]
     App(#[from] app::AppError),
     #[error("the pipeline stopped unexpectedly: {0}")]
-    Mailbox(#[from] MailboxError),
+    Mailbox(MailboxError),
+}
+
+// By hand rather than `#[from]`, which would also make the cause the error's `source()`:
+// the message names it already, and `{:#}` would print it twice.
+impl From<MailboxError> for ImportError {
+    fn from(cause: MailboxError) -> Self {
+        ImportError::Mailbox(cause)
+    }
 }
 
 /// Runs an import inside an actix system; spans go to the configured sinks (stdout goes
@@ -149,7 +156,7 @@ pub async fn run(
     for path in &files {
         let read_err = |source| ImportError::Read {
             path: path.clone(),
-            source,
+            cause: source,
         };
         let file = tokio::fs::File::open(path).await.map_err(read_err)?;
         let mut file = Counting::new(file, Arc::clone(&progress));
@@ -190,7 +197,7 @@ async fn first_event_time(
 ) -> Result<Option<i64>, ImportError> {
     let read_err = |source| ImportError::Read {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let mut file = tokio::fs::File::open(path).await.map_err(read_err)?;
     let mut framer = Framer::new(max_line_bytes);

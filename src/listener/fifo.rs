@@ -44,7 +44,7 @@ pub fn bind(config: &FifoInput) -> Result<Bound, ListenerError> {
     let err = |source| ListenerError::Open {
         what: "named pipe",
         path: path.clone(),
-        source,
+        cause: source,
     };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_fifo() => {}

@@ -82,34 +82,28 @@ pub enum ListenerError {
     #[error("{path} exists and is not a socket; remove it or choose another path")]
     NotASocket { path: PathBuf },
     /// Binding, replacing or setting the mode failed.
-    #[error("socket {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("socket {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
     /// Something other than a named pipe exists at a fifo input's path; we never delete it.
     #[error("{path} exists and is not a named pipe (FIFO); remove it or choose another path")]
     NotAFifo { path: PathBuf },
     /// Creating, opening or setting the mode of a named pipe (or stdin) failed.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {cause}")]
     Open {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// A file input's directory cannot be watched or listed at start.
     #[error("input {input}: {reason}")]
     File { input: String, reason: String },
     /// A network input could not bind its address (in use, not an address of this host,
     /// a privileged port).
-    #[error("input {input}: cannot listen on {address}: {source}")]
+    #[error("input {input}: cannot listen on {address}: {cause}")]
     Bind {
         input: String,
         address: SocketAddr,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The http input's bearer token variable is unset, empty or not UTF-8.
     #[error(

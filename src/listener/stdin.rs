@@ -34,7 +34,7 @@ pub fn bind(config: &StdinInput) -> Result<Bound, ListenerError> {
         .map_err(|source| ListenerError::Open {
             what: "standard input",
             path: "/dev/stdin".into(),
-            source,
+            cause: source,
         })?;
     let file = std::fs::File::from(fd);
     if file.metadata().is_ok_and(|m| {

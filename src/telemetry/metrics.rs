@@ -39,6 +39,7 @@ pub const SINK_RETRIES: &str = "auditspan_sink_retries_total";
 pub const SINK_LAG_SPANS: &str = "auditspan_sink_lag_spans";
 pub const SINK_EXPORT_DURATION: &str = "auditspan_sink_export_duration_seconds";
 pub const SINK_UNREADABLE_ANSWERS: &str = "auditspan_sink_unreadable_answers_total";
+pub const DEADLETTER_WRITE_ERRORS: &str = "auditspan_deadletter_write_errors_total";
 pub const COMMIT_LATENCY: &str = "auditspan_commit_latency_seconds";
 pub const VAULT_REQUESTS: &str = "auditspan_vault_requests_total";
 pub const VAULT_REQUEST_DURATION: &str = "auditspan_vault_request_duration_seconds";
@@ -102,11 +103,25 @@ pub const VAULT_REQUEST_BUCKETS: [f64; 14] = [
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     #[error("histogram buckets: {0}")]
-    Buckets(#[from] BuildError),
+    Buckets(BuildError),
     #[error("a metrics recorder is installed already")]
     AlreadyInstalled,
     #[error("starting the metrics upkeep thread: {0}")]
-    Upkeep(#[from] std::io::Error),
+    Upkeep(std::io::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the cause the error's `source()`:
+// the message names it already, and `{:#}` would print it twice.
+impl From<BuildError> for InstallError {
+    fn from(cause: BuildError) -> Self {
+        InstallError::Buckets(cause)
+    }
+}
+
+impl From<std::io::Error> for InstallError {
+    fn from(cause: std::io::Error) -> Self {
+        InstallError::Upkeep(cause)
+    }
 }
 
 /// Set once [`install`] succeeded.
@@ -234,6 +249,11 @@ fn describe() {
         Unit::Count,
         "2xx answers that do not say what became of each span sent (Honeycomb: not one status per event); their spans are sent again, a bounded number of times."
     );
+    describe_counter!(
+        DEADLETTER_WRITE_ERRORS,
+        Unit::Count,
+        "Writes to the dead-letter file that failed (full disk, unwritable path); rejected spans stay in the queue until a retry succeeds, rejected lines are lost."
+    );
     describe_gauge!(
         SINK_LAG_SPANS,
         Unit::Count,
@@ -350,6 +370,10 @@ pub fn sink_retries(sink: &str) -> Counter {
 
 pub fn sink_unreadable_answers(sink: &str) -> Counter {
     counter!(SINK_UNREADABLE_ANSWERS, "sink" => sink.to_owned())
+}
+
+pub fn deadletter_write_errors() -> Counter {
+    counter!(DEADLETTER_WRITE_ERRORS)
 }
 
 pub fn sink_export_duration(sink: &str) -> Histogram {

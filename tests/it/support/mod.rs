@@ -36,6 +36,7 @@ pub mod net;
 pub mod receiver;
 pub mod schema;
 pub mod scrape;
+pub mod tmpfs;
 pub mod traffic;
 
 use std::path::{Path, PathBuf};
