@@ -143,7 +143,8 @@ impl Pipeline {
             config.queue.flush_interval,
             feed,
         );
-        correlator.restore(stored);
+        correlator.restore(stored.pending);
+        correlator.restore_paired(stored.paired);
         if telemetry::metrics::installed() {
             correlator.record_vault_requests(config.metrics.max_label_values);
         }

@@ -61,10 +61,19 @@ pub struct Ack {
 #[rtype(result = "u64")]
 pub struct Cursor(pub String);
 
-/// The correlator's waiting entries stored by earlier runs.
+/// What the correlator stored in earlier runs: its waiting entries and the ids it paired
+/// recently.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<PendingEntry>, QueueError>")]
+#[rtype(result = "Result<Stored, QueueError>")]
 pub struct LoadPending;
+
+/// The answer to [`LoadPending`].
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub pending: Vec<PendingEntry>,
+    /// Paired-id records: key after the prefix → ids.
+    pub paired: Vec<(Vec<u8>, Vec<u8>)>,
+}
 
 /// What the queue publishes wherever it changes: the one channel through which the rest
 /// of the pipeline (sink workers, the correlator, shutdown, `/readyz`) learns its state.
@@ -276,9 +285,12 @@ impl Handler<Cursor> for SpanQueue {
 }
 
 impl Handler<LoadPending> for SpanQueue {
-    type Result = Result<Vec<PendingEntry>, QueueError>;
+    type Result = Result<Stored, QueueError>;
 
     fn handle(&mut self, _: LoadPending, _: &mut Self::Context) -> Self::Result {
-        self.store.pending()
+        Ok(Stored {
+            pending: self.store.pending()?,
+            paired: self.store.paired()?,
+        })
     }
 }

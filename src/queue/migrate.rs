@@ -109,6 +109,8 @@ impl LegacyQueue {
             cursors: summary.cursors.clone(),
             pending,
             inputs: raw(record::PREFIX_INPUT)?,
+            // Format 1 kept paired ids in memory only.
+            paired: Vec::new(),
         };
         Ok((contents, summary))
     }

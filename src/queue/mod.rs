@@ -2,7 +2,8 @@
 //!
 //! [`QueueStore`] is the one place auditspan keeps state between runs: the spans not yet
 //! delivered to every sink, one cursor per sink, the correlator's waiting entries and the
-//! file inputs' checkpoints. It sits on sled 0.34.7 behind this API; nothing else in the
+//! ids it paired recently (to recognise repeats across a restart), and the file inputs'
+//! checkpoints. It sits on sled 0.34.7 behind this API; nothing else in the
 //! crate touches sled. It is synchronous and single-writer: one actor owns it on its own
 //! thread. Spans are opaque byte strings here (one encoded span each, ≤
 //! [`MAX_SPAN_BYTES`]); encoding them is [`crate::span`]'s business.
@@ -24,15 +25,16 @@
 //! ## Design constraints
 //! - **Durable before offered.** [`QueueStore::commit`] writes one commit window — its
 //!   spans, the waiting entries still open, the removals of those answered, the input
-//!   checkpoints, the committed sequence — as ONE atomic sled batch into the active
+//!   checkpoints, the records of ids paired (and the removals of those forgotten), the
+//!   committed sequence — as ONE atomic sled batch into the active
 //!   segment and flushes (fsync) before it returns; only then may the spans be offered to
 //!   sinks. A crash loses nothing a commit returned `Ok` for, and never leaves half a
 //!   window. Everything that is not a span lives in the active segment only, so no window
 //!   ever spans two databases.
 //! - **Carried forward at rotation.** A new segment's first batch, its *base*, holds
 //!   everything the queue knows besides spans: format, `db_id`, its first sequence, the
-//!   committed sequence, the released watermark, every cursor, every waiting entry and
-//!   input checkpoint (copied from the old active segment), the record index of every
+//!   committed sequence, the released watermark, every cursor, every waiting entry,
+//!   paired-id record and input checkpoint (copied from the old active segment), the record index of every
 //!   closed segment still holding kept spans, the skipped records, and last the `base`
 //!   marker — one atomic batch, flushed, and the queue directory fsynced, before the old
 //!   segment is dropped. Closed segments are never written again.
