@@ -6,6 +6,7 @@
 
 mod cli;
 mod dashboards;
+mod deploy;
 mod durability;
 mod golden;
 mod honeycomb;

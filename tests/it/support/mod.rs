@@ -23,6 +23,7 @@
 //! re-exports below are for the tests).
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
+pub mod containers;
 pub mod daemon;
 pub mod receiver;
 pub mod schema;
