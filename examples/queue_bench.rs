@@ -131,6 +131,7 @@ fn store(path: &Path) {
         max_bytes: 1 << 30,
         overflow: Overflow::DropOldest,
         min_free_bytes: 64 << 20,
+        segment_bytes: auditspan::queue::SEGMENT_BYTES,
     };
     let mut store = QueueStore::open(path, options).unwrap();
     store.set_sinks(&["a".to_owned(), "b".to_owned()]).unwrap();

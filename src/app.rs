@@ -77,7 +77,7 @@ impl Pipeline {
         stdout: StdoutFactory<'_>,
         deadletter: Addr<DeadLetter>,
     ) -> Result<Pipeline, AppError> {
-        let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
+        let options = StoreOptions::from_config(&config.queue);
         let mut store = QueueStore::open(data_dir, options)?;
         let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         store.set_sinks(&sink_names)?;
@@ -244,6 +244,7 @@ pub async fn run(
             deadletter: deadletter.clone(),
             shutdown: inputs_shutdown.clone(),
             readers: readers.clone(),
+            queue_state: pipeline.queue_state.clone(),
         };
         actix::spawn(inputs_shutdown.track(bound.run(ctx, ready)));
     }

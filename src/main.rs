@@ -43,7 +43,7 @@ enum Command {
     /// Feed captured audit log files through the pipeline and exit once the sinks have
     /// everything. Exit status 0 on success; a summary goes to stderr.
     Import(ImportArgs),
-    /// Inspect or compact the durable queue while the daemon is stopped.
+    /// Inspect, compact or migrate the durable queue while the daemon is stopped.
     #[command(subcommand)]
     Queue(QueueCommand),
     /// Ask the running daemon whether it is alive: GET /healthz on `metrics.listen` (on
@@ -78,19 +78,35 @@ enum QueueCommand {
     Stats(QueueArgs),
     /// Rewrite the queue into fresh files, giving back the space of delivered spans.
     ///
-    /// sled never shrinks its files; this copies what the queue still holds (spans, sink
-    /// cursors, waiting requests, input checkpoints, the sequence) into a new database and
-    /// swaps it in. Procedure: stop the daemon (compact refuses while it runs); make sure
-    /// the data directory's filesystem has room for a second copy of the queue (see
-    /// `auditspan queue stats`: bytes); run `auditspan queue compact`; start the daemon.
-    /// The copy is built in <data_dir>/queue.compacting/, checked against the original,
-    /// then swapped in under the queue lock: the old queue goes to
-    /// <data_dir>/queue.precompact/ and is removed once the new one is in place. If it is
-    /// interrupted, the daemon either starts with a complete queue or refuses to start with
-    /// a message; a leftover queue.precompact/ then holds the old queue (its `queue`
-    /// directory and `queue.manifest` go back into the data directory). Prints the disk
-    /// size before and after.
+    /// Rarely needed: the queue is split into segments, and a segment every sink has
+    /// passed is deleted whole while the daemon runs, so its files shrink by themselves.
+    /// What compaction still gives back is the space of delivered spans inside the
+    /// segments that also hold undelivered ones (at most a segment, `queue.segment_bytes`,
+    /// per sink position). It copies what the queue still holds (spans, sink cursors,
+    /// waiting requests, input checkpoints, the sequence) into new segments and swaps them
+    /// in. Procedure: stop the daemon (compact refuses while it runs); make sure the data
+    /// directory's filesystem has room for a second copy of the queue (see `auditspan
+    /// queue stats`: bytes); run `auditspan queue compact`; start the daemon. The copy is
+    /// built in <data_dir>/queue.compacting/, checked against the original, then swapped
+    /// in under the queue lock: the old queue goes to <data_dir>/queue.precompact/ and is
+    /// removed once the new one is in place. If it is interrupted, the daemon either starts
+    /// with a complete queue or refuses to start with a message; a leftover
+    /// queue.precompact/ then holds the old queue (its `queue` directory and
+    /// `queue.manifest` go back into the data directory). Prints the disk size before and
+    /// after.
     Compact(QueueArgs),
+    /// Convert a queue written by an auditspan before the segmented queue (format 1) into
+    /// the current format, keeping every span, sink cursor, waiting request and input
+    /// checkpoint.
+    ///
+    /// The daemon refuses to start on a format 1 queue and says to run this. Stop the
+    /// daemon, make sure the data directory's filesystem has room for a second copy of the
+    /// queue, run `auditspan queue migrate` with the daemon's --config or --data-dir, then
+    /// start the new version. The new queue is built in <data_dir>/queue.migrating/,
+    /// checked against the old one, and swapped in as `compact` does (the old queue waits
+    /// in <data_dir>/queue.premigrate/ until the new one is in place). A queue already of
+    /// the current format is left alone (exit status 0).
+    Migrate(QueueArgs),
 }
 
 /// Where the queue is: the config's data_dir, or --data-dir.
@@ -181,6 +197,7 @@ fn main() -> ExitCode {
         Some(Command::Import(args)) => import(args),
         Some(Command::Queue(QueueCommand::Stats(args))) => queue_stats(&args),
         Some(Command::Queue(QueueCommand::Compact(args))) => queue_compact(&args),
+        Some(Command::Queue(QueueCommand::Migrate(args))) => queue_migrate(&args),
         Some(Command::Health(args)) => health(&args),
     };
     match result {
@@ -283,7 +300,7 @@ fn health(args: &HealthArgs) -> anyhow::Result<()> {
 
 fn queue_stats(args: &QueueArgs) -> anyhow::Result<()> {
     let config = args.load()?;
-    let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
+    let options = StoreOptions::from_config(&config.queue);
     let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
     print!("{}", offline::stats(&config.data_dir, options, &sinks)?);
     Ok(())
@@ -291,8 +308,14 @@ fn queue_stats(args: &QueueArgs) -> anyhow::Result<()> {
 
 fn queue_compact(args: &QueueArgs) -> anyhow::Result<()> {
     let config = args.load()?;
-    let options = StoreOptions::new(config.queue.max_bytes, config.queue.overflow);
+    let options = StoreOptions::from_config(&config.queue);
     print!("{}", offline::compact(&config.data_dir, options)?);
+    Ok(())
+}
+
+fn queue_migrate(args: &QueueArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    print!("{}", offline::migrate(&config.data_dir)?);
     Ok(())
 }
 

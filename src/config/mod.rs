@@ -28,14 +28,18 @@
 //! # Layout
 //! - `mod.rs`: the public types of the top-level keys and tables, [`load`],
 //!   [`from_toml_str`], overrides and printing back.
-//! - `input.rs`, `sink.rs`: the `[[input]]` and `[[sink]]` types and their validation.
+//! - `input.rs`, `sink.rs`: the `[[input]]` and `[[sink]]` types and their validation;
+//!   `input_net.rs`: the network inputs' (tcp, udp, http, syslog).
 //! - `raw.rs`: the serde mirror of the file, read and written.
 //! - `validate.rs`: `Ctx`, which turns the mirror into a [`Config`] with the line of every
-//!   bad value; `error.rs`: [`ConfigError`].
+//!   bad value; `coherence.rs`: the rules between sections (a config that cannot work);
+//!   `error.rs`: [`ConfigError`].
 //! - `units.rs`: durations, sizes, file modes and listen addresses, parsed and printed.
 
+mod coherence;
 mod error;
 mod input;
+mod input_net;
 mod raw;
 mod sink;
 #[cfg(test)]
@@ -51,7 +55,10 @@ use serde::{Deserialize, Serialize};
 
 pub use self::error::ConfigError;
 use self::input::default_input;
-pub use self::input::{InputConfig, InputKind};
+pub use self::input::{
+    Ack, HttpAuth, HttpInput, InputConfig, InputKind, SyslogInput, SyslogSocket, TlsFiles,
+    UnixInput,
+};
 use self::raw::{RawConfig, TypeProbe};
 pub(crate) use self::sink::check_endpoint;
 pub use self::sink::{
@@ -175,6 +182,8 @@ pub struct QueueConfig {
     pub flush_interval: Duration,
     pub max_bytes: u64,
     pub overflow: Overflow,
+    /// Span bytes per queue segment; 64 KiB to 256 MiB.
+    pub segment_bytes: u64,
 }
 
 /// What the queue does when it reaches `max_bytes`.
@@ -247,7 +256,7 @@ impl Default for Config {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             import_timeout: DEFAULT_IMPORT_TIMEOUT,
             deadletter_max_bytes: DEFAULT_DEADLETTER_MAX_BYTES,
-            inputs: vec![default_input(InputKind::Unix)],
+            inputs: vec![default_input()],
             parse: ParseConfig {
                 max_depth: DEFAULT_MAX_DEPTH,
                 max_attributes: DEFAULT_MAX_ATTRIBUTES,
@@ -261,6 +270,7 @@ impl Default for Config {
             queue: QueueConfig {
                 flush_interval: DEFAULT_FLUSH_INTERVAL,
                 max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+                segment_bytes: crate::queue::SEGMENT_BYTES,
                 overflow: Overflow::DropOldest,
             },
             sinks: vec![SinkConfig::new(SinkKind::Stdout.as_str(), SinkKind::Stdout)],
@@ -318,6 +328,18 @@ impl Config {
                     &reason,
                 )
             })?;
+            if let Some((n, endpoint, listen)) = coherence::own_metrics_endpoint(self) {
+                return Err(override_error(
+                    "--metrics-listen",
+                    ENV_METRICS_LISTEN,
+                    "metrics.listen",
+                    &format!(
+                        "sink #{}.endpoint {}",
+                        n + 1,
+                        coherence::own_metrics_reason(endpoint, listen)
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
+use super::input::{Ack, HttpAuth, InputConfig, InputKind, SyslogSocket};
 use super::sink::{Compression, OtlpProtocol, Secret, SinkKind};
 use super::units::{FriendlyDuration, format_size};
 use super::{Config, Overflow};
@@ -47,6 +48,14 @@ pub(super) struct RawInput {
     pub(super) mode: Option<Spanned<ModeText>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) max_line_bytes: Option<Spanned<Size>>,
+    // Network inputs (tcp, udp, http, syslog; see input_net.rs).
+    pub(super) address: Option<Spanned<String>>,
+    pub(super) protocol: Option<Spanned<String>>,
+    pub(super) auth: Option<Spanned<String>>,
+    pub(super) auth_token_env: Option<Spanned<String>>,
+    pub(super) tls_cert: Option<Spanned<String>>,
+    pub(super) tls_key: Option<Spanned<String>>,
+    pub(super) ack: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -71,6 +80,7 @@ pub(super) struct RawQueue {
     pub(super) flush_interval: Option<Spanned<DurationText>>,
     pub(super) max_bytes: Option<Spanned<Size>>,
     pub(super) overflow: Option<Overflow>,
+    pub(super) segment_bytes: Option<Spanned<Size>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -238,16 +248,7 @@ impl From<&Config> for RawConfig {
             inputs: Some(
                 c.inputs
                     .iter()
-                    .map(|i| {
-                        unspanned(RawInput {
-                            kind: text(i.kind.as_str()),
-                            name: text(i.name.as_str()),
-                            path: text(i.path.to_string_lossy()),
-                            mode: Some(unspanned(ModeText(format!("{:04o}", i.mode)))),
-                            prefix: text(i.prefix.as_str()),
-                            max_line_bytes: size_text(i.max_line_bytes as u64),
-                        })
-                    })
+                    .map(|i| unspanned(RawInput::from(i)))
                     .collect(),
             ),
             parse: Some(RawParse {
@@ -268,6 +269,7 @@ impl From<&Config> for RawConfig {
                 flush_interval: duration_text(c.queue.flush_interval),
                 max_bytes: size_text(c.queue.max_bytes),
                 overflow: Some(c.queue.overflow),
+                segment_bytes: size_text(c.queue.segment_bytes),
             }),
             sinks: Some(
                 c.sinks
@@ -328,5 +330,61 @@ impl From<&Config> for RawConfig {
                 )),
             }),
         }
+    }
+}
+
+fn mode_text(mode: u32) -> Option<Spanned<ModeText>> {
+    Some(unspanned(ModeText(format!("{mode:04o}"))))
+}
+
+impl From<&InputConfig> for RawInput {
+    fn from(i: &InputConfig) -> Self {
+        let mut raw = RawInput {
+            kind: text(i.kind.as_str()),
+            name: text(i.name.as_str()),
+            prefix: text(i.prefix.as_str()),
+            max_line_bytes: size_text(i.max_line_bytes as u64),
+            ..RawInput::default()
+        };
+        match &i.kind {
+            InputKind::Unix(u) => {
+                raw.path = text(u.path.to_string_lossy());
+                raw.mode = mode_text(u.mode);
+            }
+            // Network inputs.
+            InputKind::Tcp(address) | InputKind::Udp(address) => {
+                raw.address = text(address.to_string());
+            }
+            InputKind::Http(h) => {
+                raw.address = text(h.address.to_string());
+                match &h.auth {
+                    HttpAuth::None => raw.auth = text("none"),
+                    HttpAuth::BearerEnv(var) => raw.auth_token_env = text(var.as_str()),
+                }
+                if let Some(tls) = &h.tls {
+                    raw.tls_cert = text(tls.cert.to_string_lossy());
+                    raw.tls_key = text(tls.key.to_string_lossy());
+                }
+                raw.ack = text(match h.ack {
+                    Ack::Commit => "commit",
+                    Ack::Received => "received",
+                });
+            }
+            InputKind::Syslog(s) => match &s.socket {
+                SyslogSocket::Unix { path, mode } => {
+                    raw.path = text(path.to_string_lossy());
+                    raw.mode = mode_text(*mode);
+                }
+                SyslogSocket::Udp(address) => {
+                    raw.address = text(address.to_string());
+                    raw.protocol = text("udp");
+                }
+                SyslogSocket::Tcp(address) => {
+                    raw.address = text(address.to_string());
+                    raw.protocol = text("tcp");
+                }
+            },
+        }
+        raw
     }
 }

@@ -105,6 +105,46 @@ name = "secondary"
 path = "/run/auditspan/audit2.sock"
 mode = "640"
 
+[[input]]
+type = "tcp"
+address = "127.0.0.1:9090"
+
+[[input]]
+type = "udp"
+address = "[::1]:9090"
+
+[[input]]
+type = "http"
+name = "bao-http"
+address = "0.0.0.0:8200"
+auth_token_env = "AUDITSPAN_HTTP_TOKEN"
+tls_cert = "/etc/auditspan/cert.pem"
+tls_key = "/etc/auditspan/key.pem"
+ack = "received"
+
+[[input]]
+type = "http"
+name = "local-http"
+address = "127.0.0.1:8201"
+auth = "none"
+
+[[input]]
+type = "syslog"
+name = "bao-syslog"
+path = "/run/auditspan/syslog.sock"
+mode = "0666"
+
+[[input]]
+type = "syslog"
+name = "relay-tcp"
+address = "127.0.0.1:6514"
+protocol = "tcp"
+
+[[input]]
+type = "syslog"
+name = "relay-udp"
+address = "127.0.0.1:6514"
+
 [parse]
 max_depth = 16
 max_attributes = 1000
@@ -168,9 +208,10 @@ fn no_file_gives_defaults() {
         config.inputs,
         vec![InputConfig {
             name: "unix".into(),
-            kind: InputKind::Unix,
-            path: "./auditspan.sock".into(),
-            mode: 0o600,
+            kind: InputKind::Unix(UnixInput {
+                path: "./auditspan.sock".into(),
+                mode: 0o600,
+            }),
             prefix: String::new(),
             max_line_bytes: 4 << 20,
         }]
@@ -197,7 +238,8 @@ fn no_file_gives_defaults() {
         QueueConfig {
             flush_interval: Duration::from_millis(5),
             max_bytes: 1 << 30,
-            overflow: Overflow::DropOldest
+            overflow: Overflow::DropOldest,
+            segment_bytes: 8 << 20,
         }
     );
     assert_eq!(
@@ -274,12 +316,67 @@ fn full_file_round_trips() {
     let config = parse(FULL).unwrap();
     assert_eq!(config.shutdown_timeout, Duration::from_secs(90));
     assert_eq!(config.deadletter_max_bytes, 64 << 20);
-    assert_eq!(config.inputs.len(), 2);
-    assert_eq!(config.inputs[0].mode, 0o660);
+    assert_eq!(config.inputs.len(), 9);
+    let mode = |i: usize| match &config.inputs[i].kind {
+        InputKind::Unix(u) => u.mode,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(mode(0), 0o660);
     assert_eq!(config.inputs[0].prefix, "AUDIT: ");
     assert_eq!(config.inputs[0].max_line_bytes, 1 << 20);
-    assert_eq!(config.inputs[1].mode, 0o640);
+    assert_eq!(mode(1), 0o640);
     assert_eq!(config.inputs[1].max_line_bytes, 4 << 20);
+    assert_eq!(
+        config.inputs[2].kind,
+        InputKind::Tcp("127.0.0.1:9090".parse().unwrap())
+    );
+    assert_eq!(config.inputs[2].name, "tcp");
+    assert_eq!(
+        config.inputs[3].kind,
+        InputKind::Udp("[::1]:9090".parse().unwrap())
+    );
+    assert_eq!(
+        config.inputs[4].kind,
+        InputKind::Http(HttpInput {
+            address: "0.0.0.0:8200".parse().unwrap(),
+            auth: HttpAuth::BearerEnv("AUDITSPAN_HTTP_TOKEN".into()),
+            tls: Some(TlsFiles {
+                cert: "/etc/auditspan/cert.pem".into(),
+                key: "/etc/auditspan/key.pem".into(),
+            }),
+            ack: Ack::Received,
+        })
+    );
+    assert_eq!(
+        config.inputs[5].kind,
+        InputKind::Http(HttpInput {
+            address: "127.0.0.1:8201".parse().unwrap(),
+            auth: HttpAuth::None,
+            tls: None,
+            ack: Ack::Commit,
+        })
+    );
+    assert_eq!(
+        config.inputs[6].kind,
+        InputKind::Syslog(SyslogInput {
+            socket: SyslogSocket::Unix {
+                path: "/run/auditspan/syslog.sock".into(),
+                mode: 0o666,
+            }
+        })
+    );
+    assert_eq!(
+        config.inputs[7].kind,
+        InputKind::Syslog(SyslogInput {
+            socket: SyslogSocket::Tcp("127.0.0.1:6514".parse().unwrap())
+        })
+    );
+    assert_eq!(
+        config.inputs[8].kind,
+        InputKind::Syslog(SyslogInput {
+            socket: SyslogSocket::Udp("127.0.0.1:6514".parse().unwrap())
+        })
+    );
     assert_eq!(config.parse.max_span_bytes, 300 << 10);
     assert_eq!(config.queue.flush_interval, Duration::from_micros(1500));
     assert_eq!(config.queue.max_bytes, 10_000_000_000);

@@ -4,7 +4,8 @@
 //! value at fault. This file validates the top-level keys and the single tables
 //! (`[parse]`, `[correlate]`, `[queue]`, `[metrics]`); `input.rs` and `sink.rs` add the
 //! methods for their arrays. A rule between fields is checked where both are known:
-//! `max_value_bytes` ≤ `max_span_bytes` here, unique names in `input.rs` and `sink.rs`.
+//! `max_value_bytes` ≤ `max_span_bytes` here, unique names in `input.rs` and `sink.rs`;
+//! rules between sections, once the whole config is built, in `coherence.rs`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::coherence::Positions;
 use super::error::{ConfigError, position};
 use super::raw::{DurationText, RawConfig, RawCorrelate, RawMetrics, RawParse, RawQueue, Size};
 use super::units::{FriendlyDuration, parse_duration, parse_listen, parse_size};
@@ -19,7 +21,7 @@ use super::{Config, CorrelateConfig, MetricsConfig, ParseConfig, QueueConfig};
 
 /// Largest `parse.max_span_bytes`: a span's attributes plus its other fields must stay under
 /// the queue's `MAX_SPAN_BYTES` (448 KiB).
-const MAX_SPAN_BYTES_LIMIT: usize = 384 << 10;
+pub(super) const MAX_SPAN_BYTES_LIMIT: usize = 384 << 10;
 /// Largest `metrics.max_label_values`: every value is a Prometheus series per operation.
 const MAX_LABEL_VALUES_LIMIT: usize = 100_000;
 /// `parse.max_depth` bound: serde_json's own default recursion limit, which Vault's
@@ -28,6 +30,9 @@ const MAX_DEPTH_LIMIT: usize = 128;
 /// `queue.flush_interval` bound: the window is also the crash loss window (DESIGN
 /// invariant 3); longer than this is almost certainly a unit mistake.
 const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// `queue.segment_bytes` bounds: below, a segment holds too few records to be worth a
+/// database; above, what sled keeps in memory of a segment outgrows a sidecar's limit.
+const SEGMENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = (64 << 10)..=(256 << 20);
 
 /// The file being validated, for error positions.
 pub(super) struct Ctx<'a> {
@@ -110,6 +115,22 @@ impl Ctx<'_> {
             defaults.deadletter_max_bytes,
         )?;
 
+        let positions = Positions {
+            max_bytes: raw
+                .queue
+                .as_ref()
+                .and_then(|q| q.max_bytes.as_ref().map(|v| v.span())),
+            max_span_bytes: raw
+                .parse
+                .as_ref()
+                .and_then(|p| p.max_span_bytes.as_ref().map(|v| v.span())),
+            sink_endpoints: raw
+                .sinks
+                .iter()
+                .flatten()
+                .map(|s| s.get_ref().endpoint.as_ref().map(|v| v.span()))
+                .collect(),
+        };
         let inputs = match raw.inputs {
             None => defaults.inputs,
             Some(entries) => self.inputs(entries)?,
@@ -122,7 +143,7 @@ impl Ctx<'_> {
             Some(entries) => self.sinks(entries)?,
         };
         let metrics = self.metrics(raw.metrics.unwrap_or_default(), defaults.metrics)?;
-        Ok(Config {
+        let config = Config {
             data_dir,
             service_name,
             instance_id,
@@ -137,7 +158,9 @@ impl Ctx<'_> {
             queue,
             sinks,
             metrics,
-        })
+        };
+        self.coherent(&config, &positions)?;
+        Ok(config)
     }
 
     fn parse(&self, raw: RawParse, defaults: ParseConfig) -> Result<ParseConfig, ConfigError> {
@@ -270,10 +293,24 @@ impl Ctx<'_> {
                 ),
             ));
         }
+        let segment_span = raw.segment_bytes.as_ref().map(|v| v.span());
+        let segment_bytes = self.size(
+            raw.segment_bytes,
+            "queue.segment_bytes",
+            defaults.segment_bytes,
+        )?;
+        if !SEGMENT_BYTES_RANGE.contains(&segment_bytes) {
+            return Err(self.invalid(
+                segment_span,
+                "queue.segment_bytes",
+                format!("{segment_bytes} bytes is outside 64 KiB to 256 MiB"),
+            ));
+        }
         Ok(QueueConfig {
             flush_interval,
             max_bytes: self.size(raw.max_bytes, "queue.max_bytes", defaults.max_bytes)?,
             overflow: raw.overflow.unwrap_or(defaults.overflow),
+            segment_bytes,
         })
     }
 

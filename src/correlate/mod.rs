@@ -1,8 +1,8 @@
 //! The correlator actor: pairs each request with its response ([`pairing`]) and commits
 //! what it made to the durable queue in group-commit windows (DESIGN "Queue").
 //!
-//! Every `queue.flush_interval` (or sooner, once [`WINDOW_SPANS`] spans are ready) it sends
-//! the queue ONE [`CommitWindow`]: the spans completed in the window, the waiting entries
+//! Every `queue.flush_interval` (or sooner, once [`WINDOW_SPANS`] spans are ready, or as
+//! soon as an [`Ingest`] waits for its commit receipt) it sends the queue ONE [`CommitWindow`]: the spans completed in the window, the waiting entries
 //! that arrived in it and are still waiting, and the removals of persisted entries answered
 //! or expired since. Only one commit is in flight; the next window gathers while it runs.
 //!
@@ -22,6 +22,7 @@
 //!   past [`MAX_HELD_SPANS`] held spans the oldest are dropped and counted in
 //!   `queue_dropped_spans_total`, so memory stays bounded while the disk is full.
 
+pub mod clock;
 pub mod pairing;
 
 use std::{sync::Arc, time::Duration, time::Instant};
@@ -31,7 +32,7 @@ use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::{error, info, warn};
 
-pub use pairing::{Feed, InputId, Pairing, Settings, Source, Step, StreamId};
+pub use pairing::{Feed, InputId, Now, Pairing, Settings, Source, Step, StreamId};
 
 use crate::{
     codec,
@@ -89,7 +90,8 @@ impl Ingest {
 #[error("the queue could not commit: {0}")]
 pub struct CommitFailed(pub String);
 
-/// A stream (connection) ended; its event clock is dropped once its entries are gone.
+/// A stream (connection, file) ended; a replayed stream's event clock is dropped once its
+/// entries are gone.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StreamClosed(pub StreamId);
@@ -168,8 +170,6 @@ pub struct Correlator {
     queue_state: watch::Receiver<QueueState>,
     /// Input names, by [`InputId`], stored with waiting entries.
     inputs: Vec<String>,
-    /// Live inputs expire on the wall clock too; `import` replays.
-    feed: Feed,
     flush_interval: Duration,
     /// Spans of the current window.
     outbox: Vec<Span>,
@@ -210,11 +210,10 @@ impl Correlator {
         feed: Feed,
     ) -> Self {
         Correlator {
-            pairing: Pairing::new(settings),
+            pairing: Pairing::new(settings, feed),
             queue,
             queue_state,
             inputs: inputs.to_vec(),
-            feed,
             flush_interval,
             outbox: Vec::new(),
             checkpoints: Vec::new(),
@@ -259,6 +258,7 @@ impl Correlator {
         }
         let count = entries.len();
         entries.sort_by_key(|e| e.arrived_unix_nano);
+        let now = Now::read();
         for entry in entries {
             let input = self
                 .inputs
@@ -266,7 +266,7 @@ impl Correlator {
                 .position(|i| *i == entry.input)
                 .unwrap_or(0);
             self.pairing
-                .restore(input, entry.event, entry.arrived_unix_nano, self.feed);
+                .restore(input, entry.event, entry.arrived_unix_nano, now);
         }
         if count > 0 {
             info!(
@@ -296,8 +296,7 @@ impl Correlator {
         if all {
             self.pairing.expire_all(&mut expired);
         } else {
-            let now = (self.feed == Feed::Live).then(Instant::now);
-            self.pairing.expire(now, &mut expired);
+            self.pairing.expire(Now::read(), &mut expired);
         }
         for span in expired {
             self.record(span);
@@ -378,7 +377,9 @@ impl Correlator {
                             .record_many(read_at.elapsed().as_secs_f64(), events as usize);
                     }
                     act.blocked = committed.full;
-                    if act.outbox.len() >= WINDOW_SPANS {
+                    // A full window, or senders waiting for a receipt (the http input),
+                    // commit at once rather than at the next tick.
+                    if act.outbox.len() >= WINDOW_SPANS || !act.receipts.is_empty() {
                         act.commit(ctx);
                     }
                 }
@@ -471,7 +472,7 @@ impl Handler<Ingest> for Correlator {
     /// commit (or the queue blocks), only once that is over: the listener holds its next
     /// batch until then. (Not `ctx.wait`: that would also stop the commit's own answer.)
     fn handle(&mut self, msg: Ingest, ctx: &mut Self::Context) -> Self::Result {
-        let arrived = (self.feed == Feed::Live).then(Instant::now);
+        let now = Now::read();
         if let Some((key, position)) = msg.checkpoint {
             self.checkpoints.retain(|(k, _)| *k != key);
             self.checkpoints.push((key, position));
@@ -482,7 +483,7 @@ impl Handler<Ingest> for Correlator {
         self.window_reads
             .push((msg.read_at, msg.events.len() as u64));
         for event in msg.events {
-            match self.pairing.ingest(msg.source, event, arrived) {
+            match self.pairing.ingest(msg.source, event, now) {
                 Step::Waiting => {}
                 Step::Span(span) => self.record(*span),
                 Step::Duplicate => {
@@ -494,7 +495,9 @@ impl Handler<Ingest> for Correlator {
             }
         }
         self.expire(false);
-        if self.outbox.len() >= WINDOW_SPANS {
+        // A sender waiting for its receipt (the http input) should not also wait for the
+        // next tick: commit now unless a commit is running, whose end starts the next.
+        if self.outbox.len() >= WINDOW_SPANS || !self.receipts.is_empty() {
             self.commit(ctx);
         }
         if self.blocked {

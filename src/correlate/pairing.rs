@@ -1,18 +1,85 @@
 //! The pairing state machine: requests and responses in, spans out (DESIGN "Span
-//! contract"). Time comes in as arguments, so tests and `import` are deterministic.
+//! contract"). It never reads a clock: the wall clock comes in as an argument ([`Now`],
+//! read by the caller) and event times come with the events, so tests and `import` are
+//! deterministic.
 //!
 //! Invariants:
 //! - An id is waiting at most once: a second request (or response) for a waiting id is a
 //!   duplicate and dropped, and so is any event for an id paired within `pair_timeout`
 //!   (remembered in memory only: a repeat that straddles a restart is not recognised).
-//! - A waiting entry expires when its input's newest event time passes the entry's time +
-//!   `pair_timeout`, or, on a live input, when `pair_timeout` has passed on the wall clock
-//!   since it arrived. The event clock is per stream (each connection, each imported
-//!   input), finer than DESIGN's per input: a device with a skewed clock, an old file, or
-//!   a connection that is read faster than another never expires another's entries.
+//! - A waiting half expires `pair_timeout` after it arrived, measured on its feed's clock
+//!   (below); a paired id is forgotten `pair_timeout` after its pair completed, on the same
+//!   clock.
 //! - Persistence is incremental: [`Pairing::persist`] hands out the entries that arrived
 //!   since its last call and are still waiting, and the persisted entries answered or
 //!   expired since. A pair that completes between two calls never reaches the disk.
+//!
+//! # The clocks, and why
+//!
+//! What must hold (issue #14): one event dated ahead or behind, by any amount, changes the
+//! fate of no other pair on its stream; a Vault clock stepped back by up to an hour, or
+//! forward by any amount, splits no pair whose halves arrive within `pair_timeout` of each
+//! other; live inputs are bounded by the wall clock; `import`, which has no wall clock,
+//! has a rule of its own.
+//!
+//! **Live inputs ([`Feed::Live`]): the wall clock alone.** A half expires once more than
+//! `pair_timeout` has passed on the wall clock since it arrived; event times play no part.
+//! Earlier, a live entry also expired when its stream's newest event time passed the
+//! entry's time + `pair_timeout`. On a live stream such an event clock can only ever expire
+//! an entry *sooner* than the wall clock would, and sooner is what the requirements forbid:
+//! after a Vault clock steps forward, the events that follow are dated after the step, and
+//! any rule that believes them (at once, or once later events confirm it) expires the
+//! requests waiting from before the step, while their responses, written a few
+//! milliseconds later but dated after it, may still be on the way (a busy Vault writes
+//! many events in between). An event clock that never expires sooner than the wall clock
+//! decides nothing the wall clock does not, so there is none. What this gives:
+//! - an event dated ahead or behind by any amount changes only its own span's times;
+//! - a clock step of any size, back or forward, splits no pair whose halves arrive within
+//!   `pair_timeout` of each other: the first half waits that long from its arrival
+//!   whatever any time says;
+//! - the only clock is the wall clock.
+//!
+//! The cost: nothing expires sooner than `pair_timeout` after it arrived, also when a
+//! backlog is read fast, so memory holds what arrives in one `pair_timeout` (waiting halves,
+//! and the ids paired, for duplicates). That is the bound a live stream at that rate has
+//! anyway. In exchange a slow request read from a backlog (both halves arriving together)
+//! still pairs.
+//!
+//! **Replay ([`Feed::Replay`], `import`): each stream's [`EventClock`].** A captured log has
+//! only its events' times. The clock (`clock.rs`) keeps a reference `M`, the highest
+//! median of the stream's last 9 event times, and a progress `E` that rises with `M` but
+//! by at most `pair_timeout / 50` per rise. A half dated `t` starts waiting at
+//! `E + max(0, t − M)` (its own time where it is ahead of the reference; "now" where it is
+//! behind it, as after a step back) and expires once `E` passes that by more than
+//! `pair_timeout`. Halves that arrive before the first median (9 events) start where their
+//! time places them once it is known. Paired ids are forgotten `pair_timeout` of progress
+//! after their pair completed. The argument, for a stream whose real events' times rise
+//! with the moments they were written at (apart from clock steps, and the µs–ms by which
+//! Vault's concurrent writes interleave), and in which fewer than 5 of any 9 consecutive
+//! events are dated ahead of the real ones:
+//! - `M` never exceeds the newest real time read so far: a median of 9 with at most 4
+//!   values above every real one in the window is at most a real one. `E` rises by at most
+//!   what `M` rises. So a half dated `t` (ahead of `M` on arrival; behind it, it waits from
+//!   `M` instead, which is later) expires only once `M` has passed `t + pair_timeout`,
+//!   that is only after a real event dated past `t + pair_timeout` was read.
+//! - *One event dated ahead* is not real: it cannot lift `M` (nor can 4 in 9), so no other
+//!   half expires because of it. *One dated behind* only lowers the median while it is in
+//!   the window, which delays expiry; its own half waits from `E`. So every other pair
+//!   whose halves are within `pair_timeout` of each other stays paired, as without it.
+//! - *A step back* leaves `M` where it was (it never falls) until the times pass it again;
+//!   meanwhile halves wait from `E`, which stands still: nothing waiting is split by it,
+//!   whatever its size. The cost is memory: after a step back by an hour, `import` holds
+//!   that hour's unanswered halves until the times catch up (or the import ends).
+//! - *A step forward* is believed once 5 of 9 events confirm it (one event cannot make
+//!   it), and `M`'s rise across it counts as at most `pair_timeout / 50`, or that once more
+//!   for each event dated inside the step that the median stops on (at most 4). A pair
+//!   straddling it is therefore split only if its halves are more than 98% of
+//!   `pair_timeout` apart in real time (90% in that worst case); pairs on one side of it
+//!   are as above. The same cap means an idle gap counts as `pair_timeout / 50`: a sparse
+//!   log ages its halves more slowly than its times do (they wait longer; none is split
+//!   for it), and a log read from a busy Vault (events ms apart) ages them as its times do.
+//! - Compared with the old rule (the stream's clock = the largest time seen), a half can
+//!   expire only later, never sooner: every pair the old rule kept is kept.
 
 use std::{
     cmp::Reverse,
@@ -20,6 +87,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::clock::EventClock;
 use crate::{
     attr::Attributes,
     event::{AuditEvent, EventKind},
@@ -29,19 +97,18 @@ use crate::{
 /// Index of an input in the order the correlator was told about them.
 pub type InputId = usize;
 
-/// One ordered stream of events with its own event clock: a connection, or a file.
+/// One ordered stream of events: a connection, a file, or an imported input. Replayed
+/// streams have their own event clock.
 pub type StreamId = u64;
 
-/// The stream that restored entries of `input` belong to; its clock never advances, so
-/// they expire on the wall clock (or at the end of an import).
+/// The stream that restored entries of `input` belong to. In a replay its clock never
+/// reads a time, so they expire at the end of the import.
 fn restored_stream(input: InputId) -> StreamId {
     u64::MAX - input as u64
 }
 
-/// Where an event came from: its input (for names and metrics) and the stream whose event
-/// clock expires its entry. Each connection is its own stream, so one audit device that
-/// runs ahead in time (or a connection read faster than another) never expires the entries
-/// of another.
+/// Where an event came from: its input (for names and metrics) and its stream (whose
+/// event clock ages its entry in a replay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Source {
     pub input: InputId,
@@ -58,36 +125,66 @@ impl From<InputId> for Source {
     }
 }
 
-/// A stream's event clock and the event-time deadlines of its entries.
+/// One rise of a replayed stream's reference counts as at most `pair_timeout` divided by
+/// this (see the module doc: a step forward splits no pair within 90% of `pair_timeout`,
+/// 98% unless events are dated inside the step).
+const STEP_DIVISOR: i64 = 50;
+
+/// A replayed stream: its event clock and the deadlines of its entries on the clock's
+/// progress. (Live streams need no state: their entries wait on the wall clock.)
 struct Stream {
-    clock: i64,
+    clock: EventClock,
+    /// (deadline, seq, key): expired once the progress passes the deadline.
     deadlines: BinaryHeap<Reverse<(i64, u64, IdKey)>>,
+    /// (time, seq, key) of entries that arrived before the clock's first reading; anchored
+    /// when it comes (at most [`super::clock::WINDOW`] − 1 events arrive before it).
+    unanchored: Vec<(i64, u64, IdKey)>,
     /// Entries of this stream still waiting.
     entries: usize,
-    /// The connection ended; the stream goes once its last entry does.
+    /// The stream ended; it goes once its last entry does.
     closed: bool,
 }
 
 impl Stream {
-    fn new() -> Stream {
+    fn new(timeout_nanos: i64) -> Stream {
         Stream {
-            clock: i64::MIN,
+            clock: EventClock::new(timeout_nanos / STEP_DIVISOR),
             deadlines: BinaryHeap::new(),
+            unanchored: Vec::new(),
             entries: 0,
             closed: false,
         }
     }
+
+    /// Reads one event's time; anchors the early entries once the clock has its first
+    /// reading.
+    fn observe(&mut self, time: i64, timeout_nanos: i64) {
+        if self.clock.observe(time) {
+            for (time, seq, key) in std::mem::take(&mut self.unanchored) {
+                self.wait(time, seq, key, timeout_nanos);
+            }
+        }
+    }
+
+    /// Schedules the expiry of an entry dated `time` that arrives now.
+    fn wait(&mut self, time: i64, seq: u64, key: IdKey, timeout_nanos: i64) {
+        match self.clock.anchor(time) {
+            Some(start) => {
+                self.deadlines
+                    .push(Reverse((start.saturating_add(timeout_nanos), seq, key)))
+            }
+            None => self.unanchored.push((time, seq, key)),
+        }
+    }
 }
 
-/// How events reach the correlator, which decides whether the wall clock expires entries.
+/// How events reach the correlator, which decides the clock their entries wait on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feed {
-    /// As Vault writes them (the daemon's inputs): an entry also expires once
-    /// `pair_timeout` has passed on the wall clock since it arrived, so an idle stream
-    /// still flushes.
+    /// As Vault writes them (the daemon's inputs): entries wait on the wall clock.
     Live,
-    /// Captured logs read as fast as possible (`import`): only event time counts, and what
-    /// still waits at the end expires then.
+    /// Captured logs read as fast as possible (`import`): entries wait on their stream's
+    /// event clock, and what still waits at the end expires then.
     Replay,
 }
 
@@ -100,14 +197,38 @@ pub struct Settings {
     pub max_span_bytes: usize,
 }
 
+/// The wall clock at one moment, as the caller read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// For deadlines (monotonic).
+    pub instant: Instant,
+    /// The same moment in nanoseconds since the Unix epoch: stored with waiting entries, so
+    /// that their wait continues across a restart.
+    pub unix_nano: i64,
+}
+
+impl Now {
+    /// Reads the wall clock (the correlator does, once per batch and per tick).
+    pub fn read() -> Now {
+        Now {
+            instant: Instant::now(),
+            unix_nano: i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// `instant + duration`, or as far as an `Instant` reaches (a `pair_timeout` of centuries
+/// means "never").
+fn later(instant: Instant, duration: Duration) -> Instant {
+    instant
+        .checked_add(duration)
+        .or_else(|| instant.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(instant)
+}
+
 /// The status message is Vault's `error` string, cut to this (the full text is also the
 /// `error` attribute, under `parse.max_value_bytes`).
 const MAX_STATUS_MESSAGE_BYTES: usize = 8 << 10;
-
-/// Wall clock now, nanoseconds since the epoch.
-fn now_unix_nano() -> i64 {
-    i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
-}
 
 /// The key of an id in the maps: the UUID's bytes, or 16 bytes of SHA-256 for other ids.
 pub type IdKey = [u8; 16];
@@ -142,17 +263,22 @@ pub struct SpanTruncations {
     pub span_bytes: u64,
 }
 
-/// The pairing state machine. Time comes in as arguments so that tests and `import` are
-/// deterministic.
+/// The pairing state machine (see the module doc for its clocks).
 pub struct Pairing {
     settings: Settings,
+    feed: Feed,
     timeout_nanos: i64,
     waiting: HashMap<IdKey, Waiting>,
-    /// Ids paired recently, with the input event time after which they are forgotten.
-    paired: HashMap<IdKey, i64>,
-    paired_order: VecDeque<(i64, StreamId, IdKey)>,
+    /// Ids paired recently, each with the seq of its pairing (so that a stale forget of an
+    /// id paired again since does not forget the newer pairing).
+    paired: HashMap<IdKey, u64>,
+    /// Live: when each paired id is forgotten, in pairing order.
+    paired_live: VecDeque<(Instant, u64, IdKey)>,
+    /// Replay: the progress of its stream past which each paired id is forgotten.
+    paired_replay: VecDeque<(i64, StreamId, u64, IdKey)>,
+    /// Replayed streams' clocks and deadlines.
     streams: HashMap<StreamId, Stream>,
-    /// Wall-clock deadlines in arrival order (live inputs only).
+    /// Live: wall-clock deadlines, in order.
     arrivals: VecDeque<(Instant, u64, IdKey)>,
     next_seq: u64,
     truncations: SpanTruncations,
@@ -163,14 +289,16 @@ pub struct Pairing {
 }
 
 impl Pairing {
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: Settings, feed: Feed) -> Self {
         let timeout_nanos = i64::try_from(settings.pair_timeout.as_nanos()).unwrap_or(i64::MAX);
         Pairing {
             settings,
+            feed,
             timeout_nanos,
             waiting: HashMap::new(),
             paired: HashMap::new(),
-            paired_order: VecDeque::new(),
+            paired_live: VecDeque::new(),
+            paired_replay: VecDeque::new(),
             streams: HashMap::new(),
             arrivals: VecDeque::new(),
             next_seq: 0,
@@ -190,7 +318,8 @@ impl Pairing {
         std::mem::take(&mut self.truncations)
     }
 
-    /// The stream ended (its connection closed): it is forgotten once its entries are.
+    /// The stream ended (its connection closed): its clock is forgotten once its entries
+    /// are.
     pub fn close_stream(&mut self, stream: StreamId) {
         if let Some(s) = self.streams.get_mut(&stream) {
             s.closed = true;
@@ -200,23 +329,21 @@ impl Pairing {
         }
     }
 
-    /// Takes one event; `arrived` is `Some` for live inputs, whose entries also expire on
-    /// the wall clock.
-    pub fn ingest(
-        &mut self,
-        source: impl Into<Source>,
-        event: AuditEvent,
-        arrived: Option<Instant>,
-    ) -> Step {
+    fn stream(&mut self, stream: StreamId) -> &mut Stream {
+        let timeout_nanos = self.timeout_nanos;
+        self.streams
+            .entry(stream)
+            .or_insert_with(|| Stream::new(timeout_nanos))
+    }
+
+    /// Takes one event that arrived at `now`.
+    pub fn ingest(&mut self, source: impl Into<Source>, event: AuditEvent, now: Now) -> Step {
         let source = source.into();
         let key = span::trace_id_for(&event.id);
-        let time = event.time_unix_nano;
-        let stream = self
-            .streams
-            .entry(source.stream)
-            .or_insert_with(Stream::new);
-        if time > stream.clock {
-            stream.clock = time;
+        if self.feed == Feed::Replay {
+            let timeout_nanos = self.timeout_nanos;
+            self.stream(source.stream)
+                .observe(event.time_unix_nano, timeout_nanos);
         }
         if self.paired.contains_key(&key) {
             return Step::Duplicate;
@@ -230,40 +357,46 @@ impl Pairing {
                     (EventKind::Response, Some(request)) => (request, event),
                     (_, None) => unreachable!("entry checked above"),
                 };
-                self.remember_paired(source.stream, key, time.max(request.time_unix_nano));
+                self.remember_paired(source.stream, key, now);
                 Step::Span(Box::new(self.build(Some(request), Some(response))))
             }
             None => {
-                self.insert(source, key, event, arrived, now_unix_nano(), false);
+                let deadline = later(now.instant, self.settings.pair_timeout);
+                self.insert(source, key, event, deadline, now.unix_nano, false);
                 Step::Waiting
             }
         }
     }
 
+    /// Stores a waiting entry. `live_deadline` is when it expires on the wall clock (live
+    /// feed only).
     fn insert(
         &mut self,
         source: Source,
         key: IdKey,
         event: AuditEvent,
-        arrived: Option<Instant>,
+        live_deadline: Instant,
         arrived_unix_nano: i64,
         persisted: bool,
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let deadline = event.time_unix_nano.saturating_add(self.timeout_nanos);
-        let stream = self
-            .streams
-            .entry(source.stream)
-            .or_insert_with(Stream::new);
-        stream.deadlines.push(Reverse((deadline, seq, key)));
-        stream.entries += 1;
-        if let Some(arrived) = arrived {
-            let deadline = arrived + self.settings.pair_timeout;
-            // Live arrivals come in order; restored ones may not, and must not hide behind a
-            // later deadline (at the end when they are in order, so this stays cheap).
-            let at = self.arrivals.partition_point(|(d, _, _)| *d <= deadline);
-            self.arrivals.insert(at, (deadline, seq, key));
+        match self.feed {
+            Feed::Live => {
+                // Live arrivals come in order; restored ones may not, and must not hide
+                // behind a later deadline (at the end when they are in order, so this stays
+                // cheap).
+                let at = self
+                    .arrivals
+                    .partition_point(|(d, _, _)| *d <= live_deadline);
+                self.arrivals.insert(at, (live_deadline, seq, key));
+            }
+            Feed::Replay => {
+                let timeout_nanos = self.timeout_nanos;
+                let stream = self.stream(source.stream);
+                stream.wait(event.time_unix_nano, seq, key, timeout_nanos);
+                stream.entries += 1;
+            }
         }
         if !persisted {
             self.added.push((key, seq));
@@ -293,33 +426,34 @@ impl Pairing {
         Some(w)
     }
 
-    /// Puts back an entry an earlier run persisted. A [`Feed::Live`] feed also expires it on the
-    /// wall clock, counting from when it first arrived: one that is overdue expires at the
-    /// next [`Pairing::expire`].
-    pub fn restore(
-        &mut self,
-        input: InputId,
-        event: AuditEvent,
-        arrived_unix_nano: i64,
-        feed: Feed,
-    ) {
+    /// Puts back an entry an earlier run persisted, at `now`. A live feed expires it on the
+    /// wall clock, counting from when it first arrived (`arrived_unix_nano`): one that is
+    /// overdue expires at the next [`Pairing::expire`]. A replay keeps it until the end.
+    pub fn restore(&mut self, input: InputId, event: AuditEvent, arrived_unix_nano: i64, now: Now) {
         let key = span::trace_id_for(&event.id);
         if self.waiting.contains_key(&key) {
             return;
         }
-        let arrived = (feed == Feed::Live).then(|| {
-            let age = u64::try_from(now_unix_nano().saturating_sub(arrived_unix_nano)).unwrap_or(0);
-            let now = Instant::now();
-            now.checked_sub(Duration::from_nanos(age)).unwrap_or(now)
-        });
+        let age = u64::try_from(now.unix_nano.saturating_sub(arrived_unix_nano)).unwrap_or(0);
+        let left = self
+            .settings
+            .pair_timeout
+            .saturating_sub(Duration::from_nanos(age));
         let source = Source {
             input,
             stream: restored_stream(input),
         };
-        self.insert(source, key, event, arrived, arrived_unix_nano, true);
+        self.insert(
+            source,
+            key,
+            event,
+            later(now.instant, left),
+            arrived_unix_nano,
+            true,
+        );
     }
 
-    /// Streams tracked (connections open, or closed with entries still waiting).
+    /// Streams with an event clock (replayed streams, open or with entries still waiting).
     pub fn streams(&self) -> usize {
         self.streams.len()
     }
@@ -343,52 +477,80 @@ impl Pairing {
         std::mem::take(&mut self.unpersisted)
     }
 
-    fn remember_paired(&mut self, stream: StreamId, key: IdKey, time: i64) {
-        let forget_after = time.saturating_add(self.timeout_nanos);
-        self.paired.insert(key, forget_after);
-        self.paired_order.push_back((forget_after, stream, key));
+    fn remember_paired(&mut self, stream: StreamId, key: IdKey, now: Now) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.paired.insert(key, seq);
+        match self.feed {
+            Feed::Live => {
+                let forget = later(now.instant, self.settings.pair_timeout);
+                self.paired_live.push_back((forget, seq, key));
+            }
+            Feed::Replay => {
+                let progress = self.streams.get(&stream).map_or(0, |s| s.clock.progress());
+                let forget = progress.saturating_add(self.timeout_nanos);
+                self.paired_replay.push_back((forget, stream, seq, key));
+            }
+        }
     }
 
-    /// Expires what the event clocks (and, given `now`, the wall clock) say is overdue,
-    /// appending the spans to `out` in expiry order.
-    pub fn expire(&mut self, now: Option<Instant>, out: &mut Vec<Span>) {
-        let mut overdue = Vec::new();
-        for stream in self.streams.values_mut() {
-            while let Some(&Reverse((deadline, seq, key))) = stream.deadlines.peek() {
-                if deadline >= stream.clock {
-                    break;
+    /// Expires what is overdue at `now` (live) or on the streams' event clocks (replay),
+    /// appending the spans to `out` in expiry order, and forgets paired ids as old.
+    pub fn expire(&mut self, now: Now, out: &mut Vec<Span>) {
+        match self.feed {
+            Feed::Live => {
+                while let Some(&(deadline, seq, key)) = self.arrivals.front() {
+                    if deadline >= now.instant {
+                        break;
+                    }
+                    self.arrivals.pop_front();
+                    self.expire_entry(seq, key, out);
                 }
-                stream.deadlines.pop();
-                overdue.push((deadline, seq, key));
-            }
-        }
-        // Streams are visited in no particular order; expire oldest first.
-        overdue.sort_unstable();
-        for (_, seq, key) in overdue {
-            self.expire_entry(seq, key, out);
-        }
-        if let Some(now) = now {
-            while let Some(&(deadline, seq, key)) = self.arrivals.front() {
-                if deadline > now {
-                    break;
+                while let Some(&(forget, seq, key)) = self.paired_live.front() {
+                    if forget >= now.instant {
+                        break;
+                    }
+                    self.paired_live.pop_front();
+                    self.forget_paired(key, seq);
                 }
-                self.arrivals.pop_front();
-                self.expire_entry(seq, key, out);
+            }
+            Feed::Replay => {
+                let mut overdue = Vec::new();
+                for stream in self.streams.values_mut() {
+                    let progress = stream.clock.progress();
+                    while let Some(&Reverse((deadline, seq, key))) = stream.deadlines.peek() {
+                        if deadline >= progress {
+                            break;
+                        }
+                        stream.deadlines.pop();
+                        overdue.push((deadline, seq, key));
+                    }
+                }
+                // Streams are visited in no particular order; expire oldest first.
+                overdue.sort_unstable();
+                for (_, seq, key) in overdue {
+                    self.expire_entry(seq, key, out);
+                }
+                while let Some(&(forget, stream, seq, key)) = self.paired_replay.front() {
+                    // A stream that is gone forgets its pairs: nothing can repeat on it
+                    // any more.
+                    if self
+                        .streams
+                        .get(&stream)
+                        .is_some_and(|s| forget >= s.clock.progress())
+                    {
+                        break;
+                    }
+                    self.paired_replay.pop_front();
+                    self.forget_paired(key, seq);
+                }
             }
         }
-        while let Some(&(forget_after, stream, key)) = self.paired_order.front() {
-            // A stream that is gone forgets its pairs: nothing can repeat on it any more.
-            if self
-                .streams
-                .get(&stream)
-                .is_some_and(|s| forget_after >= s.clock)
-            {
-                break;
-            }
-            self.paired_order.pop_front();
-            if self.paired.get(&key) == Some(&forget_after) {
-                self.paired.remove(&key);
-            }
+    }
+
+    fn forget_paired(&mut self, key: IdKey, seq: u64) {
+        if self.paired.get(&key) == Some(&seq) {
+            self.paired.remove(&key);
         }
     }
 
@@ -403,7 +565,10 @@ impl Pairing {
         for (_, seq, key) in entries {
             self.expire_entry(seq, key, out);
         }
-        self.streams.values_mut().for_each(|s| s.deadlines.clear());
+        for stream in self.streams.values_mut() {
+            stream.deadlines.clear();
+            stream.unanchored.clear();
+        }
         self.arrivals.clear();
     }
 
@@ -622,6 +787,37 @@ mod tests {
         span.attributes.get(key).map(|v| v.to_value())
     }
 
+    /// The wall clock `ms` milliseconds after the test's start.
+    fn at(ms: u64) -> Now {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(Instant::now);
+        Now {
+            instant: start + Duration::from_millis(ms),
+            unix_nano: 1_741_708_800_000_000_000 + ms as i64 * MS,
+        }
+    }
+
+    /// Replay with entries at times 0, 1, 2, … ms on stream 0 until its clock has its first
+    /// reading (the ids are `fill-N`, requests, never answered).
+    fn replay_started() -> Pairing {
+        let mut p = Pairing::new(settings(), Feed::Replay);
+        for n in 0..super::super::clock::WINDOW as i64 {
+            p.ingest(0, req(&format!("fill-{n}"), n), at(0));
+        }
+        p
+    }
+
+    fn expired(p: &mut Pairing, now: Now) -> Vec<String> {
+        let mut out = Vec::new();
+        p.expire(now, &mut out);
+        out.iter()
+            .map(|s| match attr(s, "vault.request.id") {
+                Some(AttrValue::Str(id)) => id,
+                other => panic!("no id: {other:?}"),
+            })
+            .collect()
+    }
+
     fn persisted(p: &mut Pairing) -> (Vec<String>, Vec<IdKey>) {
         let mut put = Vec::new();
         let removed = p.persist(|_, _, _, e| put.push(e.id.clone()));
@@ -630,13 +826,13 @@ mod tests {
 
     #[test]
     fn persistence_is_incremental_and_pairs_within_a_window_never_persist() {
-        let mut p = Pairing::new(settings());
-        p.ingest(0, req("quick", 1_000), None);
-        span(p.ingest(0, resp("quick", 1_001), None));
-        p.ingest(0, req("slow", 1_000), None);
+        let mut p = Pairing::new(settings(), Feed::Live);
+        p.ingest(0, req("quick", 1_000), at(0));
+        span(p.ingest(0, resp("quick", 1_001), at(0)));
+        p.ingest(0, req("slow", 1_000), at(0));
         assert_eq!(persisted(&mut p), (vec!["slow".to_owned()], vec![]));
         assert_eq!(persisted(&mut p), (vec![], vec![]), "nothing new");
-        span(p.ingest(0, resp("slow", 1_500), None));
+        span(p.ingest(0, resp("slow", 1_500), at(0)));
         assert_eq!(
             persisted(&mut p),
             (vec![], vec![span::trace_id_for("slow")])
@@ -645,10 +841,11 @@ mod tests {
 
     #[test]
     fn restored_entries_pair_and_expire() {
-        let mut p = Pairing::new(settings());
-        p.restore(0, req("before-restart", 1_000), now_unix_nano(), Feed::Live);
+        let mut p = Pairing::new(settings(), Feed::Live);
+        let now = at(1_000);
+        p.restore(0, req("before-restart", 1_000), now.unix_nano, now);
         assert_eq!(p.pending(), 1);
-        let s = span(p.ingest(0, resp("before-restart", 1_020), None));
+        let s = span(p.ingest(0, resp("before-restart", 1_020), now));
         assert_eq!(s.outcome, Outcome::Paired);
         assert_eq!(s.duration_nanos(), 20 * MS);
         assert_eq!(
@@ -657,19 +854,20 @@ mod tests {
         );
 
         // Arrived long ago on the wall clock: overdue at once after the restart.
-        let old = now_unix_nano() - 60_000 * MS;
-        p.restore(0, req("expired-while-down", 1_000), old, Feed::Live);
-        let mut out = Vec::new();
-        p.expire(Some(Instant::now()), &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].outcome, Outcome::ResponseMissing);
+        let old = now.unix_nano - 60_000 * MS;
+        p.restore(0, req("expired-while-down", 1_000), old, now);
+        // Arrived 4 s before the restart: 6 s left.
+        p.restore(0, req("recent", 1_000), now.unix_nano - 4_000 * MS, now);
+        assert_eq!(expired(&mut p, at(1_001)), ["expired-while-down"]);
+        assert!(expired(&mut p, at(7_000)).is_empty());
+        assert_eq!(expired(&mut p, at(7_001)), ["recent"]);
     }
 
     #[test]
     fn pairs_in_either_order() {
-        let mut p = Pairing::new(settings());
-        assert_eq!(p.ingest(0, req("a", 1000), None), Step::Waiting);
-        let s = span(p.ingest(0, resp("a", 1012), None));
+        let mut p = Pairing::new(settings(), Feed::Live);
+        assert_eq!(p.ingest(0, req("a", 1000), at(0)), Step::Waiting);
+        let s = span(p.ingest(0, resp("a", 1012), at(0)));
         assert_eq!(s.outcome, Outcome::Paired);
         assert_eq!(s.duration_nanos(), 12 * MS);
         assert_eq!(s.name, "read kv/");
@@ -687,57 +885,77 @@ mod tests {
         );
         assert_eq!(attr(&s, "type"), Some(AttrValue::Str("response".into())));
 
-        assert_eq!(p.ingest(0, resp("b", 2010), None), Step::Waiting);
-        let s = span(p.ingest(0, req("b", 2000), None));
+        assert_eq!(p.ingest(0, resp("b", 2010), at(0)), Step::Waiting);
+        let s = span(p.ingest(0, req("b", 2000), at(0)));
         assert_eq!((s.start_unix_nano, s.end_unix_nano), (2000 * MS, 2010 * MS));
         assert_eq!(p.pending(), 0);
     }
 
+    /// Repeats of a waiting or recently paired id are duplicates; a paired id is forgotten
+    /// `pair_timeout` after its pair, on the wall clock (live) or the event clock (replay).
     #[test]
     fn repeats_are_duplicates_while_waiting_and_after_pairing() {
-        let mut p = Pairing::new(settings());
-        p.ingest(0, req("a", 1000), None);
-        assert_eq!(p.ingest(0, req("a", 1001), None), Step::Duplicate);
-        span(p.ingest(0, resp("a", 1002), None));
-        assert_eq!(p.ingest(0, resp("a", 1003), None), Step::Duplicate);
-        assert_eq!(p.ingest(0, req("a", 1004), None), Step::Duplicate);
-        // Forgotten once the event clock passes the pair time + pair_timeout.
-        p.ingest(0, req("later", 12_000), None);
-        let mut out = Vec::new();
-        p.expire(None, &mut out);
-        assert_eq!(p.ingest(0, req("a", 12_001), None), Step::Waiting);
+        let mut p = Pairing::new(settings(), Feed::Live);
+        p.ingest(0, req("a", 1000), at(0));
+        assert_eq!(p.ingest(0, req("a", 1001), at(0)), Step::Duplicate);
+        span(p.ingest(0, resp("a", 1002), at(100)));
+        assert_eq!(p.ingest(0, resp("a", 1003), at(200)), Step::Duplicate);
+        // Event times do not matter on a live feed.
+        assert_eq!(p.ingest(0, req("a", 99_000), at(200)), Step::Duplicate);
+        assert!(expired(&mut p, at(10_100)).is_empty());
+        assert_eq!(p.ingest(0, req("a", 1004), at(10_100)), Step::Duplicate);
+        expired(&mut p, at(10_101));
+        assert_eq!(p.ingest(0, req("a", 1005), at(10_101)), Step::Waiting);
+
+        let mut p = replay_started();
+        p.ingest(0, req("a", 100), at(0));
+        span(p.ingest(0, resp("a", 101), at(0)));
+        // 0.1 s apart: the clock's progress follows the times (lagging 4 events).
+        for n in 1..=50 {
+            p.ingest(0, req(&format!("later-{n}"), 100 * n), at(0));
+        }
+        expired(&mut p, at(0));
+        assert_eq!(p.ingest(0, req("a", 5_000), at(0)), Step::Duplicate);
+        for n in 51..=120 {
+            p.ingest(0, req(&format!("later-{n}"), 100 * n), at(0));
+        }
+        expired(&mut p, at(0));
+        assert_eq!(p.ingest(0, req("a", 20_000), at(0)), Step::Waiting);
     }
 
+    /// In a replay a half expires once its stream's event clock has passed its time by more
+    /// than `pair_timeout`; another stream's clock does not count.
     #[test]
-    fn event_clock_expires_per_input() {
-        let mut p = Pairing::new(settings());
-        p.ingest(0, req("old", 1_000), None);
-        p.ingest(1, resp("orphan", 1_000), None);
+    fn replay_expires_on_each_streams_event_clock() {
+        let mut p = replay_started();
+        p.ingest(0, req("old", 1_000), at(0));
+        p.ingest(1, resp("orphan", 1_000), at(0));
+        // Input 1 moves far ahead (0.2 s a step, so that each rise counts whole); input 0's
+        // entries must not expire because of it.
+        for n in 0..80 {
+            p.ingest(1, req(&format!("x-{n}"), 200 * n), at(0));
+        }
+        let gone = expired(&mut p, at(0));
+        assert!(gone.contains(&"orphan".to_owned()), "{gone:?}");
+        assert!(!gone.contains(&"old".to_owned()), "{gone:?}");
+        // Input 0's own clock moves past 11 s, 0.2 s at a time: "old" goes.
+        for n in 10..70 {
+            p.ingest(0, req(&format!("y-{n}"), 200 * n), at(0));
+        }
+        let gone = expired(&mut p, at(0));
+        assert!(gone.contains(&"old".to_owned()), "{gone:?}");
         let mut out = Vec::new();
-        // Input 1 moves far ahead; input 0's entry must not expire because of it.
-        p.ingest(1, req("x", 50_000), None);
-        p.expire(None, &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].outcome, Outcome::RequestMissing);
-        assert_eq!(out[0].start_unix_nano, out[0].end_unix_nano);
-        // Exactly at the deadline nothing expires; past it, it does.
-        p.ingest(0, req("y", 11_000), None);
-        p.expire(None, &mut out);
-        assert_eq!(out.len(), 1);
-        p.ingest(0, req("z", 11_001), None);
-        p.expire(None, &mut out);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[1].outcome, Outcome::ResponseMissing);
-        assert_eq!(out[1].duration_nanos(), 0);
+        p.expire_all(&mut out);
         assert_eq!(
-            attr(&out[1], "auditspan.outcome"),
+            attr(&out[0], "auditspan.outcome"),
             Some(AttrValue::Str("response_missing".into()))
         );
+        assert_eq!(out[0].duration_nanos(), 0);
     }
 
     #[test]
     fn a_stream_running_ahead_does_not_expire_another_streams_entries() {
-        let mut p = Pairing::new(settings());
+        let mut p = replay_started();
         let a = Source {
             input: 0,
             stream: 10,
@@ -746,50 +964,118 @@ mod tests {
             input: 0,
             stream: 11,
         };
-        p.ingest(a, req("slow-stream", 1_000), None);
-        p.ingest(b, req("x", 50_000), None);
-        let mut out = Vec::new();
-        p.expire(None, &mut out);
+        p.ingest(a, req("slow-stream", 1_000), at(0));
+        for n in 0..80 {
+            p.ingest(b, req(&format!("x-{n}"), 200 * n), at(0));
+        }
+        let gone = expired(&mut p, at(0));
         assert!(
-            out.is_empty(),
+            !gone.contains(&"slow-stream".to_owned()),
             "stream b's clock does not expire stream a's entry"
         );
         // Its response on the fast stream still pairs.
-        let s = span(p.ingest(b, resp("slow-stream", 1_005), None));
+        let s = span(p.ingest(b, resp("slow-stream", 1_005), at(0)));
         assert_eq!(s.outcome, Outcome::Paired);
         // A closed stream is dropped once its entries are gone.
+        let streams = p.streams();
         p.close_stream(a.stream);
-        assert_eq!(p.streams(), 1);
-        p.ingest(a, req("late", 60_000), None);
+        assert_eq!(p.streams(), streams - 1);
+        p.ingest(a, req("late", 60_000), at(0));
         p.close_stream(a.stream);
-        assert_eq!(p.streams(), 2, "kept while an entry waits");
-        span(p.ingest(b, resp("late", 60_001), None));
-        assert_eq!(p.streams(), 1);
+        assert_eq!(p.streams(), streams, "kept while an entry waits");
+        span(p.ingest(b, resp("late", 60_001), at(0)));
+        assert_eq!(p.streams(), streams - 1);
     }
 
     #[test]
     fn wall_clock_expires_idle_live_entries() {
-        let mut p = Pairing::new(settings());
-        let t0 = Instant::now();
-        p.ingest(0, req("idle", 1_000), Some(t0));
-        let mut out = Vec::new();
-        p.expire(Some(t0 + Duration::from_secs(9)), &mut out);
-        assert!(out.is_empty());
-        p.expire(Some(t0 + Duration::from_secs(10)), &mut out);
-        assert_eq!(out.len(), 1);
+        let mut p = Pairing::new(settings(), Feed::Live);
+        p.ingest(0, req("idle", 1_000), at(0));
+        assert!(expired(&mut p, at(9_000)).is_empty());
+        assert!(
+            expired(&mut p, at(10_000)).is_empty(),
+            "exactly pair_timeout: waits"
+        );
+        assert_eq!(expired(&mut p, at(10_001)), ["idle"]);
         // A stale queue entry of a since-paired id does nothing.
-        p.ingest(0, req("paired", 1_000), Some(t0));
-        span(p.ingest(0, resp("paired", 1_001), Some(t0)));
-        p.expire(Some(t0 + Duration::from_secs(60)), &mut out);
-        assert_eq!(out.len(), 1);
+        p.ingest(0, req("paired", 1_000), at(0));
+        span(p.ingest(0, resp("paired", 1_001), at(0)));
+        assert!(expired(&mut p, at(60_000)).is_empty());
+    }
+
+    /// A live half waits `pair_timeout` of wall time whatever the times of the events
+    /// around it say: one dated 2099, or a stream stepped back by an hour.
+    #[test]
+    fn live_expiry_ignores_event_times() {
+        let mut p = Pairing::new(settings(), Feed::Live);
+        let year_2099 = 4_102_444_800_000;
+        p.ingest(0, req("before", 1_000_000), at(0));
+        p.ingest(0, req("outlier", year_2099), at(1));
+        p.ingest(0, req("stepped-back", 1_000_000 - 3_600_000), at(2));
+        assert!(expired(&mut p, at(9_999)).is_empty());
+        assert_eq!(
+            span(p.ingest(0, resp("before", 1_000_005), at(9_999))).outcome,
+            Outcome::Paired
+        );
+        assert_eq!(
+            span(p.ingest(0, resp("stepped-back", 1_000_000 - 3_599_990), at(9_999))).outcome,
+            Outcome::Paired
+        );
+        assert_eq!(expired(&mut p, at(10_002)), ["outlier"]);
+    }
+
+    /// In a replay, an event dated far ahead moves nothing, a step back expires nothing, and
+    /// a pair across a step forward still pairs.
+    #[test]
+    fn replay_survives_an_outlier_and_steps() {
+        let mut p = replay_started();
+        let mut time = 100;
+        let mut next = |step: i64| {
+            time += step;
+            time
+        };
+        p.ingest(0, req("across-outlier", next(1)), at(0));
+        p.ingest(0, req("outlier", 4_102_444_800_000), at(0));
+        p.ingest(0, req("before-back", next(1)), at(0));
+        for n in 0..20 {
+            p.ingest(0, req(&format!("a-{n}"), next(1)), at(0));
+        }
+        assert!(
+            expired(&mut p, at(0))
+                .iter()
+                .all(|id| id.starts_with("fill-"))
+        );
+        // Back by an hour.
+        let back = next(-3_600_000);
+        p.ingest(0, req("after-back", back), at(0));
+        for n in 0..20 {
+            p.ingest(0, req(&format!("b-{n}"), next(1)), at(0));
+        }
+        assert!(expired(&mut p, at(0)).is_empty());
+        // Forward by a day.
+        p.ingest(0, req("across-forward", next(1)), at(0));
+        next(86_400_000);
+        for n in 0..20 {
+            p.ingest(0, req(&format!("c-{n}"), next(1)), at(0));
+        }
+        assert!(expired(&mut p, at(0)).is_empty());
+        for id in [
+            "across-outlier",
+            "before-back",
+            "after-back",
+            "across-forward",
+        ] {
+            let s = span(p.ingest(0, resp(id, next(1)), at(0)));
+            assert_eq!(s.outcome, Outcome::Paired, "{id}");
+        }
     }
 
     #[test]
     fn expire_all_is_ordered_by_time() {
-        let mut p = Pairing::new(settings());
-        p.ingest(0, req("c", 3_000), None);
-        p.ingest(0, req("a", 1_000), None);
-        p.ingest(0, resp("b", 2_000), None);
+        let mut p = Pairing::new(settings(), Feed::Live);
+        p.ingest(0, req("c", 3_000), at(0));
+        p.ingest(0, req("a", 1_000), at(0));
+        p.ingest(0, resp("b", 2_000), at(0));
         let mut out = Vec::new();
         p.expire_all(&mut out);
         let ids: Vec<_> = out.iter().map(|s| attr(s, "vault.request.id")).collect();
@@ -799,9 +1085,9 @@ mod tests {
 
     #[test]
     fn clock_skew_gives_zero_duration() {
-        let mut p = Pairing::new(settings());
-        p.ingest(0, req("a", 1_000), None);
-        let s = span(p.ingest(0, resp("a", 990), None));
+        let mut p = Pairing::new(settings(), Feed::Live);
+        p.ingest(0, req("a", 1_000), at(0));
+        let s = span(p.ingest(0, resp("a", 990), at(0)));
         assert_eq!(s.duration_nanos(), 0);
         assert_eq!(
             attr(&s, "auditspan.clock_skew"),
@@ -811,14 +1097,14 @@ mod tests {
 
     #[test]
     fn errors_and_traceparent() {
-        let mut p = Pairing::new(settings());
+        let mut p = Pairing::new(settings(), Feed::Live);
         let mut q = req("5f9a2c3e-0000-0000-0000-000000000001", 1_000);
         q.error = Some("permission denied".into());
         q.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
         let mut r = resp("5f9a2c3e-0000-0000-0000-000000000001", 1_001);
         r.error = Some("1 error occurred:\n\t* permission denied\n\n".into());
-        p.ingest(0, q, None);
-        let s = span(p.ingest(0, r, None));
+        p.ingest(0, q, at(0));
+        let s = span(p.ingest(0, r, at(0)));
         assert_eq!(
             s.status,
             Status::Error("1 error occurred:\n\t* permission denied\n\n".into())
@@ -833,14 +1119,21 @@ mod tests {
             span::span_id_for("5f9a2c3e-0000-0000-0000-000000000001")
         );
 
-        let mut off = Pairing::new(Settings {
-            join_traceparent: false,
-            ..settings()
-        });
+        let mut off = Pairing::new(
+            Settings {
+                join_traceparent: false,
+                ..settings()
+            },
+            Feed::Live,
+        );
         let mut q = req("5f9a2c3e-0000-0000-0000-000000000002", 1_000);
         q.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
-        off.ingest(0, q, None);
-        let s = span(off.ingest(0, resp("5f9a2c3e-0000-0000-0000-000000000002", 1_001), None));
+        off.ingest(0, q, at(0));
+        let s = span(off.ingest(
+            0,
+            resp("5f9a2c3e-0000-0000-0000-000000000002", 1_001),
+            at(0),
+        ));
         assert_eq!(span::hex(&s.trace_id), "5f9a2c3e000000000000000000000002");
         assert_eq!(s.parent_span_id, None);
     }
@@ -896,19 +1189,22 @@ mod tests {
 
     #[test]
     fn span_limits_hold() {
-        let mut p = Pairing::new(Settings {
-            max_attributes: 2,
-            max_span_bytes: 64,
-            ..settings()
-        });
+        let mut p = Pairing::new(
+            Settings {
+                max_attributes: 2,
+                max_span_bytes: 64,
+                ..settings()
+            },
+            Feed::Live,
+        );
         let mut q = req("a", 1_000);
         q.attributes.push_str("big", &"x".repeat(1000)).unwrap();
-        p.ingest(0, q, None);
+        p.ingest(0, q, at(0));
         let mut r = resp("a", 1_001);
         r.attributes = std::iter::once(("huge".to_owned(), AttrValue::Str("y".repeat(1000))))
             .chain(r.attributes.to_vec())
             .collect();
-        let s = span(p.ingest(0, r, None));
+        let s = span(p.ingest(0, r, at(0)));
         let event_attrs: Vec<_> = s.attributes.iter().take(s.attributes.len() - 2).collect();
         assert_eq!(event_attrs.len(), 2);
         assert!(

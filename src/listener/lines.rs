@@ -65,35 +65,61 @@ impl LineHandler {
     }
 
     pub fn handle(&mut self, frame: Frame<'_>) {
-        self.received.increment(1);
-        self.counts.received += 1;
         match frame {
-            Frame::Line(line) => match parse_line(line, &self.prefix, &self.limits) {
-                Ok(Parsed::Event(event)) => {
-                    let t = event.truncations;
-                    for (counter, n) in
-                        self.truncated
-                            .iter()
-                            .zip([t.depth, t.attributes, t.value_bytes])
-                    {
-                        if n > 0 {
-                            counter.increment(u64::from(n));
-                        }
-                    }
-                    self.counts.events += 1;
-                    self.events.push(*event);
-                }
-                Ok(Parsed::AuditTest) => {
-                    self.counts.audit_test += 1;
-                    self.audit_test.increment(1);
-                }
-                Err(err) => self.reject(err.reason, line.to_vec(), line.len(), &err.detail),
-            },
+            Frame::Line(line) => self.handle_wrapped(line, line, &[]),
             Frame::TooLong { head, len } => {
+                self.received.increment(1);
+                self.counts.received += 1;
                 let detail = format!("longer than max_line_bytes ({len} bytes)");
                 self.reject(InvalidReason::TooLong, head, len, &detail);
             }
         }
+    }
+
+    /// One line that came wrapped (a syslog message): `payload` is what is parsed, `whole`
+    /// what a rejection dead-letters, and `extra` attributes (`syslog.hostname`, ...) are
+    /// added to the event, each cut to `parse.max_value_bytes`, unless the event has
+    /// that key already.
+    pub fn handle_wrapped(&mut self, whole: &[u8], payload: &[u8], extra: &[(&str, &str)]) {
+        self.received.increment(1);
+        self.counts.received += 1;
+        match parse_line(payload, &self.prefix, &self.limits) {
+            Ok(Parsed::Event(mut event)) => {
+                for (key, value) in extra {
+                    if event.attributes.contains_key(key) {
+                        continue;
+                    }
+                    let mut cut = (*value).len().min(self.limits.max_value_bytes);
+                    while !value.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    // Full only past u32::MAX bytes of text: the attribute is then left out.
+                    event.attributes.push_str(key, &value[..cut]).ok();
+                }
+                let t = event.truncations;
+                for (counter, n) in
+                    self.truncated
+                        .iter()
+                        .zip([t.depth, t.attributes, t.value_bytes])
+                {
+                    if n > 0 {
+                        counter.increment(u64::from(n));
+                    }
+                }
+                self.counts.events += 1;
+                self.events.push(*event);
+            }
+            Ok(Parsed::AuditTest) => {
+                self.counts.audit_test += 1;
+                self.audit_test.increment(1);
+            }
+            Err(err) => self.reject(err.reason, whole.to_vec(), whole.len(), &err.detail),
+        }
+    }
+
+    /// Whether events or rejected lines wait to be taken.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.rejected.is_empty()
     }
 
     fn reject(&mut self, reason: InvalidReason, line: Vec<u8>, len: usize, detail: &str) {

@@ -13,13 +13,28 @@
 //! A new input type adds a variant to [`BoundInput`], binds in [`bind`] (before anything
 //! runs, so a bad address or path stops the daemon at start) and runs its accept or read
 //! loop in [`BoundInput::run`], reporting to `/readyz` whether it listens.
+//!
+//! The network inputs (issue #11) add: `tcp.rs` (Vault's socket device over TCP, like
+//! unix), `datagram.rs` (the one receive loop of every datagram socket: udp, and syslog on
+//! udp or a unix datagram socket), `udp.rs`, `syslog.rs` (syslog header → JSON, and
+//! syslog over TCP with `octet.rs`'s RFC 6587 framer), `http.rs` (OpenBao's http device,
+//! acknowledged after the commit) and `peers.rs` (a stream per datagram peer or http
+//! client, and the delivery of events of several streams).
 
+pub mod datagram;
+pub mod http;
 pub mod lines;
+pub mod octet;
+pub mod peers;
+pub mod syslog;
+pub mod tcp;
+pub mod udp;
 pub mod unix;
 
 use std::{
     future::Future,
     io,
+    net::SocketAddr,
     path::PathBuf,
     sync::{
         Arc,
@@ -30,7 +45,10 @@ use std::{
 
 use actix::prelude::*;
 use memchr::memchr;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt},
+    sync::watch,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, warn};
 
@@ -41,6 +59,7 @@ use crate::{
     correlate::{Correlator, Ingest, InputId, Source, StreamClosed, StreamId},
     deadletter::{DeadLetter, WriteLines},
     event::ParseLimits,
+    queue::actor::QueueState,
     telemetry::ready::InputReporter,
 };
 
@@ -60,17 +79,47 @@ pub enum ListenerError {
         #[source]
         source: io::Error,
     },
+    /// A network input could not bind its address (in use, not an address of this host,
+    /// a privileged port).
+    #[error("input {input}: cannot listen on {address}: {source}")]
+    Bind {
+        input: String,
+        address: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The http input's bearer token variable is unset, empty or not UTF-8.
+    #[error(
+        "input {input}: environment variable {var} (auth_token_env) is not set, empty or not UTF-8"
+    )]
+    AuthToken { input: String, var: String },
+    /// The http input's certificate or key could not be read or used.
+    #[error("input {input}: TLS {path}: {reason}")]
+    Tls {
+        input: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// An input whose socket or file is bound, ready to run.
 pub enum BoundInput {
     Unix(unix::Bound),
+    Tcp(tcp::Bound),
+    Udp(datagram::Bound),
+    /// Boxed: it carries the TLS configuration.
+    Http(Box<http::Bound>),
+    Syslog(syslog::Bound),
 }
 
 /// Binds the input `config` describes.
 pub fn bind(config: &InputConfig) -> Result<BoundInput, ListenerError> {
-    match config.kind {
-        InputKind::Unix => Ok(BoundInput::Unix(unix::bind(&config.path, config.mode)?)),
+    match &config.kind {
+        InputKind::Unix(u) => Ok(BoundInput::Unix(unix::bind(&u.path, u.mode)?)),
+        InputKind::Tcp(address) => Ok(BoundInput::Tcp(tcp::bind(&config.name, *address)?)),
+        InputKind::Udp(address) => Ok(BoundInput::Udp(udp::bind(config, *address)?)),
+        InputKind::Http(settings) => Ok(BoundInput::Http(Box::new(http::bind(config, settings)?))),
+        InputKind::Syslog(settings) => Ok(BoundInput::Syslog(syslog::bind(config, settings)?)),
     }
 }
 
@@ -80,6 +129,10 @@ impl BoundInput {
     pub async fn run(self, ctx: InputContext, ready: InputReporter) {
         match self {
             BoundInput::Unix(bound) => unix::run(bound, ctx, ready).await,
+            BoundInput::Tcp(bound) => tcp::run(bound, ctx, ready).await,
+            BoundInput::Udp(bound) => udp::run(bound, ctx, ready).await,
+            BoundInput::Http(bound) => http::run(*bound, ctx, ready).await,
+            BoundInput::Syslog(bound) => syslog::run(bound, ctx, ready).await,
         }
     }
 }
@@ -99,6 +152,8 @@ pub struct InputContext {
     pub shutdown: Shutdown,
     /// Where connections are read.
     pub readers: Readers,
+    /// What the queue publishes: the http input answers 503 while it refuses writes.
+    pub queue_state: watch::Receiver<QueueState>,
 }
 
 impl InputContext {
@@ -191,12 +246,12 @@ pub fn new_stream() -> StreamId {
 }
 
 /// Bytes read from a stream at a time, at most.
-const READ_CHUNK: usize = 256 * 1024;
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
 /// At shutdown, a stream silent this long has nothing more to give.
-const DRAIN_IDLE: Duration = Duration::from_millis(100);
+pub(crate) const DRAIN_IDLE: Duration = Duration::from_millis(100);
 /// At shutdown, the longest a stream is still read.
-const DRAIN_MAX: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_MAX: Duration = Duration::from_secs(2);
 
 /// The one read loop: reads a byte stream, frames it, parses each line and delivers the
 /// events and rejected lines after every read (or, with [`StreamReader::batch_lines`],

@@ -38,12 +38,14 @@ pub struct CommitRefused {
 /// How often a failed queue tries to reopen its database.
 const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Up to `max` spans after sequence `after`, in order.
+/// Up to `max` spans after sequence `after`, in order, stopping once they hold
+/// `max_bytes` (at least one span).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<(u64, Vec<u8>)>, QueueError>")]
 pub struct Read {
     pub after: u64,
     pub max: usize,
+    pub max_bytes: usize,
 }
 
 /// `sink` has every span up to `seq`.
@@ -245,7 +247,9 @@ impl Handler<Read> for SpanQueue {
     type Result = Result<Vec<(u64, Vec<u8>)>, QueueError>;
 
     fn handle(&mut self, msg: Read, _: &mut Self::Context) -> Self::Result {
-        let spans = self.store.read_after(msg.after, msg.max);
+        let spans = self
+            .store
+            .read_after_within(msg.after, msg.max, msg.max_bytes);
         if let Err(err) = &spans {
             warn!(error = %err, "Reading the queue failed.");
         }

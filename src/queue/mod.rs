@@ -7,41 +7,85 @@
 //! thread. Spans are opaque byte strings here (one encoded span each, ≤
 //! [`MAX_SPAN_BYTES`]); encoding them is [`crate::span`]'s business.
 //!
+//! ## Why segments
+//! sled 0.34 keeps every page it wrote in memory until the page is read back or deleted
+//! (its LRU evicts only once one of its 256 shards has collected 64 accesses, which a
+//! queue's few large records never do), so one database grew by about 1 MiB of RSS per MB
+//! queued. Closing a database frees it. So the queue (format 2) is a row of sled
+//! databases, *segments*, in `<data_dir>/queue/`, each named by the first sequence it may
+//! hold: the newest, the **active** segment, takes every write; once
+//! [`StoreOptions::segment_bytes`] (`queue.segment_bytes`, 8 MiB) of span records went into
+//! it, the next commit first closes it and opens the next one. A sink behind the active
+//! segment reads a **closed** segment by opening it (one at a time); a closed segment that
+//! every sink has passed is deleted whole, which gives its disk space back. So what sled
+//! holds in memory is at most about two segments, whatever the backlog, and `max_bytes`
+//! bounds the disk only.
+//!
 //! ## Design constraints
 //! - **Durable before offered.** [`QueueStore::commit`] writes one commit window — its
 //!   spans, the waiting entries still open, the removals of those answered, the input
-//!   checkpoints — as ONE atomic sled batch and flushes (fsync) before it returns; only
-//!   then may the spans be offered to sinks. A crash loses nothing a commit returned `Ok`
-//!   for, and never leaves half a window.
+//!   checkpoints, the committed sequence — as ONE atomic sled batch into the active
+//!   segment and flushes (fsync) before it returns; only then may the spans be offered to
+//!   sinks. A crash loses nothing a commit returned `Ok` for, and never leaves half a
+//!   window. Everything that is not a span lives in the active segment only, so no window
+//!   ever spans two databases.
+//! - **Carried forward at rotation.** A new segment's first batch, its *base*, holds
+//!   everything the queue knows besides spans: format, `db_id`, its first sequence, the
+//!   committed sequence, the released watermark, every cursor, every waiting entry and
+//!   input checkpoint (copied from the old active segment), the record index of every
+//!   closed segment still holding kept spans, the skipped records, and last the `base`
+//!   marker — one atomic batch, flushed, and the queue directory fsynced, before the old
+//!   segment is dropped. Closed segments are never written again.
+//! - **Recovery is exact.** At open the newest segment with a `base` is the active one and
+//!   its contents are the whole state: a newer segment without `base` was being created
+//!   when the process stopped and holds nothing but part of a base (spans are written only
+//!   after the base is flushed), so it is removed — but only when an older segment exists
+//!   and the manifest never recorded a sequence that segment would hold; otherwise it is an
+//!   error. The old active segment had everything up to its last flush (each commit
+//!   flushes), so the state is the one of the last commit, with cursors at worst as of the
+//!   last flush (at least once). A crash after the base flush finds the new segment
+//!   complete. Every closed segment the index names and that holds kept spans must be
+//!   there, else the open fails ([`QueueError::Missing`]).
 //! - **Deleted only when passed by every sink**, or dropped by `drop_oldest` (counted).
 //!   A sink's cursor is the last sequence it acknowledged; a record (a run of spans) is
-//!   deleted when every cursor is at or past its last span. A cursor not in
-//!   [`QueueStore::set_sinks`] is deleted, so a sink removed from the config stops holding
-//!   spans back; a new sink starts at the oldest span kept. With no sinks nothing is
-//!   released.
-//! - **At least once.** Acks are written but not flushed (the next commit's flush, or
-//!   sled's own 500 ms flusher, makes them durable): a crash can only move a cursor back.
+//!   released when every cursor is at or past its last span, and the *released watermark*
+//!   (meta `released`) moves past it in the same batch as the ack; records are always
+//!   released oldest first, so the watermark says exactly which are gone. A closed segment
+//!   whose last sequence is at or below the watermark is deleted whole, after a flush made
+//!   the watermark durable. A cursor not in [`QueueStore::set_sinks`] is deleted, so a
+//!   sink removed from the config stops holding spans back; a new sink starts at the oldest
+//!   span kept. With no sinks nothing is released.
+//! - **At least once.** Acks are written but not flushed (the next commit's flush, a
+//!   deletion's flush, or sled's own 500 ms flusher, makes them durable): a crash can only
+//!   move a cursor back.
 //! - **Corruption is counted, never a panic.** Every value carries a version byte and a
-//!   CRC32. A span record that fails its checksum is counted
-//!   (`queue_corrupt_records_total`), logged, deleted and skipped; a damaged cursor makes
-//!   its sink start at the oldest span; a value with an unknown version byte is a clear
-//!   error ([`QueueError::UnsupportedRecord`]), because a newer auditspan wrote it.
+//!   CRC32. A span record that fails its checksum (or a closed segment that cannot be
+//!   opened) is counted (`queue_corrupt_records_total`), logged and skipped, and remembered
+//!   as skipped in the active segment (`x` keys), since closed segments are not written; a
+//!   damaged cursor makes its sink start at the oldest span; a value with an unknown
+//!   version byte is a clear error ([`QueueError::UnsupportedRecord`]).
 //! - **Never silently empty.** `<data_dir>/queue.manifest` (see [`manifest`]) is written
-//!   when the database is created and records its random `db_id`, also stored in the
-//!   database, plus (updated at most once a second, after a flush) a committed sequence
-//!   the database is known to have reached. A database sled opens as empty (zero-length or
-//!   deleted `db` file), with an older committed sequence (a truncated `db` file, which sled
-//!   opens silently with what precedes the cut) or with another id is an error naming the
-//!   path and what to do; sled's panic on garbage is caught and becomes
-//!   [`QueueError::Unreadable`]. A truncation that only loses the last second is not
-//!   detected.
+//!   when the queue is created and records its random `db_id`, also stored in every
+//!   segment's base, plus (updated at most once a second, after a flush) a committed
+//!   sequence the queue is known to have reached. A queue directory with no segment, an
+//!   active segment sled opens as empty (zero-length or deleted `db` file) or without its
+//!   base, one with an older committed sequence (a truncated `db` file, which sled opens
+//!   silently with what precedes the cut), a missing closed segment, or one with another
+//!   id is an error naming the path and what to do; sled's panic on garbage is caught and
+//!   becomes [`QueueError::Unreadable`]. A truncation that only loses the last second is
+//!   not detected.
+//! - **Formats.** A manifest (or a lone `queue/db` file) of format 1 — one sled database,
+//!   before segments — is refused with [`QueueError::NeedsMigration`], never opened as
+//!   empty; `auditspan queue migrate` ([`offline::migrate`], [`migrate`]) converts it
+//!   offline, copying every value byte for byte. A newer format is refused.
 //! - **One owner.** `<data_dir>/queue.lock` is `flock`ed for the store's lifetime and holds
 //!   the owner's pid: a second daemon, `auditspan queue stats` while the daemon runs, or a
 //!   second open in the same process gets [`QueueError::Locked`] naming that pid.
-//! - **Bounded.** `max_bytes` bounds the span records' bytes (keys + values, running total
-//!   [`Stats::bytes`], rebuilt by a scan at open; waiting entries, cursors and checkpoints
-//!   are not counted: the correlator bounds them). `drop_oldest` deletes whole oldest
-//!   records in the same batch as the commit that needs the room and moves cursors past
+//! - **Bounded.** `max_bytes` bounds the kept span records' bytes (keys + values, running
+//!   total [`Stats::bytes`], rebuilt at open from the active segment and the closed
+//!   segments' indexes; waiting entries, cursors and checkpoints are not counted: the
+//!   correlator bounds them). `drop_oldest` releases whole oldest records in the same
+//!   batch as the commit that needs the room (the watermark moves) and moves cursors past
 //!   them, counts the spans (`queue_dropped_spans_total`) and logs at most every 10 s.
 //!   `block` never refuses what was already read: the commit that reaches `max_bytes` is
 //!   stored and returns [`Committed::full`]; the caller stops reading its inputs until
@@ -49,57 +93,62 @@
 //! - **Disk headroom.** Before writing, a commit checks (`statvfs`) that the filesystem
 //!   keeps [`StoreOptions::min_free_bytes`] (64 MiB) free; otherwise it returns
 //!   [`QueueError::DiskFull`] having written nothing, and the caller keeps the window, marks
-//!   itself not ready and retries; acks still fit in the headroom and free space inside
-//!   sled's files. If sled itself hits ENOSPC (or any I/O error) the store drops its sled
-//!   handle and every call returns [`QueueError::Failed`] until [`QueueStore::reopen`],
-//!   which reloads everything from disk; [`QueueError::is_disk_full`] classifies both.
+//!   itself not ready and retries; acks still fit in the headroom. If sled itself hits
+//!   ENOSPC (or any I/O error) the store drops its sled handles and every call returns
+//!   [`QueueError::Failed`] until [`QueueStore::reopen`], which reloads everything from
+//!   disk; a rotation that fails removes the half-made segment and keeps the old active
+//!   one; [`QueueError::is_disk_full`] classifies both.
 //!
-//! ## Layout
-//! One sled tree (the default one) with one-byte key prefixes, written with
-//! `Tree::apply_batch` (atomic and crash-atomic in sled 0.34), with
-//! `segment_size` = 2 MiB ([`SEGMENT_SIZE`]; fixed at creation, so recorded in the
-//! manifest and in `meta`).
+//! ## Layout (format 2)
 //! ```text
-//! key                                   value (every value: envelope(payload))
-//! c <sink name>                         u64 BE last acknowledged sequence
-//! i <input name>                        opaque checkpoint bytes
-//! m format | m db_id | m segment_size   u64 BE 1 | 32 hex digits | u64 BE bytes
-//! m committed                           u64 BE last sequence committed
-//! p <id>                                opaque waiting correlator entry
-//! s <u64 BE first seq> <u32 BE count>   span record payload (below)
+//! <data_dir>/queue.manifest               format = 2, db_id, segment_size, committed
+//! <data_dir>/queue.lock
+//! <data_dir>/queue/<first seq, 20 digits>/  one sled database per segment,
+//!                                         segment_size = 2 MiB (SEGMENT_SIZE)
+//!
+//! key (in a segment)                    value (every value: envelope(payload))
+//! s <u64 BE first seq> <u32 BE count>   span record payload (below)       any segment
+//! c <sink name>                         u64 BE last acknowledged sequence  active only
+//! p <id>                                opaque waiting correlator entry    active only
+//! i <input name>                        opaque checkpoint bytes            active only
+//! g <u64 BE first seq of a closed seg>  u64 BE its last seq · n × (u64 BE first ·
+//!                                       u32 BE count · u64 BE bytes)       active only
+//! x <u64 BE first seq>                  u32 BE count: a skipped record     active only
+//! m format | m db_id | m segment_size   u64 BE 2 | 32 hex digits | u64 BE bytes
+//! m first                               u64 BE first sequence of this segment
+//! m committed | m released              u64 BE last committed | last released sequence
+//! m base                                u64 BE 1, written last in the base
 //!
 //! envelope:     u8 version (=1) · payload · u32 BE CRC32(version · payload)
 //! span record:  u32 BE count · count × ( u32 BE length · span bytes )
 //! ```
+//! "Active only": written to the active segment and carried into the next one's base; a
+//! closed segment still holds the copies of its time, which are never read.
 //! Sequences start at 1 and are per span; a record holds consecutive spans, so a cursor
-//! may point inside a record (reads start mid-record; the record is deleted only when
+//! may point inside a record (reads start mid-record; the record is released only when
 //! every cursor passed its last span). A commit packs its spans into records of about
-//! [`RECORD_TARGET_BYTES`] (256 KiB); with spans ≤ [`MAX_SPAN_BYTES`] (448 KiB) every
-//! value stays below a quarter of the segment (512 KiB), above which sled would write a
-//! `blobs/` file it never deletes. The count in the key lets the store skip a damaged record's exact sequences.
+//! [`RECORD_TARGET_BYTES`] (256 KiB); with spans ≤ [`MAX_SPAN_BYTES`] (448 KiB) every value
+//! stays below a quarter of sled's segment (512 KiB). sled may still write a consolidated
+//! leaf of several records to a file under the segment's `blobs/`; it goes with the
+//! segment.
 //!
-//! ## Measured (sled 0.34.7, 2 cores, release build, `examples/queue_bench.rs`)
-//! 400 commits of 250 spans × 2 KB, each flushed, on a real disk while another build ran:
-//! ```text
-//! raw sled, one tree + key prefixes, apply_batch + flush    81k–98k spans/s
-//! raw sled, five trees, one multi-tree transaction + flush  84k–99k spans/s
-//! QueueStore::commit (queue growing to 200 MB)              69k–74k spans/s
-//! QueueStore::read_after, 500 per call                      1.3M–1.7M spans/s
-//! QueueStore::ack, 500 per call, 2 sinks, with deletes      1.5M–2.6M spans/s
-//! commit + read + ack interleaved, 2 sinks (steady queue)   131k–165k spans/s
-//! ```
-//! The batch and the transaction are equally fast (each commit is a few large values);
-//! the single tree is kept because it is simpler: no transaction closure to retry, one
-//! scan at open, one tree to copy in `compact`. No `blobs/` file was written.
+//! ## Measured (release build, 2 cores, `cargo bench --bench e2e`; `docs/benchmarks.md`)
+//! Peak RSS with 200,000 spans (556 MB) queued by a stdout outage: 110–126 MiB with
+//! segments (8–16 MiB) against 614–619 MiB with one database. Files: about 2.2–2.4 × the
+//! queued bytes while they wait (sled writes a leaf again when it consolidates or splits
+//! it, and a segment lives too briefly for sled's own cleaner to reuse that space; one
+//! database reused it: 1.35 ×), and back to about one segment once drained (one database:
+//! never smaller).
 //!
 //! ## Compaction
-//! sled 0.34 files never shrink (freed space is reused). [`QueueStore::compact`] copies
-//! every entry into a fresh database in another data directory (offline: it takes both
-//! locks); swapping the directories is the caller's step: `auditspan queue compact`
-//! ([`offline`]) does it under the queue lock, in a crash-safe order.
+//! Whole segments are deleted as sinks pass them, so the files shrink by themselves.
+//! [`QueueStore::compact`] (offline, `auditspan queue compact`, [`offline`]) still copies
+//! what is kept into fresh segments, which gives back the space of released records in
+//! segments that also hold kept ones; it is rarely worth it.
 
 pub mod actor;
 pub mod manifest;
+pub mod migrate;
 pub mod offline;
 pub mod record;
 mod store;
@@ -108,11 +157,12 @@ use std::path::{Path, PathBuf};
 
 pub use store::{
     Commit, Committed, DEFAULT_MIN_FREE_BYTES, MAX_SPAN_BYTES, PendingEntry, QueueStore,
-    RECORD_TARGET_BYTES, SinkStats, Stats, StoreOptions,
+    RECORD_TARGET_BYTES, SEGMENT_BYTES, SinkStats, Stats, StoreOptions,
 };
 
-/// Queue format version written to the manifest and to `meta`; a newer one is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Queue format version written to the manifest and to every segment's base; a newer one
+/// is refused, format 1 (one database) is migrated offline (`auditspan queue migrate`).
+pub const FORMAT_VERSION: u32 = 2;
 /// sled `segment_size` for new databases (existing ones keep the manifest's value).
 /// Measured with the whole daemon (200,000 pairs, one connection): 2 MiB gave ~135k
 /// events/s and 170 MiB peak RSS where 8 MiB gave ~85k and 260–350 MiB (sled allocates and
@@ -183,6 +233,16 @@ pub enum QueueError {
         found: u32,
         supported: u32,
     },
+    /// At open: the queue is of an older format (1: one sled database in `queue/`) that
+    /// this build converts only offline, with `auditspan queue migrate`.
+    #[error(
+        "the queue {path} has queue format {found}, this auditspan reads format {}: stop \
+         auditspan and run `auditspan queue migrate` (with the same --config or --data-dir), \
+         which converts it keeping every span, cursor and waiting request; or run the \
+         auditspan version that wrote it",
+        FORMAT_VERSION
+    )]
+    NeedsMigration { path: PathBuf, found: u32 },
     /// At open or read: a span record has a version byte this build does not know.
     #[error(
         "the span record at sequence {seq} in {path} has record version {version}, this \

@@ -1,5 +1,5 @@
-//! The offline queue commands, `auditspan queue stats` and `auditspan queue compact`: they
-//! open the queue while the daemon is stopped (the queue lock says whether it is) and never
+//! The offline queue commands, `auditspan queue stats`, `compact` and `migrate`: they open
+//! the queue while the daemon is stopped (the queue lock says whether it is) and never
 //! change which spans it holds.
 //!
 //! - **stats** opens the store and reads its in-memory snapshot; it does not call
@@ -19,6 +19,18 @@
 //!
 //!   Both directories live inside the data directory, so every rename stays on one
 //!   filesystem even when the data directory is a mount point.
+//!
+//!   Since format 2 a segment that every sink has passed is deleted whole while the daemon
+//!   runs, so the files shrink by themselves; compaction only gives back the space of
+//!   released spans in the segments still holding kept ones (at most one segment's worth
+//!   per sink position) and is rarely worth running.
+//! - **migrate** converts a queue of format 1 (one sled database, before the segmented
+//!   queue) into format 2, which the daemon refuses to start without: it reads the old
+//!   database ([`super::migrate`]), writes every kept span record (byte for byte, same
+//!   sequences), cursor, waiting entry and checkpoint into a new queue in
+//!   `<data_dir>/queue.migrating/`, checks the copy against the original, and swaps it in
+//!   exactly as compact does, with `<data_dir>/queue.premigrate/` holding the old queue
+//!   until the new one is in place. A queue already of format 2 is left alone.
 
 use std::{
     fmt,
@@ -28,14 +40,19 @@ use std::{
 };
 
 use super::{
-    QueueError, QueueStore, Stats, StoreOptions,
-    manifest::{DirLock, lock_path, manifest_path},
+    FORMAT_VERSION, QueueError, QueueStore, Stats, StoreOptions,
+    manifest::{DirLock, Manifest, lock_path, manifest_path},
+    migrate::LegacyQueue,
 };
 
 /// Where `compact` builds the new queue, inside the data directory.
 pub const COMPACTING_DIR: &str = "queue.compacting";
 /// Where `compact` moves the old queue until the new one is in place.
 pub const PRECOMPACT_DIR: &str = "queue.precompact";
+/// Where `migrate` builds the new queue, inside the data directory.
+pub const MIGRATING_DIR: &str = "queue.migrating";
+/// Where `migrate` moves the old queue until the new one is in place.
+pub const PREMIGRATE_DIR: &str = "queue.premigrate";
 
 /// Why an offline queue command failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +73,10 @@ pub enum OfflineError {
         pid: Option<u32>,
         hint: &'static str,
     },
-    /// A directory an interrupted compaction left behind.
+    /// A directory an interrupted compaction or migration left behind.
     #[error(
-        "{0} exists, left by an interrupted `auditspan queue compact`: if {1} opens (try \
-         `auditspan queue stats`), remove it; otherwise its `queue` directory and \
+        "{0} exists, left by an interrupted `auditspan queue compact` or `migrate`: if {1} \
+         opens (try `auditspan queue stats`), remove it; otherwise its `queue` directory and \
          `queue.manifest` are the queue to put back"
     )]
     Leftover(PathBuf, PathBuf),
@@ -100,6 +117,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError + '_ {
 const STATS_HINT: &str =
     "stop it, or read its /metrics (auditspan_queue_*, auditspan_sink_lag_spans)";
 const COMPACT_HINT: &str = "stop it first: compaction works only while the daemon is stopped";
+const MIGRATE_HINT: &str = "stop it first: migration works only while the daemon is stopped";
 
 /// What `auditspan queue stats` prints.
 #[derive(Debug, Clone)]
@@ -109,7 +127,7 @@ pub struct StatsReport {
     pub stats: Stats,
     /// Requests stored while waiting for their response.
     pub waiting: usize,
-    /// Bytes of every file under `<data_dir>/queue` (sled never shrinks them).
+    /// Bytes of every file under `<data_dir>/queue` (every segment, the active one included).
     pub disk_bytes: u64,
     /// The sinks of the config (a cursor of another name is deleted at the next start).
     pub configured_sinks: Vec<String>,
@@ -122,6 +140,7 @@ impl fmt::Display for StatsReport {
         writeln!(f, "spans      {} in {} records", s.spans, s.records)?;
         writeln!(f, "bytes      {} (max_bytes {})", s.bytes, s.max_bytes)?;
         writeln!(f, "disk       {} bytes", self.disk_bytes)?;
+        writeln!(f, "segments   {}", s.segments)?;
         writeln!(f, "committed  {}", s.committed)?;
         match s.oldest {
             Some(oldest) => writeln!(f, "oldest     {oldest}")?,
@@ -235,7 +254,7 @@ pub fn compact(data_dir: &Path, options: StoreOptions) -> Result<CompactReport, 
             return Err(OfflineError::queue(err, COMPACT_HINT));
         }
     };
-    let result = swap_in(data_dir, &before, &copied);
+    let result = swap_in(data_dir, &before, &copied, COMPACTING_DIR, PRECOMPACT_DIR);
     fs::remove_dir_all(&compacting).ok();
     result?;
     fs::remove_dir_all(&precompact).map_err(io(&precompact))?;
@@ -248,7 +267,13 @@ pub fn compact(data_dir: &Path, options: StoreOptions) -> Result<CompactReport, 
 }
 
 /// Steps 1–4 of the module doc, under the queue lock; rolls back on failure.
-fn swap_in(data_dir: &Path, before: &Stats, copied: &Stats) -> Result<(), OfflineError> {
+fn swap_in(
+    data_dir: &Path,
+    before: &Stats,
+    copied: &Stats,
+    staging: &str,
+    backup: &str,
+) -> Result<(), OfflineError> {
     // The last opener wrote its pid into the lock file: `compact` opened the source as this
     // process, so any other pid there means someone opened the queue after it.
     let lock_file = lock_path(data_dir);
@@ -261,6 +286,12 @@ fn swap_in(data_dir: &Path, before: &Stats, copied: &Stats) -> Result<(), Offlin
     if holder.trim() != std::process::id().to_string() {
         return Err(OfflineError::Changed(holder.trim().to_owned()));
     }
+    check_copy(before, copied)?;
+    swap_dirs(data_dir, staging, backup)
+}
+
+/// The copy holds the same spans, sequence and cursors as the original.
+fn check_copy(before: &Stats, copied: &Stats) -> Result<(), OfflineError> {
     let same = (before.spans, before.committed, &before.sinks)
         == (copied.spans, copied.committed, &copied.sinks);
     if !same {
@@ -269,14 +300,22 @@ fn swap_in(data_dir: &Path, before: &Stats, copied: &Stats) -> Result<(), Offlin
             before.spans, before.committed, copied.spans, copied.committed
         )));
     }
+    Ok(())
+}
 
+/// Steps 1–4 of the module doc (the caller holds the queue lock): the queue and manifest
+/// in `<data_dir>/<staging>` replace the data directory's, the old ones wait in
+/// `<data_dir>/<backup>`; rolls back on failure.
+fn swap_dirs(data_dir: &Path, staging: &str, backup: &str) -> Result<(), OfflineError> {
     let queue = data_dir.join("queue");
     let manifest = manifest_path(data_dir);
-    let compacting = data_dir.join(COMPACTING_DIR);
-    let precompact = data_dir.join(PRECOMPACT_DIR);
+    let compacting = data_dir.join(staging);
+    let precompact = data_dir.join(backup);
     fs::create_dir(&precompact).map_err(io(&precompact))?;
     let old_manifest = precompact.join("queue.manifest");
-    fs::copy(&manifest, &old_manifest).map_err(io(&manifest))?;
+    if manifest.exists() {
+        fs::copy(&manifest, &old_manifest).map_err(io(&manifest))?;
+    }
     sync_dir(&precompact)?;
     let old_queue = precompact.join("queue");
     fs::rename(&queue, &old_queue).map_err(io(&queue))?;
@@ -297,6 +336,126 @@ fn swap_in(data_dir: &Path, before: &Stats, copied: &Stats) -> Result<(), Offlin
         });
     }
     sync_dir(data_dir)
+}
+
+/// What `auditspan queue migrate` did.
+#[derive(Debug, Clone)]
+pub struct MigrateReport {
+    pub path: PathBuf,
+    /// The format found (the queue is of [`FORMAT_VERSION`] afterwards).
+    pub from_format: u32,
+    /// `None` when there was nothing to migrate.
+    pub stats: Option<Stats>,
+}
+
+impl fmt::Display for MigrateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "queue      {}", self.path.display())?;
+        match &self.stats {
+            None => writeln!(
+                f,
+                "format     {} (current; nothing to migrate)",
+                self.from_format
+            ),
+            Some(stats) => {
+                writeln!(f, "format     {} -> {FORMAT_VERSION}", self.from_format)?;
+                writeln!(
+                    f,
+                    "kept       {} spans, committed {}, {} cursors, {} segments",
+                    stats.spans,
+                    stats.committed,
+                    stats.sinks.len(),
+                    stats.segments
+                )
+            }
+        }
+    }
+}
+
+/// `auditspan queue migrate`: converts a format 1 queue in `data_dir` into the current
+/// format (procedure in the module doc); a current queue is left as it is.
+pub fn migrate(data_dir: &Path) -> Result<MigrateReport, OfflineError> {
+    require_queue(data_dir)?;
+    let queue = data_dir.join("queue");
+    let manifest_file = manifest_path(data_dir);
+    let manifest = Manifest::read(&manifest_file).map_err(OfflineError::Queue)?;
+    let format = match &manifest {
+        Some(manifest) => manifest.format,
+        None if queue.join("db").is_file() => 1,
+        None => FORMAT_VERSION,
+    };
+    if format != 1 {
+        if format > FORMAT_VERSION {
+            return Err(OfflineError::Queue(QueueError::UnsupportedFormat {
+                path: manifest_file,
+                found: format,
+                supported: FORMAT_VERSION,
+            }));
+        }
+        return Ok(MigrateReport {
+            path: queue,
+            from_format: format,
+            stats: None,
+        });
+    }
+    let migrating = data_dir.join(MIGRATING_DIR);
+    let premigrate = data_dir.join(PREMIGRATE_DIR);
+    for dir in [&premigrate, &migrating, &data_dir.join(COMPACTING_DIR)] {
+        if dir.exists() {
+            return Err(OfflineError::Leftover(dir.clone(), queue.clone()));
+        }
+    }
+    // Held throughout: the old database is read and swapped out under it.
+    let _lock = DirLock::acquire(&lock_path(data_dir), &queue)
+        .map_err(|e| OfflineError::queue(e, MIGRATE_HINT))?;
+    let segment_size = manifest.map_or(super::SEGMENT_SIZE, |m| m.segment_size);
+    let copied = {
+        let legacy = LegacyQueue::open(data_dir, segment_size).map_err(OfflineError::Queue)?;
+        let (contents, summary) = legacy.contents().map_err(OfflineError::Queue)?;
+        let copied = QueueStore::create_from(&migrating, contents, legacy.records());
+        let copied = match copied {
+            Ok(stats) => stats,
+            Err(err) => {
+                fs::remove_dir_all(&migrating).ok();
+                return Err(OfflineError::Queue(err));
+            }
+        };
+        let cursors: std::collections::BTreeMap<String, u64> = copied
+            .sinks
+            .iter()
+            .map(|s| (s.name.clone(), s.cursor))
+            .collect();
+        if (copied.spans, copied.records, copied.committed, &cursors)
+            != (
+                summary.spans,
+                summary.records,
+                summary.committed,
+                &summary.cursors,
+            )
+        {
+            fs::remove_dir_all(&migrating).ok();
+            return Err(OfflineError::CopyDiffers(format!(
+                "{} spans in {} records up to {} in format 1, {} in {} up to {} in the copy",
+                summary.spans,
+                summary.records,
+                summary.committed,
+                copied.spans,
+                copied.records,
+                copied.committed
+            )));
+        }
+        copied
+    };
+    // The copy's own lock file goes with its staging directory.
+    let result = swap_dirs(data_dir, MIGRATING_DIR, PREMIGRATE_DIR);
+    fs::remove_dir_all(&migrating).ok();
+    result?;
+    fs::remove_dir_all(&premigrate).map_err(io(&premigrate))?;
+    Ok(MigrateReport {
+        path: queue,
+        from_format: 1,
+        stats: Some(copied),
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), OfflineError> {
@@ -328,6 +487,7 @@ mod tests {
             max_bytes: u64::MAX,
             overflow: Overflow::DropOldest,
             min_free_bytes: 0,
+            segment_bytes: crate::queue::SEGMENT_BYTES,
         }
     }
 
@@ -393,5 +553,85 @@ mod tests {
         assert!(err.contains("/metrics"), "{err}");
         let err = compact(dir.path(), options()).unwrap_err().to_string();
         assert!(err.contains("stop it first"), "{err}");
+    }
+
+    /// A format 1 queue (one sled database, written here from its documented layout) is
+    /// refused at open with the migration hint, and `migrate` converts it keeping every
+    /// span with its sequence, the cursors, the waiting entries and the checkpoints;
+    /// migrating again changes nothing.
+    #[test]
+    fn format_1_queue_is_refused_then_migrated_whole() {
+        use crate::queue::{SEGMENT_SIZE, record};
+        let dir = tempfile::tempdir().unwrap();
+        let spans: Vec<Vec<u8>> = (0..30u8).map(|n| vec![n; 1000 + usize::from(n)]).collect();
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("queue"))
+                .segment_size(SEGMENT_SIZE)
+                .open()
+                .unwrap();
+            let u64_value = |n: u64| record::encode_envelope(&n.to_be_bytes());
+            db.insert(record::META_FORMAT, u64_value(1)).unwrap();
+            db.insert(record::META_DB_ID, record::encode_envelope(b"0123"))
+                .unwrap();
+            // Spans 1..=10 were delivered and deleted; 11..=40 are kept in three records.
+            for (i, chunk) in spans.chunks(10).enumerate() {
+                let first = 11 + 10 * i as u64;
+                db.insert(record::span_key(first, 10), record::encode_spans(chunk))
+                    .unwrap();
+            }
+            db.insert(record::META_COMMITTED, u64_value(40)).unwrap();
+            db.insert(b"cfast", u64_value(35)).unwrap();
+            db.insert(b"cslow", u64_value(10)).unwrap();
+            db.insert(b"preq-1", record::encode_envelope(b"waiting"))
+                .unwrap();
+            db.insert(b"ifile", record::encode_envelope(b"offset 9"))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        Manifest {
+            format: 1,
+            db_id: "0123".into(),
+            segment_size: SEGMENT_SIZE,
+            committed: 40,
+        }
+        .write(&manifest_path(dir.path()))
+        .unwrap();
+
+        let err = QueueStore::open(dir.path(), options()).unwrap_err();
+        assert!(
+            matches!(err, QueueError::NeedsMigration { found: 1, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("run `auditspan queue migrate`"),
+            "{err}"
+        );
+        let err = stats(dir.path(), options(), &[]).unwrap_err();
+        assert!(err.to_string().contains("queue format 1"), "{err}");
+
+        let report = migrate(dir.path()).unwrap();
+        let migrated = report.stats.clone().unwrap();
+        assert_eq!((migrated.spans, migrated.committed), (30, 40), "{report}");
+        assert!(!dir.path().join(MIGRATING_DIR).exists());
+        assert!(!dir.path().join(PREMIGRATE_DIR).exists());
+        let mut store = QueueStore::open(dir.path(), options()).unwrap();
+        assert_eq!(
+            (store.cursor("fast"), store.cursor("slow")),
+            (Some(35), Some(10))
+        );
+        let read = store.read_after(10, 100).unwrap();
+        assert_eq!(read, (11..41).zip(spans).collect::<Vec<_>>());
+        assert_eq!(
+            store.pending().unwrap(),
+            [(b"req-1".to_vec(), b"waiting".to_vec())]
+        );
+        assert_eq!(
+            store.checkpoint("file").unwrap(),
+            Some(b"offset 9".to_vec())
+        );
+        drop(store);
+        let again = migrate(dir.path()).unwrap();
+        assert!(again.stats.is_none(), "{again}");
     }
 }

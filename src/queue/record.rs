@@ -19,12 +19,27 @@ pub const PREFIX_META: u8 = b'm';
 pub const PREFIX_PENDING: u8 = b'p';
 /// Key prefix of span records: `s` + u64 BE first sequence + u32 BE span count.
 pub const PREFIX_SPANS: u8 = b's';
+/// Key prefix of the record index of a closed segment, kept in the active segment:
+/// `g` + u64 BE first sequence of the closed segment → envelope([`encode_index`]).
+pub const PREFIX_INDEX: u8 = b'g';
+/// Key prefix of span records found damaged and skipped: `x` + u64 BE first sequence →
+/// envelope(u32 BE count). Closed segments are never written, so a damaged record there
+/// is remembered here instead of deleted.
+pub const PREFIX_SKIPPED: u8 = b'x';
 
 /// `m` keys.
 pub const META_FORMAT: &[u8] = b"mformat";
 pub const META_DB_ID: &[u8] = b"mdb_id";
 pub const META_SEGMENT_SIZE: &[u8] = b"msegment_size";
 pub const META_COMMITTED: &[u8] = b"mcommitted";
+/// Format 2, every segment: the first sequence this segment may hold (its directory's name).
+pub const META_FIRST: &[u8] = b"mfirst";
+/// Format 2: every span up to this sequence has left the queue (passed by every sink,
+/// dropped by `drop_oldest`); records up to it may still sit in a segment not yet deleted.
+pub const META_RELEASED: &[u8] = b"mreleased";
+/// Format 2: written last in a segment's first batch; a segment without it was being
+/// created when the process stopped (see the recovery rules in [`crate::queue`]).
+pub const META_BASE: &[u8] = b"mbase";
 
 /// Length of a span record key.
 pub const SPAN_KEY_LEN: usize = 13;
@@ -163,6 +178,63 @@ pub fn decode_spans(
     Ok(out)
 }
 
+/// One record in a closed segment's index: first sequence, span count, bytes (key + value).
+pub type IndexEntry = (u64, u32, u64);
+
+/// Encodes a closed segment's index payload: u64 BE last sequence of the segment ·
+/// n × (u64 BE first · u32 BE count · u64 BE bytes), wrapped in the envelope.
+pub fn encode_index(last: u64, records: &[IndexEntry]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(8 + records.len() * 20);
+    payload.extend_from_slice(&last.to_be_bytes());
+    for (first, count, bytes) in records {
+        payload.extend_from_slice(&first.to_be_bytes());
+        payload.extend_from_slice(&count.to_be_bytes());
+        payload.extend_from_slice(&bytes.to_be_bytes());
+    }
+    encode_envelope(&payload)
+}
+
+/// Decodes [`encode_index`]: the segment's last sequence and its records.
+pub fn decode_index(value: &[u8]) -> Result<(u64, Vec<IndexEntry>), RecordError> {
+    let mut payload = decode_envelope(value)?;
+    let last = take_u64(&mut payload)?;
+    if payload.len() % 20 != 0 {
+        return Err(RecordError::Malformed(
+            "index length is not a whole number of entries",
+        ));
+    }
+    let mut out = Vec::with_capacity(payload.len() / 20);
+    while !payload.is_empty() {
+        let first = take_u64(&mut payload)?;
+        let count = take_u32(&mut payload)?;
+        let bytes = take_u64(&mut payload)?;
+        out.push((first, count, bytes));
+    }
+    Ok((last, out))
+}
+
+/// `prefix` + u64 BE `seq`: the keys of [`PREFIX_INDEX`] and [`PREFIX_SKIPPED`].
+pub fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
+    let mut key = [0; 9];
+    key[0] = prefix;
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The sequence of a [`seq_key`], or `None` if the key has the wrong length.
+pub fn parse_seq_key(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(1..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+fn take_u64(bytes: &mut &[u8]) -> Result<u64, RecordError> {
+    let Some((head, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(RecordError::Malformed("truncated u64"));
+    };
+    *bytes = rest;
+    Ok(u64::from_be_bytes(*head))
+}
+
 fn take_u32(bytes: &mut &[u8]) -> Result<u32, RecordError> {
     let Some((head, rest)) = bytes.split_first_chunk::<4>() else {
         return Err(RecordError::Malformed("truncated length"));
@@ -214,6 +286,15 @@ mod tests {
         for len in 0..value.len() {
             assert!(decode_spans(&value[..len], 1, 0..1).is_err());
         }
+    }
+
+    #[test]
+    fn segment_index_round_trips() {
+        let records = vec![(5, 3, 700), (8, 1, 300)];
+        let value = encode_index(8, &records);
+        assert_eq!(decode_index(&value), Ok((8, records)));
+        assert!(decode_index(&value[..value.len() - 1]).is_err());
+        assert_eq!(parse_seq_key(&seq_key(PREFIX_INDEX, 42)), Some(42));
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! [`QueueStore`]: the sled database behind the queue (design and layout in [`crate::queue`]).
+//! [`QueueStore`]: the segmented sled store behind the queue (design, layout and recovery
+//! rules in [`crate::queue`]).
 
 use std::{
     cell::Cell,
     collections::BTreeMap,
+    fs,
     ops::Range,
     panic::{AssertUnwindSafe, catch_unwind},
     path::{Path, PathBuf},
@@ -10,7 +12,7 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{
     FORMAT_VERSION, QueueError, SEGMENT_SIZE,
@@ -19,7 +21,7 @@ use super::{
 };
 use crate::config::Overflow;
 
-/// Largest span the store accepts: with the 2 MiB segment a one-span record stays below
+/// Largest span the store accepts: with the 2 MiB sled segment a one-span record stays below
 /// sled's blob cutoff (a quarter of the segment, 512 KiB). `parse.max_span_bytes` is capped
 /// so that every span the correlator makes fits.
 pub const MAX_SPAN_BYTES: usize = 448 << 10;
@@ -28,12 +30,19 @@ pub const MAX_SPAN_BYTES: usize = 448 << 10;
 pub const RECORD_TARGET_BYTES: usize = 256 << 10;
 /// Default free space to leave on the filesystem ([`StoreOptions::min_free_bytes`]).
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
-/// sled page cache; `cache_capacity` does not cap RSS with large values, so keep it modest.
-const CACHE_CAPACITY: u64 = 64 << 20;
+/// Default [`StoreOptions::segment_bytes`]: span bytes written to the active segment before
+/// the next commit opens a new one and closes it (which frees the pages sled kept of it).
+/// Measured in `docs/benchmarks.md`.
+pub const SEGMENT_BYTES: u64 = 8 << 20;
+/// sled page cache of each open segment. It does not cap what sled keeps of the pages it
+/// wrote (see [`crate::queue`]); the segment size does.
+const CACHE_CAPACITY: u64 = 8 << 20;
 /// The manifest's committed sequence is brought up to date at most once per this interval.
 const MANIFEST_INTERVAL: Duration = Duration::from_secs(1);
 /// `drop_oldest` logs at most once per this interval.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Raw values copied per batch by [`QueueStore::create_from`].
+const COPY_BATCH_BYTES: usize = 8 << 20;
 
 /// How the store bounds its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +56,30 @@ pub struct StoreOptions {
     /// filesystem would have less than this free afterwards, so that sled itself never hits
     /// ENOSPC (after which it stays failed until reopened) and acks can still be written.
     pub min_free_bytes: u64,
+    /// Span bytes written to the active segment before the next commit closes it and
+    /// opens a new one (`queue.segment_bytes`, default [`SEGMENT_BYTES`]): about what sled
+    /// keeps in memory of the segment it writes, and of one it reads.
+    pub segment_bytes: u64,
 }
 
 impl StoreOptions {
-    /// `max_bytes` and `overflow` as configured, [`DEFAULT_MIN_FREE_BYTES`] of headroom.
+    /// `max_bytes` and `overflow` as configured, [`DEFAULT_MIN_FREE_BYTES`] of headroom,
+    /// segments of [`SEGMENT_BYTES`].
     pub fn new(max_bytes: u64, overflow: Overflow) -> StoreOptions {
         StoreOptions {
             max_bytes,
             overflow,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            segment_bytes: SEGMENT_BYTES,
+        }
+    }
+
+    /// The `[queue]` section's bound, overflow policy and segment size, with
+    /// [`DEFAULT_MIN_FREE_BYTES`] of headroom.
+    pub fn from_config(queue: &crate::config::QueueConfig) -> StoreOptions {
+        StoreOptions {
+            segment_bytes: queue.segment_bytes,
+            ..StoreOptions::new(queue.max_bytes, queue.overflow)
         }
     }
 }
@@ -120,6 +144,8 @@ pub struct Stats {
     pub dropped_spans: u64,
     /// Values that failed to decode since open (`queue_corrupt_records_total`).
     pub corrupt_records: u64,
+    /// Segment databases on disk (the active one included).
+    pub segments: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -134,22 +160,41 @@ impl RecordInfo {
     }
 }
 
-/// The queue's sled database; single writer (one actor owns it on one thread).
+/// The segment that takes commits.
+#[derive(Debug)]
+struct Active {
+    /// First sequence it may hold (its directory's name).
+    first: u64,
+    db: sled::Db,
+    /// Span record bytes written to it (this run): it is closed past [`SEGMENT_BYTES`].
+    written: u64,
+}
+
+/// The queue's segment databases; single writer (one actor owns it on one thread).
 #[derive(Debug)]
 pub struct QueueStore {
     data_dir: PathBuf,
-    db_path: PathBuf,
+    /// `<data_dir>/queue`: the segments' parent directory.
+    queue_dir: PathBuf,
     options: StoreOptions,
     segment_size: usize,
     _lock: DirLock,
     /// `None` after a sled error: every call then fails with [`QueueError::Failed`] until
     /// [`QueueStore::reopen`] succeeds.
-    db: Option<sled::Db>,
-    /// Every span record kept: first sequence → count and size. Mirrors the `s` keys.
+    active: Option<Active>,
+    /// Closed segments still on disk: first sequence → last sequence.
+    closed: BTreeMap<u64, u64>,
+    /// A closed segment opened to read from (at most one at a time): its first sequence.
+    reader: Option<(u64, sled::Db)>,
+    /// Every span record kept: first sequence → count and size, whatever segment holds it.
     records: BTreeMap<u64, RecordInfo>,
     bytes: u64,
     committed: u64,
+    /// Every span up to this sequence has left the queue (meta `released`).
+    released: u64,
     cursors: BTreeMap<String, u64>,
+    /// Damaged records skipped (first → count), remembered while they are above `released`.
+    skipped: BTreeMap<u64, u32>,
     dropped_spans: u64,
     corrupt_records: Cell<u64>,
     drop_log: (Option<Instant>, u64),
@@ -158,107 +203,304 @@ pub struct QueueStore {
     manifest_written: Instant,
 }
 
-/// What [`load`] reads from a database.
+/// What [`QueueStore::load`] reads from the active segment.
 struct Loaded {
+    first: u64,
     records: BTreeMap<u64, RecordInfo>,
     bytes: u64,
     committed: u64,
+    released: u64,
     cursors: BTreeMap<String, u64>,
+    closed: BTreeMap<u64, u64>,
+    skipped: BTreeMap<u64, u32>,
     corrupt: u64,
+    /// Span record bytes in the active segment, released ones included.
+    written: u64,
 }
 
 impl QueueStore {
-    /// Opens or creates `<data_dir>/queue` (sled) with `<data_dir>/queue.manifest` and
-    /// `<data_dir>/queue.lock`. Never panics and never starts silently empty: a held lock, a
-    /// damaged or emptied database, a foreign or newer one are errors naming the path.
+    /// Opens or creates the queue in `data_dir`: `<data_dir>/queue/` (the segments) with
+    /// `<data_dir>/queue.manifest` and `<data_dir>/queue.lock`. Never panics and never
+    /// starts silently empty: a held lock, a damaged or emptied segment, a foreign, older
+    /// (format 1: [`QueueError::NeedsMigration`]) or newer queue are errors naming the path.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<QueueStore, QueueError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| QueueError::io(data_dir, source))?;
-        let db_path = data_dir.join("queue");
-        let lock = DirLock::acquire(&lock_path(data_dir), &db_path)?;
-        let (db, manifest) = open_checked(data_dir, &db_path)?;
+        fs::create_dir_all(data_dir).map_err(|source| QueueError::io(data_dir, source))?;
+        let queue_dir = data_dir.join("queue");
+        let lock = DirLock::acquire(&lock_path(data_dir), &queue_dir)?;
         let mut store = QueueStore {
             data_dir: data_dir.to_owned(),
-            db_path,
+            queue_dir,
             options,
-            segment_size: manifest.segment_size,
+            segment_size: SEGMENT_SIZE,
             _lock: lock,
-            db: None,
+            active: None,
+            closed: BTreeMap::new(),
+            reader: None,
             records: BTreeMap::new(),
             bytes: 0,
             committed: 0,
+            released: 0,
             cursors: BTreeMap::new(),
+            skipped: BTreeMap::new(),
             dropped_spans: 0,
             corrupt_records: Cell::new(0),
             drop_log: (None, 0),
-            manifest: manifest.clone(),
+            manifest: Manifest {
+                format: FORMAT_VERSION,
+                db_id: String::new(),
+                segment_size: SEGMENT_SIZE,
+                committed: 0,
+            },
             manifest_written: Instant::now(),
         };
-        store.install(db, manifest)?;
+        store.load()?;
         Ok(store)
     }
 
-    /// Drops the sled handle and opens the database again, reloading all state from disk:
+    /// Drops the sled handles and opens the queue again, reloading all state from disk:
     /// the way out of [`QueueError::Failed`] and of a full disk (sled stays failed after
     /// ENOSPC until reopened).
     pub fn reopen(&mut self) -> Result<(), QueueError> {
-        self.db = None;
-        let (db, manifest) = open_checked(&self.data_dir, &self.db_path)?;
-        self.install(db, manifest)
+        self.load()
     }
 
-    fn install(&mut self, db: sled::Db, manifest: Manifest) -> Result<(), QueueError> {
-        let path = self.db_path.clone();
-        let loaded = quietly(|| load(&db, &path)).map_err(|panic| unreadable(&path, panic))??;
+    /// The `<data_dir>/queue` directory.
+    pub fn path(&self) -> &Path {
+        &self.queue_dir
+    }
+
+    /// sled segment size of the segment databases (from the manifest).
+    pub fn segment_size(&self) -> usize {
+        self.segment_size
+    }
+
+    fn segment_path(&self, first: u64) -> PathBuf {
+        segment_path(&self.queue_dir, first)
+    }
+
+    fn active(&self) -> Result<&Active, QueueError> {
+        self.active.as_ref().ok_or(QueueError::Failed {
+            path: self.queue_dir.clone(),
+        })
+    }
+
+    fn db(&self) -> Result<&sled::Db, QueueError> {
+        Ok(&self.active()?.db)
+    }
+
+    /// Maps a sled error of the active segment and drops the handle, so that nothing more
+    /// is written to a database in an unknown state before [`QueueStore::reopen`].
+    fn failed(&mut self, source: sled::Error) -> QueueError {
+        let path = self
+            .active
+            .take()
+            .map_or_else(|| self.queue_dir.clone(), |a| self.segment_path(a.first));
+        self.reader = None;
+        QueueError::Sled { path, source }
+    }
+
+    /// Writes `batch` to the active segment, and flushes it when `flush`.
+    fn apply(&mut self, batch: sled::Batch, flush: bool) -> Result<(), QueueError> {
+        let db = self.db()?;
+        let result = db
+            .apply_batch(batch)
+            .and_then(|()| if flush { db.flush().map(drop) } else { Ok(()) });
+        result.map_err(|source| self.failed(source))
+    }
+
+    /// (Re)loads everything from disk (recovery rules in [`crate::queue`]).
+    fn load(&mut self) -> Result<(), QueueError> {
+        self.active = None;
+        self.reader = None;
+        let manifest_file = manifest_path(&self.data_dir);
+        let manifest = Manifest::read(&manifest_file)?;
+        if let Some(manifest) = &manifest {
+            if manifest.format == 1 {
+                return Err(QueueError::NeedsMigration {
+                    path: self.queue_dir.clone(),
+                    found: 1,
+                });
+            }
+            if manifest.format > FORMAT_VERSION {
+                return Err(QueueError::UnsupportedFormat {
+                    path: manifest_file,
+                    found: manifest.format,
+                    supported: FORMAT_VERSION,
+                });
+            }
+        } else if self.queue_dir.join("db").is_file() {
+            // A format 1 queue (one sled database in `queue/`) whose manifest is missing.
+            return Err(QueueError::NeedsMigration {
+                path: self.queue_dir.clone(),
+                found: 1,
+            });
+        }
+        let segment_size = manifest.as_ref().map_or(SEGMENT_SIZE, |m| m.segment_size);
+        let mut segments = list_segments(&self.queue_dir)?;
+        let missing = |manifest: &Manifest| QueueError::Missing {
+            path: self.queue_dir.clone(),
+            manifest: manifest_file.clone(),
+            db_id: manifest.db_id.clone(),
+        };
+
+        // The newest segment with a base is the active one.
+        let (first, db) = loop {
+            let Some(&first) = segments.last() else {
+                match &manifest {
+                    Some(manifest) => return Err(missing(manifest)),
+                    None => break self.create(segment_size)?,
+                }
+            };
+            let path = self.segment_path(first);
+            let db = open_segment(&path, segment_size)?;
+            if db
+                .get(record::META_BASE)
+                .map_err(|source| sled_error(&path, source))?
+                .is_some()
+            {
+                break (first, db);
+            }
+            // No base: this segment was being created when the process stopped, so it holds
+            // nothing but part of a base. Only then (an older segment exists, and the
+            // manifest never recorded a sequence this segment would hold) is it removed;
+            // otherwise its contents were lost, which is an error.
+            let older = segments.len() > 1;
+            let unrecorded = manifest.as_ref().is_none_or(|m| m.committed < first);
+            if older && unrecorded {
+                drop(db);
+                warn!(path = %path.display(), "Removing a queue segment whose creation was interrupted.");
+                fs::remove_dir_all(&path).map_err(|source| QueueError::io(&path, source))?;
+                segments.pop();
+                continue;
+            }
+            if !older && manifest.is_none() && db.is_empty() {
+                // The queue's own creation was interrupted before the manifest was written.
+                drop(db);
+                fs::remove_dir_all(&path).map_err(|source| QueueError::io(&path, source))?;
+                segments.pop();
+                continue;
+            }
+            return Err(match &manifest {
+                Some(manifest) => missing(manifest),
+                None => QueueError::Unreadable {
+                    path,
+                    detail: "it holds entries but no base (not an auditspan queue segment?)"
+                        .to_owned(),
+                },
+            });
+        };
+        let path = self.segment_path(first);
+        let (id, format) = read_identity(&db, &path)?;
+        if format > u64::from(FORMAT_VERSION) {
+            return Err(QueueError::UnsupportedFormat {
+                path,
+                found: u32::try_from(format).unwrap_or(u32::MAX),
+                supported: FORMAT_VERSION,
+            });
+        }
+        let manifest = match manifest {
+            Some(manifest) if manifest.db_id != id => {
+                return Err(QueueError::Mismatch {
+                    path,
+                    manifest: manifest_file,
+                    expected: manifest.db_id,
+                    found: id,
+                });
+            }
+            Some(manifest) => manifest,
+            None => {
+                // Created, but the manifest never reached the disk (or was deleted).
+                let manifest = Manifest {
+                    format: FORMAT_VERSION,
+                    db_id: id,
+                    segment_size,
+                    committed: 0,
+                };
+                manifest.write(&manifest_file)?;
+                manifest
+            }
+        };
+        let loaded = quietly(|| load_active(&db, &path, first))
+            .map_err(|panic| unreadable(&path, panic))??;
         if loaded.committed < manifest.committed {
             return Err(QueueError::Truncated {
                 path,
-                manifest: manifest_path(&self.data_dir),
+                manifest: manifest_file,
                 expected: manifest.committed,
                 found: loaded.committed,
             });
+        }
+        // Every closed segment the index names and that still holds kept spans must be on
+        // disk; segments older than the active one that hold none are leftovers of a
+        // deletion a crash interrupted.
+        for (&seg_first, &seg_last) in &loaded.closed {
+            if seg_last > loaded.released && !segments.contains(&seg_first) {
+                return Err(QueueError::Missing {
+                    path: self.segment_path(seg_first),
+                    manifest: manifest_file,
+                    db_id: manifest.db_id,
+                });
+            }
+        }
+        for seg_first in segments.iter().copied().filter(|s| *s < first) {
+            if !loaded.closed.contains_key(&seg_first) {
+                let next = segments
+                    .iter()
+                    .copied()
+                    .find(|s| *s > seg_first)
+                    .unwrap_or(first);
+                if next - 1 > loaded.released {
+                    return Err(QueueError::Unreadable {
+                        path: self.segment_path(seg_first),
+                        detail: "the active segment has no index of this segment".to_owned(),
+                    });
+                }
+                let path = self.segment_path(seg_first);
+                fs::remove_dir_all(&path).map_err(|source| QueueError::io(&path, source))?;
+            }
         }
         self.segment_size = manifest.segment_size;
         self.manifest = manifest;
         self.records = loaded.records;
         self.bytes = loaded.bytes;
         self.committed = loaded.committed;
+        self.released = loaded.released;
         self.cursors = loaded.cursors;
+        self.closed = loaded.closed;
+        self.skipped = loaded.skipped;
         self.corrupt_records
             .set(self.corrupt_records.get() + loaded.corrupt);
-        self.db = Some(db);
+        self.active = Some(Active {
+            first: loaded.first,
+            db,
+            written: loaded.written,
+        });
+        self.delete_passed_segments()?;
         Ok(())
     }
 
-    /// The `<data_dir>/queue` directory.
-    pub fn path(&self) -> &Path {
-        &self.db_path
-    }
-
-    /// sled segment size this database uses (from its manifest).
-    pub fn segment_size(&self) -> usize {
-        self.segment_size
-    }
-
-    fn db(&self) -> Result<&sled::Db, QueueError> {
-        self.db.as_ref().ok_or(QueueError::Failed {
-            path: self.db_path.clone(),
-        })
-    }
-
-    /// Maps a sled error and drops the handle, so that nothing more is written to a
-    /// database in an unknown state before [`QueueStore::reopen`].
-    fn failed(&mut self, source: sled::Error) -> QueueError {
-        self.db = None;
-        QueueError::Sled {
-            path: self.db_path.clone(),
-            source,
-        }
+    /// Creates the queue's first segment (the manifest is written by the caller, after it).
+    fn create(&self, segment_size: usize) -> Result<(u64, sled::Db), QueueError> {
+        fs::create_dir_all(&self.queue_dir)
+            .map_err(|source| QueueError::io(&self.queue_dir, source))?;
+        let db_id = new_db_id(&self.queue_dir);
+        let path = self.segment_path(1);
+        let db = open_segment(&path, segment_size)?;
+        let mut batch = sled::Batch::default();
+        base_entries(&mut batch, &db_id, 1, 0, 0, segment_size);
+        db.apply_batch(batch)
+            .and_then(|()| db.flush().map(drop))
+            .map_err(|source| sled_error(&path, source))?;
+        sync_dir(&self.queue_dir)?;
+        sync_dir(&self.data_dir)?;
+        Ok((1, db))
     }
 
     /// Makes `sinks` the set of cursors: a new sink starts at the oldest span kept (or after
     /// the last committed one when the queue is empty); a cursor not in `sinks` is deleted,
     /// so it stops holding spans back. Flushed.
     pub fn set_sinks(&mut self, sinks: &[String]) -> Result<(), QueueError> {
+        self.db()?;
         let start = self
             .records
             .keys()
@@ -282,20 +524,19 @@ impl QueueStore {
             }
         }
         let released = self.passed_by_all(&cursors);
-        for (first, info) in &released {
-            batch.remove(&record::span_key(*first, info.count));
+        let watermark = self.watermark(&released);
+        if let Some(watermark) = watermark {
+            batch.insert(record::META_RELEASED, cursor_value(watermark));
         }
-        let db = self.db()?;
-        if let Err(source) = db.apply_batch(batch).and_then(|()| db.flush().map(drop)) {
-            return Err(self.failed(source));
-        }
+        self.apply(batch, true)?;
         std::mem::swap(&mut self.cursors, &mut cursors);
-        self.forget(&released);
-        Ok(())
+        self.forget(&released, watermark);
+        self.delete_passed_segments()
     }
 
-    /// Writes everything in `commit` as ONE atomic sled batch, then flushes; only after `Ok`
-    /// may its spans be offered to sinks. Spans get consecutive sequence numbers.
+    /// Writes everything in `commit` as ONE atomic sled batch to the active segment, then
+    /// flushes; only after `Ok` may its spans be offered to sinks. Spans get consecutive
+    /// sequence numbers. When the active segment is full, a new one is opened first.
     ///
     /// On `Err` the caller still owns `commit` and nothing in memory changed: after
     /// [`QueueError::DiskFull`] or [`QueueError::SpanTooLarge`] nothing was written; after a
@@ -308,10 +549,12 @@ impl QueueStore {
                 max: MAX_SPAN_BYTES,
             });
         }
-        let db = self.db()?;
         let packed = pack(&commit.spans);
         let new_bytes: u64 = packed.iter().map(|r| r.bytes).sum();
         self.check_free_space(new_bytes)?;
+        if self.active()?.written >= self.options.segment_bytes && new_bytes > 0 {
+            self.rotate()?;
+        }
 
         let mut batch = sled::Batch::default();
         let mut next = self.committed + 1;
@@ -352,8 +595,9 @@ impl QueueStore {
             );
         }
 
-        // drop_oldest: to make room for new spans (only), whole oldest records go in the
-        // same batch and cursors move past them.
+        // drop_oldest: to make room for new spans (only), whole oldest records leave the
+        // queue in the same batch (the released watermark moves past them) and cursors move
+        // past them.
         let mut dropped = Vec::new();
         let mut moved = BTreeMap::new();
         if self.options.overflow == Overflow::DropOldest && new_bytes > 0 {
@@ -374,14 +618,13 @@ impl QueueStore {
                     }
                 }
             }
-            for (first, info) in &dropped {
-                batch.remove(&record::span_key(*first, info.count));
-            }
+        }
+        let watermark = self.watermark(&dropped);
+        if let Some(watermark) = watermark {
+            batch.insert(record::META_RELEASED, cursor_value(watermark));
         }
 
-        if let Err(source) = db.apply_batch(batch).and_then(|()| db.flush().map(drop)) {
-            return Err(self.failed(source));
-        }
+        self.apply(batch, true)?;
 
         let sequences = self.committed + 1..committed + 1;
         self.committed = committed;
@@ -389,12 +632,16 @@ impl QueueStore {
             self.bytes += info.bytes;
             self.records.insert(first, info);
         }
+        if let Some(active) = &mut self.active {
+            active.written += new_bytes;
+        }
         self.cursors.extend(moved);
-        self.forget(&dropped);
+        self.forget(&dropped, watermark);
         let dropped_spans: u64 = dropped.iter().map(|(_, info)| u64::from(info.count)).sum();
         if dropped_spans > 0 {
             self.dropped_spans += dropped_spans;
             self.log_drop(dropped_spans);
+            self.delete_passed_segments()?;
         }
         if self.manifest_written.elapsed() >= MANIFEST_INTERVAL {
             self.update_manifest();
@@ -406,11 +653,94 @@ impl QueueStore {
         })
     }
 
+    /// Closes the active segment and opens the next one, named after the next sequence.
+    /// The new segment's first batch (its base) carries everything that is not a span:
+    /// the cursors, the released watermark and committed sequence, every waiting entry and
+    /// input checkpoint (copied from the old segment), the record index of every closed
+    /// segment still holding kept spans, and the skipped records; the base marker is in
+    /// that same atomic batch. Only after it is flushed is the old segment dropped, which
+    /// frees what sled kept of its pages.
+    fn rotate(&mut self) -> Result<(), QueueError> {
+        let new_first = self.committed + 1;
+        let old_first = self.active()?.first;
+        let path = self.segment_path(new_first);
+        if path.exists() {
+            // A rotation that failed earlier in this run left it, holding no base.
+            fs::remove_dir_all(&path).map_err(|source| QueueError::io(&path, source))?;
+        }
+        let mut batch = sled::Batch::default();
+        base_entries(
+            &mut batch,
+            &self.manifest.db_id,
+            new_first,
+            self.committed,
+            self.released,
+            self.segment_size,
+        );
+        for (name, cursor) in &self.cursors {
+            batch.insert(cursor_key(name), cursor_value(*cursor));
+        }
+        for prefix in [record::PREFIX_PENDING, record::PREFIX_INPUT] {
+            let carried: Result<Vec<_>, _> = self.db()?.scan_prefix([prefix]).collect();
+            match carried {
+                Ok(entries) => {
+                    for (key, value) in entries {
+                        batch.insert(key, value);
+                    }
+                }
+                Err(source) => return Err(self.failed(source)),
+            }
+        }
+        let mut closed = self.closed.clone();
+        closed.insert(old_first, new_first - 1);
+        for (&seg_first, &seg_last) in &closed {
+            let index: Vec<record::IndexEntry> = self
+                .records
+                .range(seg_first..=seg_last)
+                .map(|(first, info)| (*first, info.count, info.bytes))
+                .collect();
+            batch.insert(
+                &record::seq_key(record::PREFIX_INDEX, seg_first),
+                record::encode_index(seg_last, &index),
+            );
+        }
+        for (first, count) in &self.skipped {
+            batch.insert(
+                &record::seq_key(record::PREFIX_SKIPPED, *first),
+                record::encode_envelope(&count.to_be_bytes()),
+            );
+        }
+        batch.insert(record::META_BASE, cursor_value(1));
+        let created = open_segment(&path, self.segment_size).and_then(|db| {
+            db.apply_batch(batch)
+                .and_then(|()| db.flush().map(drop))
+                .map_err(|source| sled_error(&path, source))?;
+            sync_dir(&self.queue_dir)?;
+            Ok(db)
+        });
+        let db = match created {
+            Ok(db) => db,
+            Err(err) => {
+                fs::remove_dir_all(&path).ok();
+                return Err(err);
+            }
+        };
+        self.closed = closed;
+        // Dropping the old handle closes the old segment (everything in it was flushed by
+        // the commit that filled it; acks since then are in the new base).
+        self.active = Some(Active {
+            first: new_first,
+            db,
+            written: 0,
+        });
+        self.delete_passed_segments()
+    }
+
     /// Records the (flushed) committed sequence in the manifest; a failure only weakens
     /// truncation detection, so it is logged, not returned.
     fn update_manifest(&mut self) {
         self.manifest_written = Instant::now();
-        if self.committed <= self.manifest.committed || self.db.is_none() {
+        if self.committed <= self.manifest.committed || self.active.is_none() {
             return;
         }
         let manifest = Manifest {
@@ -432,14 +762,14 @@ impl QueueStore {
         if self.options.min_free_bytes == 0 {
             return Ok(());
         }
-        let Ok(fs) = nix::sys::statvfs::statvfs(&self.db_path) else {
+        let Ok(fs) = nix::sys::statvfs::statvfs(&self.queue_dir) else {
             return Ok(()); // cannot tell: sled's own ENOSPC is the fallback
         };
         let available = fs.blocks_available().saturating_mul(fs.fragment_size());
         let required = self.options.min_free_bytes.saturating_add(new_bytes);
         if available < required {
             return Err(QueueError::DiskFull {
-                path: self.db_path.clone(),
+                path: self.queue_dir.clone(),
                 available,
                 required,
             });
@@ -461,15 +791,69 @@ impl QueueStore {
         }
     }
 
+    /// The raw value of the record `(first, count)`, from the active segment or from the
+    /// closed segment that holds it (opened for reading; at most one is open at a time).
+    /// `Ok(None)`: the record is not there, or its closed segment cannot be read (logged).
+    fn get_record(&mut self, first: u64, count: u32) -> Result<Option<sled::IVec>, QueueError> {
+        let key = record::span_key(first, count);
+        let active = self.active()?;
+        if first >= active.first {
+            let result = active.db.get(key);
+            return result.map_err(|source| self.failed(source));
+        }
+        let Some((&segment, _)) = self.closed.range(..=first).next_back() else {
+            return Ok(None);
+        };
+        if self
+            .reader
+            .as_ref()
+            .is_none_or(|(open, _)| *open != segment)
+        {
+            self.reader = None;
+            let path = self.segment_path(segment);
+            match open_segment(&path, self.segment_size) {
+                Ok(db) => self.reader = Some((segment, db)),
+                Err(err) => {
+                    warn!(path = %path.display(), error = %err, "A closed queue segment cannot be opened.");
+                    return Ok(None);
+                }
+            }
+        }
+        let Some((_, db)) = &self.reader else {
+            return Ok(None);
+        };
+        match db.get(key) {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                warn!(path = %self.segment_path(segment).display(), error = %err,
+                    "Reading a closed queue segment failed.");
+                Ok(None)
+            }
+        }
+    }
+
     /// Up to `max` spans with sequence > `cursor`, in order, as `(sequence, bytes)`. A record
-    /// that fails its checksum is counted, deleted and skipped (its sequences never come
-    /// back); a record with an unknown version byte is [`QueueError::UnsupportedRecord`].
+    /// that fails its checksum is counted, skipped and remembered as skipped (its sequences
+    /// never come back); a record with an unknown version byte is
+    /// [`QueueError::UnsupportedRecord`].
     pub fn read_after(
         &mut self,
         cursor: u64,
         max: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
-        let mut out = Vec::new();
+        self.read_after_within(cursor, max, usize::MAX)
+    }
+
+    /// [`QueueStore::read_after`], stopping once the spans read hold `max_bytes` (at least
+    /// one span is read): a batch of large spans stays small in memory.
+    pub fn read_after_within(
+        &mut self,
+        cursor: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, QueueError> {
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut out_bytes = 0usize;
         let start = cursor + 1;
         let from = match self.records.range(..=start).next_back() {
             Some((first, info)) if info.last(*first) >= start => *first,
@@ -487,11 +871,10 @@ impl QueueStore {
             .collect();
         let mut corrupt = Vec::new();
         for (first, info) in wanted {
-            let key = record::span_key(first, info.count);
-            let value = match self.db()?.get(key) {
-                Ok(value) => value,
-                Err(source) => return Err(self.failed(source)),
-            };
+            if out_bytes >= max_bytes {
+                break;
+            }
+            let value = self.get_record(first, info.count)?;
             let skip = start.saturating_sub(first) as usize;
             let take = (max - out.len()).min(info.count as usize - skip);
             let decoded = match &value {
@@ -500,20 +883,26 @@ impl QueueStore {
             };
             match decoded {
                 Ok(spans) => {
-                    out.extend((first + skip as u64..).zip(spans));
+                    for (seq, span) in (first + skip as u64..).zip(spans) {
+                        if out_bytes >= max_bytes {
+                            break;
+                        }
+                        out_bytes += span.len();
+                        out.push((seq, span));
+                    }
                 }
                 Err(RecordError::UnknownVersion(version)) => {
                     return Err(QueueError::UnsupportedRecord {
-                        path: self.db_path.clone(),
+                        path: self.queue_dir.clone(),
                         seq: first,
                         version,
                     });
                 }
                 Err(err) => {
                     warn!(
-                        path = %self.db_path.display(), first_sequence = first,
+                        path = %self.queue_dir.display(), first_sequence = first,
                         spans = info.count, error = %err,
-                        "Queue record failed to decode; skipping and deleting it."
+                        "Queue record failed to decode; skipping it."
                     );
                     corrupt.push((first, info));
                 }
@@ -522,14 +911,18 @@ impl QueueStore {
         if !corrupt.is_empty() {
             let mut batch = sled::Batch::default();
             for (first, info) in &corrupt {
-                batch.remove(&record::span_key(*first, info.count));
+                batch.insert(
+                    &record::seq_key(record::PREFIX_SKIPPED, *first),
+                    record::encode_envelope(&info.count.to_be_bytes()),
+                );
             }
-            if let Err(source) = self.db()?.apply_batch(batch) {
-                return Err(self.failed(source));
-            }
+            self.apply(batch, false)?;
             self.corrupt_records
                 .set(self.corrupt_records.get() + corrupt.len() as u64);
-            self.forget(&corrupt);
+            for (first, info) in &corrupt {
+                self.skipped.insert(*first, info.count);
+            }
+            self.forget(&corrupt, None);
         }
         Ok(out)
     }
@@ -539,9 +932,10 @@ impl QueueStore {
         self.cursors.get(sink).copied()
     }
 
-    /// Moves `sink`'s cursor forward to `seq` (never backwards) and deletes the records every
-    /// sink has passed, in one batch. Not flushed: a cursor move lost in a crash means
-    /// redelivery (at least once); the next commit's flush makes it durable.
+    /// Moves `sink`'s cursor forward to `seq` (never backwards) and releases the records
+    /// every sink has passed, in one batch; a closed segment every sink has passed is then
+    /// deleted whole. Not flushed (except before a deletion): a cursor move lost in a crash
+    /// means redelivery (at least once); the next commit's flush makes it durable.
     pub fn ack(&mut self, sink: &str, seq: u64) -> Result<(), QueueError> {
         let Some(&cursor) = self.cursors.get(sink) else {
             return Err(QueueError::UnknownSink(sink.to_owned()));
@@ -559,17 +953,16 @@ impl QueueStore {
         let mut cursors = self.cursors.clone();
         cursors.insert(sink.to_owned(), seq);
         let released = self.passed_by_all(&cursors);
+        let watermark = self.watermark(&released);
         let mut batch = sled::Batch::default();
         batch.insert(cursor_key(sink), cursor_value(seq));
-        for (first, info) in &released {
-            batch.remove(&record::span_key(*first, info.count));
+        if let Some(watermark) = watermark {
+            batch.insert(record::META_RELEASED, cursor_value(watermark));
         }
-        if let Err(source) = self.db()?.apply_batch(batch) {
-            return Err(self.failed(source));
-        }
+        self.apply(batch, false)?;
         self.cursors = cursors;
-        self.forget(&released);
-        Ok(())
+        self.forget(&released, watermark);
+        self.delete_passed_segments()
     }
 
     /// Records whose every span all of `cursors` have passed (none when there are no sinks:
@@ -585,12 +978,60 @@ impl QueueStore {
             .collect()
     }
 
-    fn forget(&mut self, records: &[(u64, RecordInfo)]) {
+    /// The released watermark after `records` (a prefix of the kept records) leave.
+    fn watermark(&self, records: &[(u64, RecordInfo)]) -> Option<u64> {
+        let (first, info) = records.last()?;
+        Some(info.last(*first).max(self.released))
+    }
+
+    fn forget(&mut self, records: &[(u64, RecordInfo)], watermark: Option<u64>) {
         for (first, info) in records {
             if self.records.remove(first).is_some() {
                 self.bytes -= info.bytes;
             }
         }
+        if let Some(watermark) = watermark {
+            self.released = watermark;
+            self.skipped = self.skipped.split_off(&(watermark + 1));
+        }
+    }
+
+    /// Deletes every closed segment whose spans have all left the queue: first the active
+    /// segment is flushed (so that the released watermark that allows it is durable), then
+    /// the directories go; their index entries are left for the next rotation to drop.
+    fn delete_passed_segments(&mut self) -> Result<(), QueueError> {
+        let doomed: Vec<u64> = self
+            .closed
+            .iter()
+            .filter(|(_, last)| **last <= self.released)
+            .map(|(first, _)| *first)
+            .collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let flushed = self.db()?.flush();
+        if let Err(source) = flushed {
+            return Err(self.failed(source));
+        }
+        for first in doomed {
+            if self.reader.as_ref().is_some_and(|(open, _)| *open == first) {
+                self.reader = None;
+            }
+            let path = self.segment_path(first);
+            match fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    self.closed.remove(&first);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    self.closed.remove(&first);
+                }
+                // Tried again at the next release or start; the spans in it are released.
+                Err(err) => {
+                    warn!(path = %path.display(), error = %err, "Could not delete a passed queue segment.");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every waiting correlator entry (id, entry), for start-up. Entries that fail to
@@ -629,14 +1070,14 @@ impl QueueStore {
 
     fn sled_err(&self, source: sled::Error) -> QueueError {
         QueueError::Sled {
-            path: self.db_path.clone(),
+            path: self.queue_dir.clone(),
             source,
         }
     }
 
     fn count_corrupt(&self, what: &str, key: &[u8], err: &RecordError) {
         self.corrupt_records.set(self.corrupt_records.get() + 1);
-        warn!(path = %self.db_path.display(), key = %String::from_utf8_lossy(key), error = %err,
+        warn!(path = %self.queue_dir.display(), key = %String::from_utf8_lossy(key), error = %err,
             "Queue {what} failed to decode; ignoring it.");
     }
 
@@ -664,44 +1105,99 @@ impl QueueStore {
                 .collect(),
             dropped_spans: self.dropped_spans,
             corrupt_records: self.corrupt_records.get(),
+            segments: self.closed.len() as u64 + u64::from(self.active.is_some()),
         }
     }
 
-    /// Offline compaction (sled 0.34 files never shrink): copies every entry of the queue in
-    /// `from_data_dir` into a new queue in `to_data_dir`, which must not hold one yet, and
-    /// returns the new queue's stats. The source is locked and left untouched; swapping the
-    /// directories is the operator's (or the CLI's) step.
+    /// Offline: copies what the queue in `from_data_dir` keeps (spans, cursors, waiting
+    /// entries, checkpoints, the sequence) into a new queue in `to_data_dir`, which must not
+    /// hold one yet, and returns the new queue's stats. The source is locked and left
+    /// untouched; swapping the directories is the caller's step. With whole segments
+    /// deleted once every sink passed them this is rarely needed: it gives back only the
+    /// space of released records in a segment that still holds kept ones.
     pub fn compact(from_data_dir: &Path, to_data_dir: &Path) -> Result<Stats, QueueError> {
-        let options = StoreOptions {
-            max_bytes: u64::MAX,
-            overflow: Overflow::Block,
-            min_free_bytes: 0,
+        let mut from = QueueStore::open(from_data_dir, offline_options())?;
+        let contents = Contents {
+            committed: from.committed,
+            cursors: from.cursors.clone(),
+            pending: raw_prefix(from.db()?, record::PREFIX_PENDING, &from.queue_dir)?,
+            inputs: raw_prefix(from.db()?, record::PREFIX_INPUT, &from.queue_dir)?,
         };
-        let from = QueueStore::open(from_data_dir, options)?;
-        let to_db = to_data_dir.join("queue");
-        if to_db.exists() || manifest_path(to_data_dir).exists() {
-            return Err(QueueError::DestinationNotEmpty { path: to_db });
+        let records: Vec<(u64, RecordInfo)> = from.records.iter().map(|(f, i)| (*f, *i)).collect();
+        // Records that cannot be read are left out, as a read would skip them.
+        let values = records.into_iter().filter_map(move |(first, info)| {
+            match from.get_record(first, info.count) {
+                Ok(Some(value)) => Some(Ok((first, info.count, value.to_vec()))),
+                Ok(None) => None,
+                Err(err) => Some(Err(err)),
+            }
+        });
+        QueueStore::create_from(to_data_dir, contents, values)
+    }
+
+    /// Offline: a new queue in `to_data_dir` (which must hold none) holding `contents` and
+    /// `records` (first sequence, count, stored value; ascending), written segment by
+    /// segment as commits would have; returns its stats once reopened.
+    pub(crate) fn create_from(
+        to_data_dir: &Path,
+        contents: Contents,
+        records: impl Iterator<Item = Result<(u64, u32, Vec<u8>), QueueError>>,
+    ) -> Result<Stats, QueueError> {
+        let to_queue = to_data_dir.join("queue");
+        if to_queue.exists() || manifest_path(to_data_dir).exists() {
+            return Err(QueueError::DestinationNotEmpty { path: to_queue });
         }
-        let to = QueueStore::open(to_data_dir, options)?;
-        let (source, target) = (from.db()?, to.db()?);
+        let options = offline_options();
+        let mut to = QueueStore::open(to_data_dir, options)?;
         let mut batch = sled::Batch::default();
         let mut batch_bytes = 0;
-        for item in source.iter() {
-            let (key, value) = item.map_err(|err| from.sled_err(err))?;
-            if key.first() == Some(&record::PREFIX_META) && key.as_ref() != record::META_COMMITTED {
-                continue; // the new database has its own id and format entries
+        for item in records {
+            let (first, count, value) = item?;
+            let info = RecordInfo {
+                count,
+                bytes: (record::SPAN_KEY_LEN + value.len()) as u64,
+            };
+            if to.active()?.written >= options.segment_bytes {
+                to.apply(std::mem::take(&mut batch), true)?;
+                batch_bytes = 0;
+                // The next segment is named after the record that goes in it first.
+                to.committed = first - 1;
+                to.rotate()?;
             }
-            batch_bytes += key.len() + value.len();
-            batch.insert(key, value);
-            if batch_bytes >= 64 << 20 {
-                target
-                    .apply_batch(std::mem::take(&mut batch))
-                    .map_err(|err| to.sled_err(err))?;
+            batch_bytes += value.len();
+            batch.insert(&record::span_key(first, count), value);
+            to.records.insert(first, info);
+            to.bytes += info.bytes;
+            if let Some(active) = &mut to.active {
+                active.written += info.bytes;
+            }
+            if batch_bytes >= COPY_BATCH_BYTES {
+                to.apply(std::mem::take(&mut batch), true)?;
                 batch_bytes = 0;
             }
         }
-        target.apply_batch(batch).map_err(|err| to.sled_err(err))?;
-        target.flush().map_err(|err| to.sled_err(err))?;
+        let last = to.records.iter().next_back().map(|(f, i)| i.last(*f));
+        to.committed = last.unwrap_or(0).max(contents.committed);
+        to.released = to
+            .records
+            .keys()
+            .next()
+            .map_or(to.committed, |first| first - 1);
+        batch.insert(
+            record::META_COMMITTED,
+            record::encode_envelope(&to.committed.to_be_bytes()),
+        );
+        batch.insert(record::META_RELEASED, cursor_value(to.released));
+        for (name, cursor) in &contents.cursors {
+            batch.insert(cursor_key(name), cursor_value(*cursor));
+        }
+        for (id, value) in contents.pending {
+            batch.insert(prefixed(record::PREFIX_PENDING, &id), value);
+        }
+        for (input, value) in contents.inputs {
+            batch.insert(prefixed(record::PREFIX_INPUT, &input), value);
+        }
+        to.apply(batch, true)?;
         drop(to);
         let to = QueueStore::open(to_data_dir, options)?;
         Ok(to.stats())
@@ -709,14 +1205,55 @@ impl QueueStore {
 
     #[cfg(test)]
     pub(crate) fn raw_db(&self) -> &sled::Db {
-        self.db.as_ref().expect("open")
+        &self.active.as_ref().expect("open").db
+    }
+}
+
+/// What a new queue holds besides its span records, for [`QueueStore::create_from`]
+/// (compaction and the migration from format 1). Values are raw: envelopes as stored.
+pub(crate) struct Contents {
+    pub committed: u64,
+    pub cursors: BTreeMap<String, u64>,
+    /// Waiting entries: id → stored value.
+    pub pending: Vec<(Vec<u8>, sled::IVec)>,
+    /// Input checkpoints: name → stored value.
+    pub inputs: Vec<(Vec<u8>, sled::IVec)>,
+}
+
+/// Options of the offline copies: no bound, no headroom check, default segments.
+fn offline_options() -> StoreOptions {
+    StoreOptions {
+        max_bytes: u64::MAX,
+        overflow: Overflow::Block,
+        min_free_bytes: 0,
+        segment_bytes: SEGMENT_BYTES,
     }
 }
 
 impl Drop for QueueStore {
     fn drop(&mut self) {
+        // Acks are not flushed as they happen; a clean close keeps them.
+        if let Some(active) = &self.active
+            && let Err(err) = active.db.flush()
+        {
+            warn!(error = %err, "Could not flush the queue at close.");
+        }
         self.update_manifest();
     }
+}
+
+/// Every stored value under `prefix` in `db`, keyed without the prefix.
+fn raw_prefix(
+    db: &sled::Db,
+    prefix: u8,
+    path: &Path,
+) -> Result<Vec<(Vec<u8>, sled::IVec)>, QueueError> {
+    db.scan_prefix([prefix])
+        .map(|item| {
+            item.map(|(key, value)| (key[1..].to_vec(), value))
+                .map_err(|source| sled_error(path, source))
+        })
+        .collect()
 }
 
 /// One record of a commit: which spans, and its size in bytes.
@@ -766,12 +1303,104 @@ fn cursor_value(seq: u64) -> Vec<u8> {
     record::encode_envelope(&seq.to_be_bytes())
 }
 
-fn decode_u64(value: &[u8]) -> Result<u64, RecordError> {
+pub(crate) fn decode_u64(value: &[u8]) -> Result<u64, RecordError> {
     let payload = record::decode_envelope(value)?;
     let bytes: [u8; 8] = payload
         .try_into()
         .map_err(|_| RecordError::Malformed("not a u64"))?;
     Ok(u64::from_be_bytes(bytes))
+}
+
+/// The entries every segment's base starts with.
+fn base_entries(
+    batch: &mut sled::Batch,
+    db_id: &str,
+    first: u64,
+    committed: u64,
+    released: u64,
+    segment_size: usize,
+) {
+    batch.insert(
+        record::META_FORMAT,
+        record::encode_envelope(&u64::from(FORMAT_VERSION).to_be_bytes()),
+    );
+    batch.insert(
+        record::META_DB_ID,
+        record::encode_envelope(db_id.as_bytes()),
+    );
+    batch.insert(
+        record::META_SEGMENT_SIZE,
+        record::encode_envelope(&(segment_size as u64).to_be_bytes()),
+    );
+    batch.insert(record::META_FIRST, cursor_value(first));
+    batch.insert(
+        record::META_COMMITTED,
+        record::encode_envelope(&committed.to_be_bytes()),
+    );
+    batch.insert(record::META_RELEASED, cursor_value(released));
+    batch.insert(record::META_BASE, cursor_value(1));
+}
+
+/// `<queue_dir>/<first, 20 digits>`: names sort in sequence order.
+pub(crate) fn segment_path(queue_dir: &Path, first: u64) -> PathBuf {
+    queue_dir.join(format!("{first:020}"))
+}
+
+/// The first sequences of the segment directories in `queue_dir`, ascending (none when the
+/// directory does not exist).
+fn list_segments(queue_dir: &Path) -> Result<Vec<u64>, QueueError> {
+    let entries = match fs::read_dir(queue_dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(QueueError::io(queue_dir, source)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| QueueError::io(queue_dir, source))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.len() == 20
+            && name.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(first) = name.parse()
+        {
+            out.push(first);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), QueueError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| QueueError::io(dir, source))
+}
+
+fn sled_error(path: &Path, source: sled::Error) -> QueueError {
+    QueueError::Sled {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The `db_id` and format a segment's base records.
+fn read_identity(db: &sled::Db, path: &Path) -> Result<(String, u64), QueueError> {
+    let corrupt = |what: &str, err: RecordError| QueueError::Unreadable {
+        path: path.to_owned(),
+        detail: format!("its {what} entry failed to decode: {err}"),
+    };
+    let get = |key: &[u8]| {
+        db.get(key)
+            .map_err(|source| sled_error(path, source))?
+            .ok_or_else(|| QueueError::Unreadable {
+                path: path.to_owned(),
+                detail: format!("its base has no {}", String::from_utf8_lossy(&key[1..])),
+            })
+    };
+    let id = get(record::META_DB_ID)?;
+    let id = record::decode_envelope(&id).map_err(|err| corrupt("db_id", err))?;
+    let format = decode_u64(&get(record::META_FORMAT)?).map_err(|err| corrupt("format", err))?;
+    Ok((String::from_utf8_lossy(id).into_owned(), format))
 }
 
 /// Runs `f`, catching a panic (sled panics on garbage in its files) without the panic
@@ -810,135 +1439,28 @@ fn unreadable(path: &Path, panic: Box<dyn std::any::Any + Send>) -> QueueError {
     }
 }
 
-fn sled_config(db_path: &Path, segment_size: usize) -> sled::Config {
-    sled::Config::new()
-        .path(db_path)
+/// Opens (or creates) the sled database at `path` (catching its panic on garbage).
+pub(crate) fn open_segment(path: &Path, segment_size: usize) -> Result<sled::Db, QueueError> {
+    let config = sled::Config::new()
+        .path(path)
         .segment_size(segment_size)
-        .cache_capacity(CACHE_CAPACITY)
-}
-
-/// Opens sled (catching its panic on garbage) and checks it against the manifest.
-fn open_checked(data_dir: &Path, db_path: &Path) -> Result<(sled::Db, Manifest), QueueError> {
-    let manifest_file = manifest_path(data_dir);
-    let manifest = Manifest::read(&manifest_file)?;
-    if let Some(manifest) = &manifest {
-        if manifest.format > FORMAT_VERSION {
-            return Err(QueueError::UnsupportedFormat {
-                path: manifest_file,
-                found: manifest.format,
-                supported: FORMAT_VERSION,
-            });
-        }
-        if !db_path.join("db").is_file() {
-            return Err(QueueError::Missing {
-                path: db_path.to_owned(),
-                manifest: manifest_file,
-                db_id: manifest.db_id.clone(),
-            });
-        }
-    }
-    let segment_size = manifest.as_ref().map_or(SEGMENT_SIZE, |m| m.segment_size);
-    let config = sled_config(db_path, segment_size);
-    let db = match quietly(|| config.open()) {
-        Ok(Ok(db)) => db,
+        .cache_capacity(CACHE_CAPACITY);
+    match quietly(|| config.open()) {
+        Ok(Ok(db)) => Ok(db),
         Ok(Err(sled::Error::Io(err))) if err.to_string().contains("could not acquire lock") => {
-            return Err(QueueError::Locked {
-                path: db_path.to_owned(),
+            Err(QueueError::Locked {
+                path: path.to_owned(),
                 pid: None,
-            });
+            })
         }
         Ok(Err(source @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_)))) => {
-            return Err(QueueError::Unreadable {
-                path: db_path.to_owned(),
+            Err(QueueError::Unreadable {
+                path: path.to_owned(),
                 detail: source.to_string(),
-            });
+            })
         }
-        Ok(Err(source)) => {
-            return Err(QueueError::Sled {
-                path: db_path.to_owned(),
-                source,
-            });
-        }
-        Err(panic) => return Err(unreadable(db_path, panic)),
-    };
-    let sled_err = |source| QueueError::Sled {
-        path: db_path.to_owned(),
-        source,
-    };
-    let meta_id = db.get(record::META_DB_ID).map_err(sled_err)?;
-    let meta_format = db.get(record::META_FORMAT).map_err(sled_err)?;
-    match (manifest, meta_id, meta_format) {
-        (Some(manifest), None, _) => Err(QueueError::Missing {
-            path: db_path.to_owned(),
-            manifest: manifest_file,
-            db_id: manifest.db_id,
-        }),
-        (manifest, Some(id), Some(format)) => {
-            let corrupt = |what: &str, err: RecordError| QueueError::Unreadable {
-                path: db_path.to_owned(),
-                detail: format!("its {what} entry failed to decode: {err}"),
-            };
-            let id = record::decode_envelope(&id).map_err(|err| corrupt("db_id", err))?;
-            let id = String::from_utf8_lossy(id).into_owned();
-            let format = decode_u64(&format).map_err(|err| corrupt("format", err))?;
-            if format > u64::from(FORMAT_VERSION) {
-                return Err(QueueError::UnsupportedFormat {
-                    path: db_path.to_owned(),
-                    found: u32::try_from(format).unwrap_or(u32::MAX),
-                    supported: FORMAT_VERSION,
-                });
-            }
-            match manifest {
-                Some(manifest) if manifest.db_id != id => Err(QueueError::Mismatch {
-                    path: db_path.to_owned(),
-                    manifest: manifest_file,
-                    expected: manifest.db_id,
-                    found: id,
-                }),
-                Some(manifest) => Ok((db, manifest)),
-                None => {
-                    // Created, but the manifest never reached the disk (or was deleted).
-                    let manifest = Manifest {
-                        format: FORMAT_VERSION,
-                        db_id: id,
-                        segment_size,
-                        committed: 0,
-                    };
-                    manifest.write(&manifest_file)?;
-                    Ok((db, manifest))
-                }
-            }
-        }
-        (None, None, _) if db.is_empty() => {
-            let db_id = new_db_id(db_path);
-            let mut batch = sled::Batch::default();
-            batch.insert(
-                record::META_FORMAT,
-                record::encode_envelope(&u64::from(FORMAT_VERSION).to_be_bytes()),
-            );
-            batch.insert(
-                record::META_DB_ID,
-                record::encode_envelope(db_id.as_bytes()),
-            );
-            batch.insert(
-                record::META_SEGMENT_SIZE,
-                record::encode_envelope(&(segment_size as u64).to_be_bytes()),
-            );
-            db.apply_batch(batch).map_err(sled_err)?;
-            db.flush().map_err(sled_err)?;
-            let manifest = Manifest {
-                format: FORMAT_VERSION,
-                db_id,
-                segment_size,
-                committed: 0,
-            };
-            manifest.write(&manifest_file)?;
-            Ok((db, manifest))
-        }
-        _ => Err(QueueError::Unreadable {
-            path: db_path.to_owned(),
-            detail: "it holds entries but no format or db_id (not an auditspan queue?)".to_owned(),
-        }),
+        Ok(Err(source)) => Err(sled_error(path, source)),
+        Err(panic) => Err(unreadable(path, panic)),
     }
 }
 
@@ -956,20 +1478,90 @@ fn new_db_id(db_path: &Path) -> String {
         .collect()
 }
 
-/// Reads the state the store keeps in memory. Unknown record versions are an error; damaged
-/// cursors and `committed` are counted and rebuilt (a sink then starts at the oldest span).
-fn load(db: &sled::Db, path: &Path) -> Result<Loaded, QueueError> {
-    let sled_err = |source| QueueError::Sled {
-        path: path.to_owned(),
-        source,
-    };
+/// Reads the state the store keeps in memory from the active segment (whose directory
+/// says it starts at `first`). Unknown record versions are an error; damaged cursors,
+/// indexes and `committed` are counted and rebuilt (a sink then starts at the oldest span).
+fn load_active(db: &sled::Db, path: &Path, first: u64) -> Result<Loaded, QueueError> {
+    let sled_err = |source| sled_error(path, source);
     let mut loaded = Loaded {
+        first,
         records: BTreeMap::new(),
         bytes: 0,
         committed: 0,
+        released: 0,
         cursors: BTreeMap::new(),
+        closed: BTreeMap::new(),
+        skipped: BTreeMap::new(),
         corrupt: 0,
+        written: 0,
     };
+    let get_u64 = |key: &[u8]| -> Result<Option<Result<u64, RecordError>>, QueueError> {
+        Ok(db.get(key).map_err(sled_err)?.map(|v| decode_u64(&v)))
+    };
+    match get_u64(record::META_FIRST)? {
+        Some(Ok(stored)) if stored == first => {}
+        other => {
+            return Err(QueueError::Unreadable {
+                path: path.to_owned(),
+                detail: format!("its base names first sequence {other:?}, its directory {first}"),
+            });
+        }
+    }
+    match get_u64(record::META_RELEASED)? {
+        Some(Ok(released)) => loaded.released = released,
+        Some(Err(err)) => {
+            // Without it, released spans of a segment not yet deleted would be delivered
+            // again: duplicates, never loss.
+            warn!(path = %path.display(), error = %err, "Queue released sequence failed to decode.");
+            loaded.corrupt += 1;
+        }
+        None => {}
+    }
+    for item in db.scan_prefix([record::PREFIX_SKIPPED]) {
+        let (key, value) = item.map_err(sled_err)?;
+        let count = record::decode_envelope(&value)
+            .ok()
+            .and_then(|p| <[u8; 4]>::try_from(p).ok())
+            .map(u32::from_be_bytes);
+        match (record::parse_seq_key(&key), count) {
+            (Some(first), Some(count)) if first > loaded.released => {
+                loaded.skipped.insert(first, count);
+            }
+            (Some(_), Some(_)) => {}
+            _ => loaded.corrupt += 1,
+        }
+    }
+    let keep = |loaded: &mut Loaded, first: u64, count: u32, bytes: u64| {
+        let last = first + u64::from(count) - 1;
+        loaded.committed = loaded.committed.max(last);
+        if first > loaded.released && !loaded.skipped.contains_key(&first) {
+            loaded.bytes += bytes;
+            loaded.records.insert(first, RecordInfo { count, bytes });
+        }
+    };
+    for item in db.scan_prefix([record::PREFIX_INDEX]) {
+        let (key, value) = item.map_err(sled_err)?;
+        let segment = record::parse_seq_key(&key);
+        match (segment, record::decode_index(&value)) {
+            (Some(segment), Ok((last, entries))) => {
+                loaded.closed.insert(segment, last);
+                for (first, count, bytes) in entries {
+                    keep(&mut loaded, first, count, bytes);
+                }
+            }
+            (_, Err(err)) if !err.is_corruption() => {
+                return Err(QueueError::Unreadable {
+                    path: path.to_owned(),
+                    detail: format!("a segment index is of a newer format: {err}"),
+                });
+            }
+            _ => {
+                // Its spans cannot be found any more: counted, and they are not delivered.
+                warn!(path = %path.display(), "A closed segment's index failed to decode; its spans are skipped.");
+                loaded.corrupt += 1;
+            }
+        }
+    }
     for item in db.scan_prefix([record::PREFIX_SPANS]) {
         let (key, value) = item.map_err(sled_err)?;
         let Some((first, count)) = record::parse_span_key(&key) else {
@@ -985,9 +1577,8 @@ fn load(db: &sled::Db, path: &Path) -> Result<Loaded, QueueError> {
             });
         }
         let bytes = (key.len() + value.len()) as u64;
-        loaded.bytes += bytes;
-        loaded.records.insert(first, RecordInfo { count, bytes });
-        loaded.committed = loaded.committed.max(first + u64::from(count) - 1);
+        loaded.written += bytes;
+        keep(&mut loaded, first, count, bytes);
     }
     for item in db.scan_prefix([record::PREFIX_CURSOR]) {
         let (key, value) = item.map_err(sled_err)?;
@@ -1004,15 +1595,23 @@ fn load(db: &sled::Db, path: &Path) -> Result<Loaded, QueueError> {
             }
         }
     }
-    if let Some(value) = db.get(record::META_COMMITTED).map_err(sled_err)? {
-        match decode_u64(&value) {
-            Ok(committed) => loaded.committed = loaded.committed.max(committed),
-            Err(err) => {
-                warn!(path = %path.display(), error = %err,
-                    "Queue committed sequence failed to decode; rebuilt from records and cursors.");
-                loaded.corrupt += 1;
-            }
+    match get_u64(record::META_COMMITTED)? {
+        Some(Ok(committed)) => loaded.committed = loaded.committed.max(committed),
+        Some(Err(err)) => {
+            warn!(path = %path.display(), error = %err,
+                "Queue committed sequence failed to decode; rebuilt from records and cursors.");
+            loaded.corrupt += 1;
         }
+        None => {}
+    }
+    loaded.committed = loaded.committed.max(loaded.released).max(first - 1);
+    if !loaded.records.is_empty() || !loaded.closed.is_empty() {
+        info!(
+            path = %path.display(),
+            records = loaded.records.len(),
+            closed_segments = loaded.closed.len(),
+            "Queue loaded."
+        );
     }
     Ok(loaded)
 }
@@ -1028,7 +1627,15 @@ mod tests {
             max_bytes: 1 << 30,
             overflow: Overflow::DropOldest,
             min_free_bytes: 0,
+            segment_bytes: SEGMENT_BYTES,
         }
+    }
+
+    /// The newest segment directory of the queue in `dir` (the active one).
+    fn active_segment(dir: &Path) -> PathBuf {
+        let queue = dir.join("queue");
+        let newest = list_segments(&queue).unwrap().pop().unwrap();
+        segment_path(&queue, newest)
     }
 
     fn open(dir: &Path) -> QueueStore {
@@ -1131,12 +1738,8 @@ mod tests {
         });
         assert!(matches!(err, Err(QueueError::SpanTooLarge { .. })));
         assert_eq!(store.stats().committed, 5);
-        assert!(
-            fs::read_dir(dir.path().join("queue/blobs"))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        // sled may still write a consolidated leaf of several records to a file under the
+        // segment's `blobs/`: that file is deleted with its segment.
     }
 
     /// A sink added later starts at the oldest span still kept, not at the newest.
@@ -1294,7 +1897,7 @@ mod tests {
         let options = StoreOptions {
             max_bytes: 2 * record,
             overflow: Overflow::Block,
-            min_free_bytes: 0,
+            ..options()
         };
         let mut store = QueueStore::open(dir.path(), options).unwrap();
         store.set_sinks(&sinks(&["a"])).unwrap();
@@ -1343,7 +1946,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         commit_spans(&mut store, spans(1..3));
-        store.db = None;
+        store.active = None;
         assert!(matches!(
             store.read_after(0, 1),
             Err(QueueError::Failed { .. })
@@ -1450,8 +2053,9 @@ mod tests {
     fn zero_length_db_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         populated(dir.path());
-        fs::File::create(dir.path().join("queue/db")).unwrap();
-        for snap in fs::read_dir(dir.path().join("queue")).unwrap() {
+        let segment = active_segment(dir.path());
+        fs::File::create(segment.join("db")).unwrap();
+        for snap in fs::read_dir(&segment).unwrap() {
             let path = snap.unwrap().path();
             if path
                 .file_name()
@@ -1473,7 +2077,7 @@ mod tests {
         populated(dir.path());
         let db = fs::OpenOptions::new()
             .write(true)
-            .open(dir.path().join("queue/db"))
+            .open(active_segment(dir.path()).join("db"))
             .unwrap();
         db.set_len(1000).unwrap();
         let err = assert_open_fails(dir.path(), QueueError::is_corruption);
@@ -1498,7 +2102,7 @@ mod tests {
         let garbage: Vec<u8> = (0..1_000_000u32)
             .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        fs::write(dir.path().join("queue/db"), garbage).unwrap();
+        fs::write(active_segment(dir.path()).join("db"), garbage).unwrap();
         assert_open_fails(dir.path(), QueueError::is_corruption);
     }
 
@@ -1519,11 +2123,11 @@ mod tests {
         let manifest = manifest_path(dir.path());
         let text = fs::read_to_string(&manifest)
             .unwrap()
-            .replace("format = 1", "format = 2");
+            .replace("format = 2", "format = 3");
         fs::write(&manifest, text).unwrap();
         let err = QueueStore::open(dir.path(), options()).unwrap_err();
         assert!(
-            matches!(err, QueueError::UnsupportedFormat { found: 2, .. }),
+            matches!(err, QueueError::UnsupportedFormat { found: 3, .. }),
             "{err}"
         );
     }
@@ -1585,5 +2189,178 @@ mod tests {
             QueueStore::compact(dir.path(), &to),
             Err(QueueError::DestinationNotEmpty { .. })
         ));
+    }
+
+    fn small_segments() -> StoreOptions {
+        StoreOptions {
+            segment_bytes: 64 << 10,
+            ..options()
+        }
+    }
+
+    fn dir_bytes(dir: &Path) -> u64 {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                if meta.is_dir() {
+                    dir_bytes(&entry.path())
+                } else {
+                    meta.len()
+                }
+            })
+            .sum()
+    }
+
+    /// Commits past `segment_bytes` close the active segment and open the next one; reads
+    /// cross segments in order, waiting entries and checkpoints are carried into every new
+    /// segment, everything survives a restart, and once every sink passed a closed segment
+    /// it is deleted whole, so the files shrink.
+    #[test]
+    fn segments_rotate_carry_state_and_are_deleted_once_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = QueueStore::open(dir.path(), small_segments()).unwrap();
+        store.set_sinks(&sinks(&["a", "b"])).unwrap();
+        let span = |n: u64| vec![(n % 251) as u8; 3000];
+        for n in 0..60u64 {
+            let commit = Commit {
+                spans: (n * 10..n * 10 + 10).map(span).collect(),
+                pending_put: vec![(format!("req-{n}").into_bytes(), vec![n as u8; 100])],
+                pending_remove: if n > 0 && n % 2 == 0 {
+                    vec![format!("req-{}", n - 1).into_bytes()]
+                } else {
+                    vec![]
+                },
+                checkpoints: vec![("file".into(), n.to_be_bytes().to_vec())],
+            };
+            store.commit(&commit).unwrap();
+        }
+        let segments = store.stats().segments;
+        assert!(segments >= 8, "{segments} segments");
+        let all: Vec<(u64, Vec<u8>)> = (1..=600).map(|seq| (seq, span(seq - 1))).collect();
+        assert_eq!(store.read_after(0, 1000).unwrap(), all);
+        assert_eq!(store.read_after(95, 7).unwrap(), all[95..102].to_vec());
+        store.ack("a", 600).unwrap();
+        store.ack("b", 250).unwrap();
+        let before = store.stats();
+        let disk_before = dir_bytes(&dir.path().join("queue"));
+        drop(store);
+
+        let mut store = QueueStore::open(dir.path(), small_segments()).unwrap();
+        assert_eq!(store.stats(), before);
+        assert_eq!(store.read_after(250, 1000).unwrap(), all[250..].to_vec());
+        let waiting: Vec<Vec<u8>> = store
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let expected: Vec<Vec<u8>> = [1, 3, 5]
+            .iter()
+            .chain(&[59])
+            .map(|n| format!("req-{n}").into_bytes())
+            .collect();
+        assert!(
+            waiting.contains(&expected[3]) && !waiting.contains(&expected[0]),
+            "{waiting:?}"
+        );
+        assert_eq!(
+            waiting.len(),
+            31,
+            "every odd request is answered by the next commit"
+        );
+        assert_eq!(
+            store.checkpoint("file").unwrap(),
+            Some(59u64.to_be_bytes().to_vec())
+        );
+
+        store.ack("b", 600).unwrap();
+        let stats = store.stats();
+        assert_eq!((stats.spans, stats.bytes, stats.segments), (0, 0, 1));
+        let disk_after = dir_bytes(&dir.path().join("queue"));
+        assert!(
+            disk_after * 4 < disk_before,
+            "the passed segments are gone: {disk_before} → {disk_after} bytes"
+        );
+        drop(store);
+        let mut store = QueueStore::open(dir.path(), small_segments()).unwrap();
+        assert_eq!(store.stats().committed, 600);
+        assert!(store.read_after(600, 10).unwrap().is_empty());
+        assert_eq!(
+            commit_spans(&mut store, spans(601..603)).sequences,
+            601..603
+        );
+    }
+
+    /// drop_oldest across segments: the dropped spans never come back after a restart,
+    /// and segments holding only dropped spans are deleted.
+    #[test]
+    fn drop_oldest_across_segments_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            max_bytes: 200 << 10,
+            ..small_segments()
+        };
+        let mut store = QueueStore::open(dir.path(), options).unwrap();
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        for n in 0..50u8 {
+            store
+                .commit(&Commit {
+                    spans: vec![vec![n; 3000]; 10],
+                    ..Commit::default()
+                })
+                .unwrap();
+        }
+        let before = store.stats();
+        assert!(
+            before.bytes <= 200 << 10 && before.segments <= 6,
+            "{before:?}"
+        );
+        let oldest = before.oldest.unwrap();
+        assert_eq!(store.cursor("a"), Some(oldest - 1));
+        drop(store);
+        let mut store = QueueStore::open(dir.path(), options).unwrap();
+        let after = store.stats();
+        assert_eq!(
+            (after.spans, after.bytes, after.oldest, after.committed),
+            (before.spans, before.bytes, before.oldest, before.committed)
+        );
+        assert_eq!(store.read_after(0, 1).unwrap()[0].0, oldest);
+    }
+
+    /// A segment whose creation a crash interrupted (no base) is removed at the next open,
+    /// and the one before it stays the active segment; one that the manifest says held
+    /// committed spans is an error instead.
+    #[test]
+    fn interrupted_rotation_is_recovered_and_lost_segments_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = QueueStore::open(dir.path(), small_segments()).unwrap();
+        store.set_sinks(&sinks(&["a"])).unwrap();
+        for n in 0..5u8 {
+            commit_spans(&mut store, vec![vec![n; 3000]; 10]);
+        }
+        let before = store.stats();
+        drop(store);
+        // What a crash between creating the next segment and flushing its base leaves.
+        let next = segment_path(&dir.path().join("queue"), before.committed + 1);
+        {
+            let db = open_segment(&next, SEGMENT_SIZE).unwrap();
+            db.insert(record::META_FORMAT, cursor_value(2)).unwrap();
+            db.flush().unwrap();
+        }
+        let mut store = QueueStore::open(dir.path(), small_segments()).unwrap();
+        assert!(!next.exists(), "the incomplete segment is removed");
+        assert_eq!(store.stats(), before);
+        assert_eq!(store.read_after(0, 100).unwrap().len(), 50);
+        drop(store);
+
+        // A closed segment still holding undelivered spans, deleted by hand.
+        let queue = dir.path().join("queue");
+        let oldest = list_segments(&queue).unwrap()[0];
+        fs::remove_dir_all(segment_path(&queue, oldest)).unwrap();
+        let err = QueueStore::open(dir.path(), small_segments()).unwrap_err();
+        assert!(matches!(err, QueueError::Missing { .. }), "{err}");
+        assert!(err.is_corruption());
     }
 }

@@ -34,8 +34,16 @@
 //! # Answers
 //! - 2xx with one status per event, in order: events answered 2xx are delivered; 429 and
 //!   5xx are retried; other statuses (400 "too many columns"...) are permanent and the
-//!   event is dead-lettered with Honeycomb's error text. A body that is not such a list,
-//!   or whose length is not the number of events sent, gets every event retried.
+//!   event is dead-lettered with Honeycomb's error text.
+//! - 2xx whose body is not such a list (empty, not JSON, another shape, or a list of
+//!   another length: a proxy, or an endpoint that is not Honeycomb's) is *unreadable*: it
+//!   does not say whether the events were stored. It is counted in
+//!   `auditspan_sink_unreadable_answers_total`, logged, and its events are sent again,
+//!   each at most [`MAX_UNREADABLE_ANSWERS`] times in all: an event answered unreadably
+//!   that often (about a minute of retries with the default backoff) is dead-lettered,
+//!   saying it may or may not have been stored. Retrying it forever would stall the sink
+//!   in silence behind a backend that will never say; dropping it, or calling it
+//!   delivered, could lose it unseen. Requests after an unreadable one are still sent.
 //! - 400 for the whole request: the batch is rejected and the worker splits it to find the
 //!   event at fault (for a request after the first of a split batch: its events are
 //!   retried on their own, where the same answer rejects them).
@@ -49,8 +57,13 @@ use reqwest::{
     StatusCode,
     header::{CONTENT_ENCODING, CONTENT_TYPE},
 };
+use std::collections::HashMap;
+
+use metrics::Counter;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+
+use tracing::warn;
 
 use super::json::{Cut, Hex, JsonText, Rfc3339Nanos};
 use super::{ExportFailure, Exported, FailedSpans, FailureReason, Resource, Sink, SinkError, http};
@@ -58,6 +71,7 @@ use crate::{
     attr::AttrRef,
     config::{Compression, HoneycombConfig},
     span::{Span, Status},
+    telemetry::metrics as m,
 };
 
 /// The API host when the config names no endpoint.
@@ -75,6 +89,11 @@ pub const MAX_STRING_BYTES: usize = 65_535;
 pub const MAX_EVENT_BYTES: usize = 1_000_000;
 /// Most bytes of uncompressed JSON in one request.
 pub const MAX_REQUEST_BYTES: usize = 5_000_000;
+
+/// How many unreadable 2xx answers (see "Answers") an event gets before it is
+/// dead-lettered: with the default backoff (100 ms doubling, capped at 30 s) the tenth
+/// comes about a minute after the first.
+pub const MAX_UNREADABLE_ANSWERS: u32 = 10;
 
 /// Fields this sink writes itself; attributes of these names are left out.
 const OWN_FIELDS: [&str; 10] = [
@@ -102,6 +121,12 @@ pub struct HoneycombSink {
     api_key: String,
     /// One event's JSON, reused.
     event: Vec<u8>,
+    /// Unreadable answers each span's event got so far, by span id. Only spans of the batch
+    /// being delivered are here: an entry goes when its span gets a readable answer or is
+    /// dead-lettered.
+    unreadable: HashMap<[u8; 8], u32>,
+    /// `auditspan_sink_unreadable_answers_total{sink}`.
+    unreadable_answers: Counter,
 }
 
 /// One element of Honeycomb's answer to a batch.
@@ -118,6 +143,9 @@ enum Outcome {
     PerEvent(Vec<EventStatus>),
     /// The request as a whole failed.
     Whole(ExportFailure),
+    /// 2xx without one readable status per event: what became of them is unknown. The
+    /// message says what came instead.
+    Unreadable(String),
 }
 
 /// The export's answer, assembled over its requests.
@@ -147,7 +175,12 @@ impl HoneycombSink {
             return Err(key_error("the API key is empty".to_owned()));
         }
         let endpoint = connection.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+        let unreadable_answers = m::sink_unreadable_answers(&name);
+        // Registered at zero, so that rate() and alerts see it before the first one.
+        unreadable_answers.increment(0);
         Ok(HoneycombSink {
+            unreadable: HashMap::new(),
+            unreadable_answers,
             name,
             url: batch_url(endpoint, &config.dataset)?,
             client: http::client(
@@ -223,22 +256,14 @@ impl HoneycombSink {
                 }
                 Outcome::PerEvent(statuses)
             }
-            Ok(statuses) => self.whole(ExportFailure::all(
-                FailureReason::Retryable,
-                format!(
-                    "HTTP {status} with {} results for {events} events; sending them again",
-                    statuses.len()
-                ),
-                events,
+            Ok(statuses) => Outcome::Unreadable(format!(
+                "HTTP {status} with {} results for {events} events",
+                statuses.len()
             )),
-            Err(err) => self.whole(ExportFailure::all(
-                FailureReason::Retryable,
-                format!(
-                    "HTTP {status} without a list of event results ({err}): {}; sending them again",
-                    http::quote_body(&answer)
-                ),
-                events,
-            )),
+            Err(err) => Outcome::Unreadable(self.scrub(format!(
+                "HTTP {status} without a list of event results ({err}): {}",
+                http::quote_body(&answer)
+            ))),
         }
     }
 
@@ -254,6 +279,42 @@ impl HoneycombSink {
             text.replace(&self.api_key, crate::config::REDACTED)
         } else {
             text
+        }
+    }
+
+    /// An unreadable answer to the request that carried `sent`: counted and logged; each
+    /// event is retried, or dead-lettered once it has had [`MAX_UNREADABLE_ANSWERS`].
+    fn unreadable(&mut self, spans: &[Span], sent: &[usize], message: String, tally: &mut Tally) {
+        self.unreadable_answers.increment(1);
+        warn!(
+            sink = %self.name,
+            events = sent.len(),
+            error = %message,
+            "Honeycomb's answer does not say what became of each event; they are sent again, at most {MAX_UNREADABLE_ANSWERS} times each."
+        );
+        let mut retried = 0;
+        for &i in sent {
+            let count = self.unreadable.entry(spans[i].span_id).or_default();
+            *count += 1;
+            if *count >= MAX_UNREADABLE_ANSWERS {
+                self.unreadable.remove(&spans[i].span_id);
+                tally.rejected.push((
+                    i,
+                    format!(
+                        "{MAX_UNREADABLE_ANSWERS} answers without a status for this event (the last: {message}); it may or may not have been stored"
+                    ),
+                ));
+            } else {
+                tally.failed.push(i);
+                retried += 1;
+            }
+        }
+        if retried > 0 {
+            tally.retry.get_or_insert((
+                FailureReason::Retryable,
+                format!("{message}; sending them again"),
+                None,
+            ));
         }
     }
 }
@@ -300,7 +361,13 @@ impl Sink for HoneycombSink {
             let sent = std::mem::take(&mut in_body);
             let request = std::mem::take(&mut body);
             match self.send(request, sent.len()).await {
-                Outcome::PerEvent(statuses) => tally.per_event(&sent, statuses),
+                Outcome::PerEvent(statuses) => {
+                    for &i in &sent {
+                        self.unreadable.remove(&spans[i].span_id);
+                    }
+                    tally.per_event(&sent, statuses);
+                }
+                Outcome::Unreadable(message) => self.unreadable(spans, &sent, message, &mut tally),
                 Outcome::Whole(failure) if failure.is_whole_batch_invalid() && first_request => {
                     // Nothing was delivered yet: the worker splits the whole batch.
                     return Err(failure);

@@ -5,7 +5,10 @@
 //! Invariant: no error message built here contains a header value (API keys travel in
 //! headers), only names, statuses and the backend's own body text, cut short.
 
-use std::{io::Write, time::Duration};
+use std::{
+    io::Write,
+    time::{Duration, SystemTime},
+};
 
 use flate2::{Compression as Level, write::GzEncoder};
 use reqwest::{
@@ -18,6 +21,11 @@ use crate::config::{Compression, Connection};
 
 /// Longest piece of a backend's error body quoted in a log line.
 const MAX_BODY_QUOTE: usize = 512;
+
+/// The longest `Retry-After` honoured: a longer wish, or an HTTP date far ahead from a
+/// backend whose clock is wrong, would stall the sink for as long; past this the sink's
+/// own backoff takes over again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Builds the client for one sink. `extra` are headers the sink adds itself (e.g.
 /// `X-Honeycomb-Team`), resolved like the configured ones. Errors name the header or file,
@@ -131,11 +139,25 @@ pub fn status_failure(
         .with_retry_after(retry_after(headers))
 }
 
-/// `Retry-After` as delay-seconds (the HTTP-date form is rare from these backends and is
-/// ignored: the backoff applies).
+/// `Retry-After`, as the delay from now; see [`retry_after_at`].
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    text.trim().parse::<u64>().ok().map(Duration::from_secs)
+    retry_after_at(headers, SystemTime::now())
+}
+
+/// `Retry-After` at `now` (RFC 9110 §10.2.3): delay-seconds, or an HTTP date in any of its
+/// three forms (IMF-fixdate, RFC 850, asctime), as the delay from `now` (zero once it has
+/// passed), at most [`MAX_RETRY_AFTER`]. `None` when absent or unreadable (the backoff
+/// applies).
+pub fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let delay = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
 }
 
 /// The start of a response body, as text, for a log line.
@@ -183,6 +205,35 @@ mod tests {
         let f = status_failure(StatusCode::UNAUTHORIZED, &HeaderMap::new(), b"", 2);
         assert_eq!(f.reason, FailureReason::Retryable);
         assert_eq!(f.retry(), [0, 1]);
+    }
+
+    /// `Retry-After` as seconds or as an HTTP date in each of its three forms, relative to
+    /// now; past dates mean now; unreadable values and wishes past an hour are not taken
+    /// as they stand.
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let at = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            retry_after_at(&headers, now)
+        };
+        assert_eq!(at("120"), Some(Duration::from_secs(120)));
+        assert_eq!(at(" 7 "), Some(Duration::from_secs(7)));
+        for date in [
+            "Sun, 06 Nov 1994 08:50:07 GMT",
+            "Sunday, 06-Nov-94 08:50:07 GMT",
+            "Sun Nov  6 08:50:07 1994",
+        ] {
+            assert_eq!(at(date), Some(Duration::from_secs(30)), "{date}");
+        }
+        assert_eq!(at("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(at("Wed, 06 Nov 2024 08:49:37 GMT"), Some(MAX_RETRY_AFTER));
+        assert_eq!(at("99999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(at("soon"), None);
+        assert_eq!(at("-5"), None);
+        assert_eq!(retry_after_at(&HeaderMap::new(), now), None);
     }
 
     #[test]

@@ -41,6 +41,11 @@ use crate::{
 /// How long to wait before reading again after the queue itself failed.
 const QUEUE_RETRY: Duration = Duration::from_secs(1);
 
+/// Encoded bytes a batch holds at most (besides `batch_size` spans): a batch is in memory
+/// several times over (stored, decoded, encoded for the backend), so 512 spans of 190 KB
+/// would cost hundreds of MiB; 8 MiB keeps a batch of typical 3 KB spans whole.
+const BATCH_BYTES: usize = 8 << 20;
+
 /// What every worker needs besides its sink.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -107,6 +112,7 @@ impl<S: Sink> SinkWorker<S> {
                 .send(Read {
                     after: cursor,
                     max: self.batch_size,
+                    max_bytes: BATCH_BYTES,
                 })
                 .await
             {

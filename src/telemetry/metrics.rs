@@ -38,10 +38,26 @@ pub const SINK_FAILED_EXPORTS: &str = "auditspan_sink_failed_exports_total";
 pub const SINK_RETRIES: &str = "auditspan_sink_retries_total";
 pub const SINK_LAG_SPANS: &str = "auditspan_sink_lag_spans";
 pub const SINK_EXPORT_DURATION: &str = "auditspan_sink_export_duration_seconds";
+pub const SINK_UNREADABLE_ANSWERS: &str = "auditspan_sink_unreadable_answers_total";
 pub const COMMIT_LATENCY: &str = "auditspan_commit_latency_seconds";
 pub const VAULT_REQUESTS: &str = "auditspan_vault_requests_total";
 pub const VAULT_REQUEST_DURATION: &str = "auditspan_vault_request_duration_seconds";
 pub const METRIC_LABELS_FOLDED: &str = "auditspan_metric_labels_folded_total";
+pub const INPUT_ERRORS: &str = "auditspan_input_errors_total";
+pub const INPUT_HTTP_RESPONSES: &str = "auditspan_input_http_responses_total";
+
+/// `auditspan_input_errors_total{reason}`: a datagram longer than the receive buffer
+/// (udp, syslog); it is also rejected as one `too_long` line.
+pub const INPUT_ERROR_DATAGRAM_TRUNCATED: &str = "datagram_truncated";
+/// A syslog message whose header does not parse (syslog); its text is parsed as it is.
+pub const INPUT_ERROR_SYSLOG_HEADER: &str = "syslog_header";
+/// A syslog frame over TCP that starts with digits not followed by a space within 10
+/// bytes, so is no RFC 6587 octet count; it is read up to its newline instead (syslog).
+pub const INPUT_ERROR_OCTET_COUNT: &str = "octet_count";
+/// An http request without the right bearer token, answered 401 (http).
+pub const INPUT_ERROR_UNAUTHORIZED: &str = "unauthorized";
+/// An http request whose body did not arrive within the body timeout, answered 408 (http).
+pub const INPUT_ERROR_BODY_TIMEOUT: &str = "body_timeout";
 
 /// Every `failure.reason` a sink can report (DESIGN: `sink_failed_exports_total`).
 pub const SINK_FAILURE_REASONS: [&str; 4] = ["retryable", "rejected", "timeout", "connect"];
@@ -199,6 +215,11 @@ fn describe() {
         "Failed export attempts, by reason; for reason=\"rejected\", spans the backend refused for good (dead-lettered or dropped by it)."
     );
     describe_counter!(SINK_RETRIES, Unit::Count, "Export retries after a failure.");
+    describe_counter!(
+        SINK_UNREADABLE_ANSWERS,
+        Unit::Count,
+        "2xx answers that do not say what became of each span sent (Honeycomb: not one status per event); their spans are sent again, a bounded number of times."
+    );
     describe_gauge!(
         SINK_LAG_SPANS,
         Unit::Count,
@@ -224,6 +245,16 @@ fn describe() {
         Unit::Count,
         "Vault requests counted under the label value \"other\" because the label had metrics.max_label_values distinct values already, by label."
     );
+    describe_counter!(
+        INPUT_ERRORS,
+        Unit::Count,
+        "Problems an input met below the line level, by reason: datagram_truncated, syslog_header, octet_count (syslog over TCP), unauthorized and body_timeout (http)."
+    );
+    describe_counter!(
+        INPUT_HTTP_RESPONSES,
+        Unit::Count,
+        "Requests an http input answered, by status code (2xx only once the events are committed, with ack = commit)."
+    );
     describe_histogram!(
         COMMIT_LATENCY,
         Unit::Seconds,
@@ -241,6 +272,14 @@ pub fn events_invalid(input: &str, reason: &'static str) -> Counter {
 
 pub fn events_ignored(input: &str, reason: &'static str) -> Counter {
     counter!(EVENTS_IGNORED, "input" => input.to_owned(), "reason" => reason)
+}
+
+pub fn input_errors(input: &str, reason: &'static str) -> Counter {
+    counter!(INPUT_ERRORS, "input" => input.to_owned(), "reason" => reason)
+}
+
+pub fn input_http_responses(input: &str, code: u16) -> Counter {
+    counter!(INPUT_HTTP_RESPONSES, "input" => input.to_owned(), "code" => code.to_string())
 }
 
 pub fn attributes_truncated(reason: &'static str) -> Counter {
@@ -293,6 +332,10 @@ pub fn sink_failed(sink: &str, reason: &'static str) -> Counter {
 
 pub fn sink_retries(sink: &str) -> Counter {
     counter!(SINK_RETRIES, "sink" => sink.to_owned())
+}
+
+pub fn sink_unreadable_answers(sink: &str) -> Counter {
+    counter!(SINK_UNREADABLE_ANSWERS, "sink" => sink.to_owned())
 }
 
 pub fn sink_export_duration(sink: &str) -> Histogram {

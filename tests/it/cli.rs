@@ -58,8 +58,8 @@ fn bad_config_files_give_clear_messages() {
             "line 3, column 12: unknown variant `http/json`, expected `grpc` or `http/protobuf`",
         ),
         (
-            "[[input]]\ntype = \"tcp\"\n",
-            "input type \"tcp\" is not supported yet",
+            "[[input]]\ntype = \"file\"\n",
+            "input type \"file\" is not supported yet",
         ),
         ("[[sink]]\n[[sink]]\n", "duplicate sink name \"stdout\""),
         (

@@ -65,12 +65,16 @@ fn crash_cycles() -> u64 {
 /// came after the restart is exactly one `paired` span with the right duration, never a
 /// `response_missing` + `request_missing` pair. On half of the cycles stdout is not read,
 /// so the sink is blocked in its write with most of the window unacknowledged at the kill.
+/// The queue's segments are the smallest allowed (64 KiB), so every cycle closes and
+/// opens segments (carrying the waiting requests into each), reads closed ones and
+/// deletes passed ones, and kills land in the middle of all of that.
 #[test]
 fn sigkill_mid_export_loses_no_committed_span_and_keeps_waiting_requests() {
     let cycles = crash_cycles();
     let started = Instant::now();
     let mut daemon = Daemon::start_with(|dir| {
         default_config(dir).replace("pair_timeout = \"10s\"", "pair_timeout = \"60s\"")
+            + "\n[queue]\nsegment_bytes = \"64KiB\"\n"
     });
     let mut clock = 0u64;
     let mut next_id = 0u64;

@@ -5,11 +5,17 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod clocks;
 mod dashboards;
 mod deploy;
 mod durability;
 mod golden;
 mod honeycomb;
+mod http_answers;
+mod input_http;
+mod input_openbao;
+mod input_syslog;
+mod input_tcp_udp;
 mod metrics;
 mod openbao;
 mod otlp;

@@ -123,7 +123,7 @@ fn drop_oldest_keeps_the_newest_spans_within_max_bytes() {
         config(
             dir,
             &dir.join("data"),
-            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n\n\
+            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n[parse]\nmax_span_bytes = \"128KiB\"\n\n\
              [[sink]]\ntype = \"stdout\"\nbatch_size = 100\n",
         )
     });
@@ -205,7 +205,7 @@ fn block_stops_intake_and_loses_nothing() {
         config(
             dir,
             &dir.join("data"),
-            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n",
+            "[queue]\nmax_bytes = \"256KiB\"\noverflow = \"block\"\n[parse]\nmax_span_bytes = \"128KiB\"\n",
         )
     });
     let written = Arc::new(AtomicU64::new(0));
@@ -369,6 +369,20 @@ fn stopped_daemon_with_spans(pairs_sent: u64) -> Daemon {
     daemon
 }
 
+/// The newest segment directory in `queue` (the active one, whose `db` file holds the
+/// queue's state; format 2 names each segment by its first sequence, 20 digits).
+fn active_segment(queue: &Path) -> PathBuf {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(queue)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap().len() == 20)
+        .collect();
+    segments.sort();
+    segments
+        .pop()
+        .unwrap_or_else(|| panic!("no segment in {}", queue.display()))
+}
+
 /// Truncated, zero-length and garbage `db` files: the daemon exits non-zero at once with
 /// a message naming the database and what to do, without a panic message, and never
 /// starts with an empty queue.
@@ -400,7 +414,7 @@ fn damaged_db_file_stops_the_start_with_a_clear_message() {
     for (what, damage) in cases {
         let daemon = stopped_daemon_with_spans(3000);
         let queue = daemon.dir().join("data/queue");
-        damage(&queue.join("db"));
+        damage(&active_segment(&queue).join("db"));
         let started = Instant::now();
         let (status, stdout, stderr) = run_to_exit(
             auditspan(daemon.dir())
@@ -518,4 +532,271 @@ fn queue_stats_and_compact_work_offline() {
         .collect();
     let expected: Vec<String> = (cursor..PAIRS).map(request_id).collect();
     assert_eq!(got, expected, "exactly the undelivered spans, in order");
+}
+
+/// Peak resident memory of `pid` so far (`VmHWM` in `/proc/<pid>/status`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// Allocated bytes of the files under `dir` (what `du` shows).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            total += disk_usage(&entry.path());
+        }
+    }
+    total
+}
+
+/// A backend outage with 500 MB of spans queued (issue #13): the daemon's peak resident
+/// memory, read from `/proc`, stays under 128 MiB while the spans pile up on disk and
+/// while they drain, `queue.max_bytes` (1 GiB) bounding the disk and not the memory. The
+/// tests run a debug build, whose code alone takes ~45 MiB where the release build's
+/// idle daemon takes ~14 MiB, so what is asserted is the growth above the idle daemon:
+/// at most 128 − 14 MiB. Once every span is delivered the disk space goes back to the
+/// filesystem: the passed segments are deleted whole.
+#[test]
+fn outage_with_500_mb_queued_keeps_memory_bounded_and_gives_the_disk_back() {
+    const QUEUED: f64 = 500e6;
+    /// The 128 MiB target less the release build's idle RSS (14 MiB).
+    const GROWTH: u64 = 114 << 20;
+    const SEGMENT: u64 = 8 << 20;
+    let daemon = start_stalled(|dir| config(dir, &dir.join("data"), ""));
+    let stdout = daemon.take_stdout();
+    let idle = peak_rss(daemon.pid());
+    // Responses of ~190 KB (48 hashed values of 4,000 characters): 500 MB is ~2,700 spans,
+    // so that even a debug build takes them in promptly.
+    let data = format!(
+        "{{{}}}",
+        (0..48)
+            .map(|k| format!(r#""k{k}":"hmac-sha256:{}""#, "ab".repeat(1994)))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut conn = daemon.connect();
+    let mut sent = 0;
+    while daemon.metrics().get(QUEUE_BYTES, &[]) < QUEUED {
+        // A few MB at a time, as a busy Vault writes them: a burst of hundreds of these
+        // 190 KB events would be one commit window of that size in memory.
+        let chunk: String = (sent..sent + 10)
+            .map(|n| pair_with_data(n, &data))
+            .collect();
+        conn.write_all(chunk.as_bytes()).unwrap();
+        sent += 10;
+        daemon.wait_until(DEADLINE, "the chunk's spans committed", || {
+            daemon.metrics().get(COMMITTED, &[]) >= sent as f64
+        });
+    }
+    let queue = daemon.dir().join("data/queue");
+    let m = daemon.metrics();
+    let (queued, disk_full) = (m.get(QUEUE_BYTES, &[]), disk_usage(&queue));
+    let rss_full = peak_rss(daemon.pid());
+    assert!(
+        rss_full - idle <= GROWTH,
+        "peak RSS {} MiB ({} MiB idle) with {:.0} MB queued",
+        rss_full >> 20,
+        idle >> 20,
+        queued / 1e6
+    );
+    // A guard, not the issue's 1.2 × target, which sled 0.34 does not reach with short-lived
+    // segments (it writes a leaf again when it consolidates or splits it: 2.2–2.4 ×
+    // measured, docs/benchmarks.md).
+    assert!(
+        disk_full as f64 <= 3.0 * queued + SEGMENT as f64,
+        "{disk_full} bytes on disk for {queued} queued"
+    );
+
+    let reader = std::thread::spawn(move || {
+        let mut lines = 0u64;
+        for line in BufReader::new(stdout).lines() {
+            line.unwrap();
+            lines += 1;
+        }
+        lines
+    });
+    daemon.wait_until(DEADLINE, "the queue to drain", || {
+        let m = daemon.metrics();
+        m.get("auditspan_sink_lag_spans", &[("sink", "stdout")]) == 0.0
+            && m.get("auditspan_queue_spans", &[]) == 0.0
+    });
+    let rss_drained = peak_rss(daemon.pid());
+    let disk_drained = disk_usage(&queue);
+    assert!(
+        rss_drained - idle <= GROWTH,
+        "peak RSS {} MiB ({} MiB idle) after the drain",
+        rss_drained >> 20,
+        idle >> 20
+    );
+    // What stays: the active segment (its files run to ~2.4 × its spans, docs/durability.md)
+    // and at most one closed segment not yet deleted.
+    assert!(
+        disk_drained <= 3 * SEGMENT && disk_drained * 10 < disk_full,
+        "the disk is given back: {disk_full} bytes before the drain, {disk_drained} after"
+    );
+    let mut daemon = daemon;
+    daemon.sigterm();
+    assert!(daemon.wait_exit(DEADLINE).success());
+    assert_eq!(reader.join().unwrap(), sent, "every span delivered once");
+    eprintln!(
+        "{sent} spans, {:.0} MB queued, {:.0} MB on disk → {:.1} MB drained; peak RSS {} MiB, idle {} MiB",
+        queued / 1e6,
+        disk_full as f64 / 1e6,
+        disk_drained as f64 / 1e6,
+        rss_drained >> 20,
+        idle >> 20
+    );
+}
+
+/// Pair `n` whose response carries `data` as `response.data`.
+fn pair_with_data(n: u64, data: &str) -> String {
+    crate::support::pair_with(n, |event| event.data(data))
+}
+
+/// Writes a queue of format 1 (one sled database in `<data>/queue`, the layout before the
+/// segmented queue) holding `spans` undelivered spans of pairs `0..spans` and a cursor of
+/// the stdout sink at 0, with the manifest that format wrote beside it.
+fn write_format_1_queue(data: &Path, spans: u64) {
+    use auditspan::{
+        attr::Attributes,
+        codec,
+        queue::record,
+        span::{Outcome, Span, Status},
+    };
+    let db = sled::Config::new()
+        .path(data.join("queue"))
+        .segment_size(2 << 20)
+        .open()
+        .unwrap();
+    let u64_value = |n: u64| record::encode_envelope(&n.to_be_bytes());
+    db.insert(record::META_FORMAT, u64_value(1)).unwrap();
+    let db_id = "0123456789abcdef0123456789abcdef";
+    db.insert(
+        record::META_DB_ID,
+        record::encode_envelope(db_id.as_bytes()),
+    )
+    .unwrap();
+    db.insert(record::META_SEGMENT_SIZE, u64_value(2 << 20))
+        .unwrap();
+    let encoded: Vec<Vec<u8>> = (0..spans)
+        .map(|n| {
+            let mut attributes = Attributes::new();
+            attributes
+                .push_str("vault.request.id", &request_id(n))
+                .unwrap();
+            let span = Span {
+                trace_id: [1; 16],
+                span_id: [2; 8],
+                parent_span_id: None,
+                name: "read kv/".into(),
+                start_unix_nano: 1_741_708_800_000_000_000,
+                end_unix_nano: 1_741_708_800_001_000_000,
+                status: Status::Unset,
+                outcome: Outcome::Paired,
+                attributes,
+            };
+            let mut bytes = Vec::new();
+            codec::encode_span(&span, &mut bytes);
+            bytes
+        })
+        .collect();
+    for (i, chunk) in encoded.chunks(40).enumerate() {
+        let first = 1 + 40 * i as u64;
+        db.insert(
+            record::span_key(first, chunk.len() as u32),
+            record::encode_spans(chunk),
+        )
+        .unwrap();
+    }
+    db.insert(record::META_COMMITTED, u64_value(spans)).unwrap();
+    db.insert(b"cstdout", u64_value(0)).unwrap();
+    db.flush().unwrap();
+    std::fs::write(
+        data.join("queue.manifest"),
+        format!(
+            "# auditspan queue manifest: written when the queue was created; do not edit.\n\
+             format = 1\ndb_id = {db_id}\nsegment_size = 2097152\ncommitted = {spans}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A queue of the format before the segmented queue (format 1): the daemon refuses to
+/// start on it, exiting non-zero with a message that names the queue and `auditspan queue
+/// migrate`, and never starts empty; `auditspan queue migrate` converts it, and the
+/// daemon then delivers exactly the spans the old queue held, in order.
+#[test]
+fn format_1_queue_is_refused_until_migrated_and_then_delivered() {
+    const SPANS: u64 = 150;
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_format_1_queue(&data, SPANS);
+    let config_path = work.path().join("auditspan.toml");
+    std::fs::write(&config_path, config(work.path(), &data, "")).unwrap();
+
+    let (status, stdout, stderr) = run_to_exit(
+        auditspan(work.path())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path),
+    );
+    assert!(!status.success(), "started on a format 1 queue\n{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("queue format 1") && stderr.contains("run `auditspan queue migrate`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&data.join("queue").display().to_string()),
+        "{stderr}"
+    );
+
+    let migrate = || {
+        run_to_exit(
+            auditspan(work.path())
+                .args(["queue", "migrate", "--config"])
+                .arg(&config_path),
+        )
+    };
+    let (status, out, stderr) = migrate();
+    assert!(status.success(), "{stderr}");
+    assert!(out.contains("format     1 -> 2"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "kept       {SPANS} spans, committed {SPANS}, 1 cursors"
+        )),
+        "{out}"
+    );
+    let (status, out, stderr) = migrate();
+    assert!(status.success(), "{stderr}");
+    assert!(out.contains("nothing to migrate"), "{out}");
+
+    let daemon = Daemon::start_with(|dir| config(dir, &data, ""));
+    let spans = daemon.wait_for_spans(SPANS as usize);
+    let got: Vec<&str> = spans
+        .iter()
+        .map(|s| s["attributes"]["vault.request.id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..SPANS).map(request_id).collect();
+    assert_eq!(got, expected, "every span of the old queue, in order");
+    daemon.wait_until(DEADLINE, "the sink to acknowledge them", || {
+        daemon.metrics().get(COMMITTED, &[]) == SPANS as f64
+            && daemon
+                .metrics()
+                .get("auditspan_sink_lag_spans", &[("sink", "stdout")])
+                == 0.0
+    });
 }

@@ -127,18 +127,119 @@ fn bad_mode_names_value_and_line() {
 
 #[test]
 fn planned_input_type_is_not_supported_yet() {
-    // `address` is a tcp key: the message is about the type, not the unknown key.
-    let err = error("[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:9090\"\n");
+    // `path` is a file key: the message is about the type, not the unknown key.
+    let err = error("[[input]]\ntype = \"file\"\npath = \"/var/log/vault/audit.log\"\n");
     assert_eq!(
         err,
-        "config file ./x.toml, line 2: input type \"tcp\" is not supported yet (this version supports: unix)"
+        "config file ./x.toml, line 2: input type \"file\" is not supported yet (this version \
+         supports: unix, tcp, udp, http, syslog)"
     );
     let err = error("[[input]]\ntype = \"carrier-pigeon\"\n");
     assert_eq!(
         err,
         "config file ./x.toml, line 2: input type \"carrier-pigeon\" is unknown (this version \
-         supports: unix; planned: tcp, udp, file, fifo, stdin, syslog)"
+         supports: unix, tcp, udp, http, syslog; planned: file, fifo, stdin)"
     );
+}
+
+/// Each network input type takes only its own keys, needs its address, and the http
+/// input's auth rules hold: a token variable, or `auth = "none"` on loopback only.
+#[test]
+fn network_input_keys_are_checked_per_type() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "type = \"tcp\"\naddress = \"127.0.0.1:1\"\nmode = \"0600\"",
+            "line 4: input #1.mode: a tcp input does not take this key",
+        ),
+        (
+            "type = \"udp\"\naddress = \"127.0.0.1:1\"\nack = \"commit\"",
+            "line 4: input #1.ack: a udp input does not take this key",
+        ),
+        (
+            "type = \"unix\"\naddress = \"127.0.0.1:1\"",
+            "line 3: input #1.address: a unix input does not take this key",
+        ),
+        (
+            "type = \"tcp\"",
+            "line 1: input #1.address: a tcp input needs an address (IP:PORT)",
+        ),
+        (
+            "type = \"udp\"\naddress = \"localhost:514\"",
+            "line 3: input #1.address: \"localhost:514\" is not a socket address",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"",
+            "input #1.auth_token_env: an http input needs auth_token_env",
+        ),
+        (
+            "type = \"http\"\naddress = \"0.0.0.0:8200\"\nauth = \"none\"",
+            "line 4: input #1.auth: auth = \"none\" is refused on 0.0.0.0:8200, which is not a loopback address",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"\nauth = \"basic\"",
+            "line 4: input #1.auth: \"basic\" is not an auth mode",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"\nauth = \"none\"\nauth_token_env = \"T\"",
+            "line 5: input #1.auth_token_env: give auth = \"none\" or auth_token_env, not both",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"\nauth = \"none\"\ntls_cert = \"c.pem\"",
+            "line 5: input #1.tls_key: tls_cert needs tls_key",
+        ),
+        (
+            "type = \"http\"\naddress = \"127.0.0.1:1\"\nauth = \"none\"\nack = \"never\"",
+            "line 5: input #1.ack: \"never\" is not an ack mode; write \"commit\" or \"received\"",
+        ),
+        (
+            "type = \"syslog\"",
+            "input #1.path: a syslog input needs path (a unix datagram socket) or address",
+        ),
+        (
+            "type = \"syslog\"\npath = \"s.sock\"\naddress = \"127.0.0.1:1\"",
+            "line 3: input #1.path: give path (a unix datagram socket) or address, not both",
+        ),
+        (
+            "type = \"syslog\"\npath = \"s.sock\"\nprotocol = \"tcp\"",
+            "line 4: input #1.protocol: protocol goes with address",
+        ),
+        (
+            "type = \"syslog\"\naddress = \"127.0.0.1:1\"\nprotocol = \"tls\"",
+            "line 4: input #1.protocol: \"tls\" is not a protocol; write \"udp\" or \"tcp\"",
+        ),
+        (
+            "type = \"syslog\"\naddress = \"127.0.0.1:1\"\nmode = \"0600\"",
+            "line 4: input #1.mode: mode goes with path",
+        ),
+    ];
+    for (entry, expected) in cases {
+        let err = error(&format!("[[input]]\n{entry}\n"));
+        assert!(
+            err.contains(expected),
+            "{entry}:\n{err}\nexpected: {expected}"
+        );
+    }
+}
+
+/// Two inputs on one address with one transport are refused; tcp and udp on one port
+/// are not, and port 0 (any free port) never conflicts.
+#[test]
+fn network_inputs_on_one_address_are_named() {
+    let err = error(
+        "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:9000\"\n\
+         [[input]]\ntype = \"http\"\naddress = \"127.0.0.1:9000\"\nauth = \"none\"\n",
+    );
+    assert!(
+        err.contains("input #2.address: input #1 already listens on \"tcp 127.0.0.1:9000\""),
+        "{err}"
+    );
+    parse(
+        "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:9000\"\n\
+         [[input]]\ntype = \"udp\"\naddress = \"127.0.0.1:9000\"\n\
+         [[input]]\ntype = \"syslog\"\naddress = \"127.0.0.1:0\"\n\
+         [[input]]\ntype = \"syslog\"\nname = \"s2\"\naddress = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -341,5 +442,77 @@ fn unreadable_file_names_path() {
     assert_eq!(
         err.to_string(),
         format!("cannot read config file {}", dir.path().display())
+    );
+}
+
+/// A queue that cannot hold one span of `parse.max_span_bytes` is refused, naming both keys
+/// and the size that would do; a smaller `max_span_bytes` makes the same queue fine.
+#[test]
+fn queue_smaller_than_one_largest_span_is_refused() {
+    let err = error("[queue]\nmax_bytes = \"256KiB\"\n");
+    assert_eq!(
+        err,
+        "config file ./x.toml, line 2: queue.max_bytes: 262144 bytes cannot hold one span of \
+         parse.max_span_bytes (262144 bytes, up to 327680 bytes in the queue with the span's \
+         other fields); raise queue.max_bytes to at least 327680 bytes or lower \
+         parse.max_span_bytes"
+    );
+    parse("[queue]\nmax_bytes = \"256KiB\"\n[parse]\nmax_span_bytes = \"128KiB\"\n").unwrap();
+    parse("[queue]\nmax_bytes = \"320KiB\"\n").unwrap();
+    let err = error("[parse]\nmax_span_bytes = \"384KiB\"\n[queue]\nmax_bytes = \"400KiB\"\n");
+    assert!(
+        err.starts_with("config file ./x.toml, line 4: queue.max_bytes: 409600 bytes cannot hold one span of parse.max_span_bytes (393216 bytes"),
+        "{err}"
+    );
+}
+
+/// A sink whose endpoint is the daemon's own metrics server is refused (it would be
+/// answered 404 forever), naming the sink's endpoint and `metrics.listen`, whether the
+/// file sets both or an override moves the metrics server there.
+#[test]
+fn sink_sending_to_the_own_metrics_server_is_refused() {
+    let err = error(
+        "[metrics]\nlisten = \"127.0.0.1:9464\"\n\n[[sink]]\ntype = \"stdout\"\n\n[[sink]]\n\
+         type = \"zipkin\"\nendpoint = \"http://localhost:9464/api/v2/spans\"\n",
+    );
+    assert_eq!(
+        err,
+        "config file ./x.toml, line 9: sink #2.endpoint: \"http://localhost:9464/api/v2/spans\" \
+         is this daemon's own metrics.listen (127.0.0.1:9464): the sink would send its spans \
+         to auditspan's metrics server, which refuses them, forever"
+    );
+    // The default metrics.listen is 127.0.0.1:9464.
+    let err = error("[[sink]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:9464/v1/traces\"\n");
+    assert!(
+        err.starts_with("config file ./x.toml, line 3: sink #1.endpoint:"),
+        "{err}"
+    );
+    // Another port, or metrics off: fine.
+    parse("[[sink]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n").unwrap();
+    parse(
+        "[metrics]\nlisten = \"\"\n[[sink]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:9464\"\n",
+    )
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[[sink]]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:9500/v1/traces\"\n",
+    )
+    .unwrap();
+    let err = load(&Overrides {
+        config: Some(path),
+        metrics_listen: Some("0.0.0.0:9500".into()),
+        ..Overrides::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "--metrics-listen / AUDITSPAN_METRICS_LISTEN: metrics.listen: sink #1.endpoint \
+         \"http://127.0.0.1:9500/v1/traces\" is this daemon's own metrics.listen \
+         (0.0.0.0:9500): the sink would send its spans to auditspan's metrics server, which \
+         refuses them, forever"
     );
 }

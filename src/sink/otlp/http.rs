@@ -9,7 +9,8 @@
 //! - 400: the request is bad → split until the bad span is alone, which is dead-lettered.
 //! - 413 Content Too Large: split the same way (a single span still too large is
 //!   dead-lettered).
-//! - 429, 502, 503, 504: retried, honouring `Retry-After` (seconds).
+//! - 429, 502, 503, 504: retried, honouring `Retry-After` (seconds or an HTTP date, up to
+//!   an hour: [`crate::sink::http::retry_after`]).
 //! - Other statuses: retried (see `sink::http::status_failure`: 401/403/404 are
 //!   configuration errors, fixed by the operator, not by dropping spans).
 //!

@@ -15,7 +15,7 @@ use crate::support::{DEADLINE, Daemon, default_config, pairs, send_pairs};
 fn readyz_follows_the_queue_high_water_mark() {
     let daemon = Daemon::start_with(|dir| {
         default_config(dir)
-            + "\n[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n\n\
+            + "\n[queue]\nmax_bytes = \"256KiB\"\noverflow = \"drop_oldest\"\n[parse]\nmax_span_bytes = \"128KiB\"\n\n\
                [[sink]]\ntype = \"stdout\"\nbatch_size = 50\n"
     });
     daemon.wait_until(DEADLINE, "/readyz 200 after start", || {

@@ -13,6 +13,9 @@
 //! - [`receiver`]: backends on loopback — a scripted HTTP receiver (Zipkin, Honeycomb) and
 //!   OTLP receivers (gRPC, HTTP) — with the request handling they share.
 //! - [`schema`]: validators of the JSON schemas in `shared/schemas/`.
+//! - [`net`]: the network inputs from the outside (where they listen, http posts, TCP and
+//!   UDP senders, a recording proxy, rsyslog, `logger`); [`bao`]: a real OpenBao with the
+//!   audit devices a test declares.
 //! - Every wait polls with a deadline ([`DEADLINE`]) and fails naming what it waited for,
 //!   with the daemon's stderr tail; no test sleeps to synchronise.
 //!
@@ -24,7 +27,9 @@
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
 pub mod containers;
+pub mod bao;
 pub mod daemon;
+pub mod net;
 pub mod receiver;
 pub mod schema;
 pub mod scrape;

@@ -44,6 +44,8 @@ pub struct Event {
     kind: Kind,
     id: String,
     millis: u64,
+    /// Replaces [`time`]`(millis)` when set ([`Event::dated`]).
+    time: Option<String>,
     mount: String,
     path: String,
     data: String,
@@ -56,6 +58,7 @@ impl Event {
             kind,
             id: id.to_owned(),
             millis,
+            time: None,
             mount: "kv/".to_owned(),
             path: "kv/data/x".to_owned(),
             data: r#"{"v":"hmac-sha256:00"}"#.to_owned(),
@@ -85,6 +88,12 @@ impl Event {
         self
     }
 
+    /// Dated `rfc3339` instead of [`time`]`(millis)` (any text: the daemon judges it).
+    pub fn dated(mut self, rfc3339: &str) -> Event {
+        self.time = Some(rfc3339.to_owned());
+        self
+    }
+
     /// With `data` (a JSON object) as the response's `response.data`.
     pub fn data(mut self, data: &str) -> Event {
         self.data = data.to_owned();
@@ -97,6 +106,7 @@ impl Event {
             kind,
             id,
             millis,
+            time: dated,
             mount,
             path,
             data,
@@ -110,7 +120,7 @@ impl Event {
         };
         format!(
             r#"{{"time":"{}","type":"{kind}","auth":{{"display_name":"t","policies":["default"]}},"request":{{"id":"{id}","operation":"read","mount_point":"{mount}","path":"{path}","namespace":{{"id":"root"}}}}{response}}}"#,
-            time(*millis)
+            dated.clone().unwrap_or_else(|| time(*millis))
         ) + "\n"
     }
 }
