@@ -51,7 +51,7 @@ impl LegacyQueue {
     fn sled_err(&self, source: sled::Error) -> QueueError {
         QueueError::Sled {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 

@@ -287,21 +287,21 @@ pub enum QueueError {
     #[error("{path} already exists; compact into an empty data directory")]
     DestinationNotEmpty { path: PathBuf },
     /// I/O on the lock or manifest file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An error sled returned (I/O, including ENOSPC, or corruption it detected).
-    #[error("the queue database {path}: {source}")]
-    Sled { path: PathBuf, source: sled::Error },
+    #[error("the queue database {path}: {cause}")]
+    Sled { path: PathBuf, cause: sled::Error },
 }
 
 impl QueueError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> QueueError {
         QueueError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         }
     }
 
@@ -315,7 +315,7 @@ impl QueueError {
                 | QueueError::Mismatch { .. }
                 | QueueError::Manifest { .. }
                 | QueueError::Sled {
-                    source: sled::Error::Corruption { .. },
+                    cause: sled::Error::Corruption { .. },
                     ..
                 }
         )
@@ -330,9 +330,9 @@ impl QueueError {
         };
         match self {
             QueueError::DiskFull { .. } => true,
-            QueueError::Io { source, .. } => enospc(source),
+            QueueError::Io { cause, .. } => enospc(cause),
             QueueError::Sled {
-                source: sled::Error::Io(err),
+                cause: sled::Error::Io(err),
                 ..
             } => enospc(err),
             _ => false,

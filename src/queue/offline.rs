@@ -91,10 +91,10 @@ pub enum OfflineError {
     CopyDiffers(String),
     #[error(transparent)]
     Queue(QueueError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -110,7 +110,7 @@ impl OfflineError {
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError + '_ {
     move |source| OfflineError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -323,7 +323,7 @@ fn swap_dirs(data_dir: &Path, staging: &str, backup: &str) -> Result<(), Offline
         fs::rename(&old_queue, &queue).ok();
         return Err(OfflineError::Io {
             path: queue,
-            source,
+            cause: source,
         });
     }
     if let Err(source) = fs::rename(manifest_path(&compacting), &manifest) {
@@ -332,7 +332,7 @@ fn swap_dirs(data_dir: &Path, staging: &str, backup: &str) -> Result<(), Offline
         fs::rename(&old_queue, &queue).ok();
         return Err(OfflineError::Io {
             path: manifest,
-            source,
+            cause: source,
         });
     }
     sync_dir(data_dir)

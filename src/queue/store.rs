@@ -296,7 +296,10 @@ impl QueueStore {
             .take()
             .map_or_else(|| self.queue_dir.clone(), |a| self.segment_path(a.first));
         self.reader = None;
-        QueueError::Sled { path, source }
+        QueueError::Sled {
+            path,
+            cause: source,
+        }
     }
 
     /// Writes `batch` to the active segment, and flushes it when `flush`.
@@ -1071,7 +1074,7 @@ impl QueueStore {
     fn sled_err(&self, source: sled::Error) -> QueueError {
         QueueError::Sled {
             path: self.queue_dir.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -1379,7 +1382,7 @@ fn sync_dir(dir: &Path) -> Result<(), QueueError> {
 fn sled_error(path: &Path, source: sled::Error) -> QueueError {
     QueueError::Sled {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
