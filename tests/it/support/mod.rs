@@ -29,8 +29,8 @@
 //! re-exports below are for the tests).
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
-pub mod containers;
 pub mod bao;
+pub mod containers;
 pub mod daemon;
 pub mod files;
 pub mod net;
