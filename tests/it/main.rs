@@ -7,6 +7,7 @@
 mod cli;
 mod clocks;
 mod dashboards;
+mod deploy;
 mod durability;
 mod golden;
 mod honeycomb;

@@ -30,6 +30,7 @@
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
 pub mod bao;
+pub mod containers;
 pub mod daemon;
 pub mod files;
 pub mod net;
