@@ -44,7 +44,7 @@ use crate::{
     config::Config,
     event::AuditEvent,
     queue::{
-        Commit, PendingEntry,
+        Commit, PairedRecord, PendingEntry,
         actor::{CommitWindow, QueueState, SpanQueue},
     },
     span::{Outcome, Span},
@@ -298,7 +298,7 @@ impl Correlator {
     /// Puts back the paired-id records an earlier run committed (as the queue stored them);
     /// those whose time has passed are removed with the next commit. A record that does
     /// not decode is logged and removed too.
-    pub fn restore_paired(&mut self, mut stored: Vec<(Vec<u8>, Vec<u8>)>) {
+    pub fn restore_paired(&mut self, mut stored: Vec<PairedRecord>) {
         stored.sort();
         let now = Now::read();
         let mut restored = 0;

@@ -20,7 +20,7 @@ use metrics::{Counter, Gauge};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{Commit, Committed, PendingEntry, QueueError, QueueStore};
+use super::{Commit, Committed, PairedRecord, PendingEntry, QueueError, QueueStore};
 use crate::telemetry::metrics as m;
 
 /// Commit one window (see [`QueueStore::commit`]).
@@ -71,8 +71,7 @@ pub struct LoadPending;
 #[derive(Debug, Default)]
 pub struct Stored {
     pub pending: Vec<PendingEntry>,
-    /// Paired-id records: key after the prefix → ids.
-    pub paired: Vec<(Vec<u8>, Vec<u8>)>,
+    pub paired: Vec<PairedRecord>,
 }
 
 /// What the queue publishes wherever it changes: the one channel through which the rest

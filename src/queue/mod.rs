@@ -158,8 +158,8 @@ mod store;
 use std::path::{Path, PathBuf};
 
 pub use store::{
-    Commit, Committed, DEFAULT_MIN_FREE_BYTES, MAX_SPAN_BYTES, PendingEntry, QueueStore,
-    RECORD_TARGET_BYTES, SEGMENT_BYTES, SinkStats, Stats, StoreOptions,
+    Commit, Committed, DEFAULT_MIN_FREE_BYTES, MAX_SPAN_BYTES, PairedRecord, PendingEntry,
+    QueueStore, RECORD_TARGET_BYTES, SEGMENT_BYTES, SinkStats, Stats, StoreOptions,
 };
 
 /// Queue format version written to the manifest and to every segment's base; a newer one

@@ -87,6 +87,10 @@ impl StoreOptions {
 /// A waiting correlator entry: (id, encoded entry).
 pub type PendingEntry = (Vec<u8>, Vec<u8>);
 
+/// A record of ids the correlator paired: (key after the prefix, ids); see
+/// [`record::PREFIX_PAIRED`].
+pub type PairedRecord = (Vec<u8>, Vec<u8>);
+
 /// One commit window: written as ONE atomic sled batch, then flushed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Commit {
@@ -100,7 +104,7 @@ pub struct Commit {
     pub checkpoints: Vec<(String, Vec<u8>)>,
     /// Ids paired in the window, for duplicates across a restart (key after the prefix →
     /// value, see [`record::PREFIX_PAIRED`]).
-    pub paired_put: Vec<(Vec<u8>, Vec<u8>)>,
+    pub paired_put: Vec<PairedRecord>,
     /// Keys of paired-id records whose time to forget has passed.
     pub paired_remove: Vec<Vec<u8>>,
 }
@@ -1083,7 +1087,7 @@ impl QueueStore {
 
     /// Every paired-id record (key after the prefix, ids), for start-up. Records that fail
     /// to decode are counted and left out (repeats of their ids are then not recognised).
-    pub fn paired(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, QueueError> {
+    pub fn paired(&self) -> Result<Vec<PairedRecord>, QueueError> {
         let mut out = Vec::new();
         for item in self.db()?.scan_prefix([record::PREFIX_PAIRED]) {
             let (key, value) = item.map_err(|source| self.sled_err(source))?;
