@@ -142,6 +142,7 @@ fn store(path: &Path) {
             .collect(),
         pending_remove: (20..40u32).map(|n| n.to_be_bytes().to_vec()).collect(),
         checkpoints: vec![("file".to_owned(), vec![0; 16])],
+        ..Commit::default()
     };
     let total = COMMITS * PER_COMMIT;
 

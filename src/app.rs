@@ -8,7 +8,17 @@
 //! blocks; each sink has its own, because writing may block; connections are read on a
 //! pool of reader arbiters, one per core, because parsing is the most expensive step.
 
-use std::{future::Future, path::Path, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::Path,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use actix::prelude::*;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -31,24 +41,28 @@ use crate::{
 /// Why the daemon could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {cause}")]
     DataDir {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Listener(#[from] ListenerError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("metrics server on {addr}: {source}")]
+    #[error("metrics server on {addr}: {cause}")]
     Metrics {
         addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the queue stopped unexpectedly")]
     QueueGone,
+    /// Every input ended (stdin) and the sinks did not have every span in time; the rest
+    /// stays queued for the next start.
+    #[error(
+        "the inputs ended, but the sinks did not acknowledge every span within import_timeout ({0:?}); the rest stays queued for the next start"
+    )]
+    Undelivered(Duration),
     /// A sink could not be set up (a missing secret, an unreadable CA file, ...).
     #[error("sink \"{sink}\": {error}")]
     Sink { sink: String, error: SinkError },
@@ -60,6 +74,9 @@ pub struct Pipeline {
     pub correlator: Addr<Correlator>,
     /// What the queue publishes (committed and delivered sequences, health).
     pub queue_state: watch::Receiver<QueueState>,
+    /// The checkpoint each input committed last (file inputs), by input name, as read
+    /// from the queue at start.
+    pub checkpoints: HashMap<String, Vec<u8>>,
     queue: Addr<SpanQueue>,
     sink_threads: Vec<Arbiter>,
     queue_thread: Arbiter,
@@ -81,6 +98,12 @@ impl Pipeline {
         let mut store = QueueStore::open(data_dir, options)?;
         let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         store.set_sinks(&sink_names)?;
+        let mut checkpoints = HashMap::new();
+        for input in inputs {
+            if let Some(checkpoint) = store.checkpoint(input)? {
+                checkpoints.insert(input.clone(), checkpoint);
+            }
+        }
         let (queue_actor, queue_state) = SpanQueue::new(store);
         let queue_thread = Arbiter::new();
         let queue = SpanQueue::start_in_arbiter(&queue_thread.handle(), move |_| queue_actor);
@@ -120,7 +143,8 @@ impl Pipeline {
             config.queue.flush_interval,
             feed,
         );
-        correlator.restore(stored);
+        correlator.restore(stored.pending);
+        correlator.restore_paired(stored.paired);
         if telemetry::metrics::installed() {
             correlator.record_vault_requests(config.metrics.max_label_values);
         }
@@ -128,6 +152,7 @@ impl Pipeline {
         Ok(Pipeline {
             correlator,
             queue_state,
+            checkpoints,
             queue,
             sink_threads,
             queue_thread,
@@ -179,7 +204,7 @@ pub async fn run(
 ) -> Result<(), AppError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
         path: config.data_dir.clone(),
-        source,
+        cause: source,
     })?;
 
     // Bind every input first, so that a configuration error stops us before anything runs.
@@ -190,8 +215,9 @@ pub async fn run(
     let deadletter = DeadLetter::new(
         config.data_dir.join("deadletter.jsonl"),
         config.deadletter_max_bytes,
-    )
-    .start();
+    );
+    let deadletter_writable = deadletter.writable();
+    let deadletter = deadletter.start();
     let names: Vec<String> = config.inputs.iter().map(|i| i.name.clone()).collect();
     let stdout = || Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>;
     let pipeline = Pipeline::start(
@@ -206,6 +232,7 @@ pub async fn run(
 
     let mut readiness = Readiness::new();
     readiness.queue(pipeline.queue_state.clone(), config.queue.max_bytes);
+    readiness.deadletter(deadletter_writable);
     let input_ready: Vec<_> = config
         .inputs
         .iter()
@@ -218,7 +245,10 @@ pub async fn run(
             }
             Some(
                 telemetry::http::serve(addr, handle, readiness)
-                    .map_err(|source| AppError::Metrics { addr, source })?
+                    .map_err(|source| AppError::Metrics {
+                        addr,
+                        cause: source,
+                    })?
                     .1,
             )
         }
@@ -231,6 +261,9 @@ pub async fn run(
         .collect();
     let readers = Readers::new(reader_threads.iter().map(Arbiter::handle).collect());
     let inputs_shutdown = Shutdown::new();
+    // Inputs still running; the last one to end by itself (stdin at its end) wakes `ended`.
+    let running = Arc::new(AtomicUsize::new(config.inputs.len()));
+    let ended = Arc::new(tokio::sync::Notify::new());
     for (id, ((input, bound), ready)) in
         config.inputs.iter().zip(bound).zip(input_ready).enumerate()
     {
@@ -244,9 +277,19 @@ pub async fn run(
             deadletter: deadletter.clone(),
             shutdown: inputs_shutdown.clone(),
             readers: readers.clone(),
+            checkpoint: pipeline
+                .checkpoints
+                .get(&input.name)
+                .map(|c| c.as_slice().into()),
             queue_state: pipeline.queue_state.clone(),
         };
-        actix::spawn(inputs_shutdown.track(bound.run(ctx, ready)));
+        let (running, ended) = (Arc::clone(&running), Arc::clone(&ended));
+        actix::spawn(inputs_shutdown.track(async move {
+            bound.run(ctx, ready).await;
+            if running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                ended.notify_one();
+            }
+        }));
     }
 
     let hup = deadletter.clone();
@@ -261,8 +304,17 @@ pub async fn run(
     });
 
     info!("auditspan is running.");
-    shutdown.await;
-    info!("Shutting down.");
+    // The ordered shutdown begins on the signal, or once every input has ended by itself
+    // (stdin at its end): then, as `import` does, every entry still waiting expires.
+    let inputs_ended = tokio::select! {
+        () = shutdown => false,
+        () = ended.notified() => true,
+    };
+    if inputs_ended {
+        info!("Every input ended; draining and exiting.");
+    } else {
+        info!("Shutting down.");
+    }
 
     inputs_shutdown.begin();
     let grace = config.shutdown_timeout;
@@ -272,7 +324,12 @@ pub async fn run(
     {
         warn!(timeout = ?grace, "Connections did not finish in time.");
     }
-    match pipeline.drain().await {
+    let counts = if inputs_ended {
+        pipeline.finish().await
+    } else {
+        pipeline.drain().await
+    };
+    match counts {
         Ok(counts) if counts.held > 0 => warn!(
             spans = counts.held,
             "The queue could not take these spans before exit; they are lost."
@@ -286,8 +343,15 @@ pub async fn run(
         ),
         Err(err) => warn!(error = %err, "The correlator stopped before committing."),
     }
-    if !pipeline.wait_delivered(grace).await {
-        warn!(timeout = ?grace, "Sinks did not catch up in time; the rest is delivered after the next start.");
+    // Once every input ended, sinks get as long as `import` gives them.
+    let wait = if inputs_ended {
+        config.import_timeout
+    } else {
+        grace
+    };
+    let delivered = pipeline.wait_delivered(wait).await;
+    if !delivered {
+        warn!(timeout = ?wait, "Sinks did not catch up in time; the rest is delivered after the next start.");
     }
     for thread in reader_threads {
         thread.stop();
@@ -295,6 +359,9 @@ pub async fn run(
     pipeline.stop();
     if let Some(http) = http {
         http.stop(true).await;
+    }
+    if inputs_ended && !delivered {
+        return Err(AppError::Undelivered(wait));
     }
     Ok(())
 }

@@ -7,6 +7,13 @@
 //! "span": the span as the stdout sink writes it}`. The file is created on first use
 //! with mode 0600 (it holds audit data), rotates to `<path>.1` once it would pass
 //! `max_bytes`, and is reopened on [`Reopen`] (SIGHUP), so that logrotate can move it.
+//!
+//! Rejected spans leave the queue only once they are here: their batch is written with one
+//! call and `fdatasync`ed before [`WriteSpans`] answers `Ok`, and a write that fails (a
+//! full disk, a path that is not writable) is cut back off the file, so a retry never
+//! leaves half a record or a record twice. The sink worker keeps such spans in the queue
+//! and retries; while the last write failed the actor publishes it ([`DeadLetter::writable`],
+//! read by `/readyz`) and counts each failure (`auditspan_deadletter_write_errors_total`).
 
 use std::{
     fs::{File, OpenOptions},
@@ -19,7 +26,10 @@ use std::{
 use actix::prelude::*;
 use base64::Engine;
 use serde::Serialize;
+use tokio::sync::watch;
 use tracing::{error, info};
+
+use crate::telemetry::metrics as m;
 
 /// One rejected line.
 #[derive(Debug, Clone)]
@@ -59,11 +69,10 @@ pub struct Reopen;
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
     /// The file could not be opened, rotated or written.
-    #[error("dead-letter file {path}: {source}")]
+    #[error("dead-letter file {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -73,6 +82,8 @@ pub struct DeadLetter {
     max_bytes: u64,
     file: Option<File>,
     size: u64,
+    /// Whether the last write succeeded (`/readyz`).
+    writable: watch::Sender<bool>,
 }
 
 impl DeadLetter {
@@ -82,14 +93,32 @@ impl DeadLetter {
             max_bytes,
             file: None,
             size: 0,
+            writable: watch::channel(true).0,
         }
     }
 
-    fn io_error(&self, source: std::io::Error) -> DeadLetterError {
+    /// Whether the last write succeeded; `false` until one does after a failure.
+    pub fn writable(&self) -> watch::Receiver<bool> {
+        self.writable.subscribe()
+    }
+
+    fn io_error(&self, cause: std::io::Error) -> DeadLetterError {
         DeadLetterError::Io {
             path: self.path.clone(),
-            source,
+            cause,
         }
+    }
+
+    /// Publishes and counts the outcome of a write.
+    fn outcome(&self, result: &Result<(), DeadLetterError>) {
+        if result.is_err() {
+            m::deadletter_write_errors().increment(1);
+        }
+        self.writable.send_if_modified(|writable| {
+            let changed = *writable != result.is_ok();
+            *writable = result.is_ok();
+            changed
+        });
     }
 
     fn open(&mut self) -> Result<&mut File, DeadLetterError> {
@@ -105,7 +134,7 @@ impl DeadLetter {
         }
         self.file.as_mut().ok_or_else(|| DeadLetterError::Io {
             path: PathBuf::new(),
-            source: std::io::Error::other("dead-letter file not open"),
+            cause: std::io::Error::other("dead-letter file not open"),
         })
     }
 
@@ -125,24 +154,25 @@ impl DeadLetter {
         for record in records {
             buf.clear();
             encode(record, &mut buf);
-            self.write(&buf)?;
+            self.write(&buf, false)?;
         }
         Ok(())
     }
 
-    /// Appends rejected spans.
+    /// Appends rejected spans with one write, then `fdatasync`: once this returns `Ok` they
+    /// may leave the queue.
     pub fn append_spans(&mut self, records: &[RejectedSpan]) -> Result<(), DeadLetterError> {
         let mut buf = Vec::new();
         for record in records {
-            buf.clear();
             encode_span(record, &mut buf);
-            self.write(&buf)?;
         }
-        Ok(())
+        self.write(&buf, true)
     }
 
-    /// Writes one encoded record, rotating first if it would pass `max_bytes`.
-    fn write(&mut self, buf: &[u8]) -> Result<(), DeadLetterError> {
+    /// Writes encoded records, rotating first if they would pass `max_bytes`; with `sync`,
+    /// `fdatasync`s them. On failure what was written is cut off again and the file is
+    /// reopened by the next write, so the file holds whole records only.
+    fn write(&mut self, buf: &[u8], sync: bool) -> Result<(), DeadLetterError> {
         if buf.is_empty() {
             return Ok(());
         }
@@ -150,9 +180,18 @@ impl DeadLetter {
         if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
+        let before = self.size;
         let file = self.open()?;
-        let written = file.write_all(buf);
-        written.map_err(|e| self.io_error(e))?;
+        let written = file
+            .write_all(buf)
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // Best effort: if even this fails, a retry appends after the torn part, and
+            // readers of the file skip a line that is not JSON.
+            file.set_len(before).ok();
+            self.file = None;
+            return Err(self.io_error(e));
+        }
         self.size += buf.len() as u64;
         Ok(())
     }
@@ -221,6 +260,11 @@ fn encode(record: &Rejected, out: &mut Vec<u8>) {
 
 impl Actor for DeadLetter {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        // Present at 0 from the start, so an alert can use increase().
+        m::deadletter_write_errors().increment(0);
+    }
 }
 
 impl Handler<WriteLines> for DeadLetter {
@@ -228,6 +272,7 @@ impl Handler<WriteLines> for DeadLetter {
 
     fn handle(&mut self, msg: WriteLines, _: &mut Self::Context) -> Self::Result {
         let result = self.append(&msg.0);
+        self.outcome(&result);
         if let Err(err) = &result {
             error!(error = %err, lines = msg.0.len(), "Could not write rejected lines to the dead-letter file.");
         }
@@ -240,6 +285,7 @@ impl Handler<WriteSpans> for DeadLetter {
 
     fn handle(&mut self, msg: WriteSpans, _: &mut Self::Context) -> Self::Result {
         let result = self.append_spans(&msg.0);
+        self.outcome(&result);
         if let Err(err) = &result {
             error!(error = %err, spans = msg.0.len(), "Could not write rejected spans to the dead-letter file.");
         }

@@ -7,9 +7,13 @@
 //! daemon's, in a fresh temporary data directory unless one is given (so an import never
 //! fights a running daemon for its lock), and the import ends once every sink has
 //! acknowledged every span. Rejected lines go to the dead-letter file given on the
-//! command line, created only when the first one arrives.
+//! command line, created only when the first one arrives. Its progress shows on stderr
+//! while it runs ([`crate::progress`]).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use actix::prelude::*;
 use tokio::io::AsyncReadExt;
@@ -21,6 +25,7 @@ use crate::{
     deadletter::DeadLetter,
     event::{Parsed, parse_line},
     listener::{Delivery, Frame, Framer, LineCounts, LineHandler, StreamReader},
+    progress::{Counting, Display, Progress},
 };
 
 /// The input name `import` uses in metrics and dead-letter records.
@@ -37,6 +42,9 @@ pub struct ImportOptions {
     pub deadletter: PathBuf,
     /// Keep the queue here instead of in a temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// Show the progress on stderr: a bar on a terminal, else a line this often; `None`:
+    /// nothing (the library's callers, tests of the summary).
+    pub progress: Option<std::time::Duration>,
 }
 
 /// What an import did.
@@ -53,11 +61,10 @@ pub struct ImportSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("sinks did not acknowledge every span within import_timeout ({0:?})")]
     Timeout(std::time::Duration),
@@ -68,7 +75,15 @@ pub enum ImportError {
     #[error(transparent)]
     App(#[from] app::AppError),
     #[error("the pipeline stopped unexpectedly: {0}")]
-    Mailbox(#[from] MailboxError),
+    Mailbox(MailboxError),
+}
+
+// By hand rather than `#[from]`, which would also make the cause the error's `source()`:
+// the message names it already, and `{:#}` would print it twice.
+impl From<MailboxError> for ImportError {
+    fn from(cause: MailboxError) -> Self {
+        ImportError::Mailbox(cause)
+    }
 }
 
 /// Runs an import inside an actix system; spans go to the configured sinks (stdout goes
@@ -125,12 +140,26 @@ pub async fn run(
     let delivery = Delivery::new(Source::from(0), pipeline.correlator.clone(), deadletter);
     let lines = LineHandler::new(INPUT, prefix, limits);
     let mut reader = StreamReader::new(max_line_bytes, lines, delivery).batch_lines(BATCH_LINES);
+    let mut total = 0;
+    for path in &files {
+        total += tokio::fs::metadata(path).await.map_or(0, |m| m.len());
+    }
+    let progress = Arc::new(Progress::default());
+    let display = options.progress.map(|interval| {
+        Display::start(
+            Arc::clone(&progress),
+            total,
+            pipeline.queue_state.clone(),
+            interval,
+        )
+    });
     for path in &files {
         let read_err = |source| ImportError::Read {
             path: path.clone(),
-            source,
+            cause: source,
         };
-        let mut file = tokio::fs::File::open(path).await.map_err(read_err)?;
+        let file = tokio::fs::File::open(path).await.map_err(read_err)?;
+        let mut file = Counting::new(file, Arc::clone(&progress));
         reader
             .read_to_end(&mut file, None)
             .await
@@ -142,7 +171,11 @@ pub async fn run(
     if counts.held > 0 {
         return Err(ImportError::Undelivered(counts.held));
     }
-    if !pipeline.wait_delivered(config.import_timeout).await {
+    let delivered = pipeline.wait_delivered(config.import_timeout).await;
+    if let Some(display) = display {
+        display.finish();
+    }
+    if !delivered {
         return Err(ImportError::Timeout(config.import_timeout));
     }
     pipeline.stop();
@@ -164,7 +197,7 @@ async fn first_event_time(
 ) -> Result<Option<i64>, ImportError> {
     let read_err = |source| ImportError::Read {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let mut file = tokio::fs::File::open(path).await.map_err(read_err)?;
     let mut framer = Framer::new(max_line_bytes);

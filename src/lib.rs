@@ -34,7 +34,13 @@
 //! Around it: [`config`] (the TOML file, environment and CLI overrides, validated once),
 //! [`telemetry`] (logs, Prometheus metrics, `/healthz` and `/readyz`), [`app`] (the wiring:
 //! starts the stages in order and stops them in reverse) and [`import`] (captured logs
-//! through the same stages).
+//! through the same stages, with [`progress`] on stderr).
+//!
+//! # Errors
+//! One `thiserror` enum per module. An error that wraps another names it in its own message
+//! (`data directory /x: Permission denied (os error 13)`) and does not also return it from
+//! `source()`: logs print errors with `Display`, and `main` prints the chain (`{:#}`), so
+//! both show each cause exactly once. `#[error(transparent)]` forwards to the inner error.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -46,6 +52,7 @@ pub mod deadletter;
 pub mod event;
 pub mod import;
 pub mod listener;
+pub mod progress;
 pub mod queue;
 pub mod sink;
 pub mod span;

@@ -41,7 +41,8 @@ enum Command {
     /// Validate the configuration and print the effective configuration, secrets redacted.
     Check(ConfigArgs),
     /// Feed captured audit log files through the pipeline and exit once the sinks have
-    /// everything. Exit status 0 on success; a summary goes to stderr.
+    /// everything. Exit status 0 on success; a summary goes to stderr. While it runs, its
+    /// progress shows on stderr: a progress bar on a terminal, else a line every 10 s.
     Import(ImportArgs),
     /// Inspect, compact or migrate the durable queue while the daemon is stopped.
     #[command(subcommand)]
@@ -168,6 +169,10 @@ struct ImportArgs {
     /// Audit log files (one JSON event per line); read in the order of their first event.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Milliseconds between two progress lines when stderr is not a terminal (on a
+    /// terminal a progress bar shows instead).
+    #[arg(long, value_name = "MS", default_value_t = 10_000, hide = true)]
+    progress_interval_ms: u64,
 }
 
 impl ConfigArgs {
@@ -326,6 +331,9 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         prefix: args.prefix,
         deadletter: args.deadletter,
         data_dir: args.config.data_dir.clone(),
+        progress: Some(std::time::Duration::from_millis(
+            args.progress_interval_ms.max(1),
+        )),
     };
     let summary = actix_rt::System::new().block_on(import::run(&config, options, || {
         Box::new(std::io::stdout())

@@ -65,8 +65,12 @@
 //!    SIGKILL and restart of the daemon every few minutes; it reports the spans lost (of
 //!    those committed: must be 0), duplicates, and RSS and open files over time.
 //!
+//! 9. With `--files N`, only this runs: the file and fifo inputs against the unix socket
+//!    on the same load, N rounds, throughput and write → span latency (`files.rs`).
+//!
 //! Run: `cargo bench --bench e2e -- [--pairs N] [--connections N] [--sink KIND] [--rate N]
-//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]`, or
+//! [--load FILE] [--outage-secs N] [--pair-timeout DURATION] [--metrics-cost ROUNDS]
+//! [--files ROUNDS] [--inputs ROUNDS]`, or
 //! `cargo bench --bench e2e -- --soak-minutes N [--soak-rate N] [--soak-kill-every MIN]
 //! [--soak-outage-every MIN] [--soak-outage-secs S] [--soak-fail-percent P]`
 //! (`docs/benchmarks.md`). `cargo bench` builds the `auditspan` binary with the same
@@ -91,6 +95,7 @@ use std::time::{Duration, Instant};
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 
+mod files;
 mod inputs;
 mod receiver;
 mod soak;
@@ -152,6 +157,10 @@ struct Args {
     /// many rounds (one daemon of each per round) and print the medians.
     #[arg(long)]
     metrics_cost: Option<usize>,
+    /// Instead of the usual report, compare the file and fifo inputs with the unix socket
+    /// on the same load over this many rounds, throughput and latency (`files.rs`).
+    #[arg(long)]
+    files: Option<usize>,
     /// Soak mode instead (`--soak-minutes N`, `soak.rs`): kills, outages, and the count of
     /// spans lost.
     #[command(flatten)]
@@ -237,6 +246,9 @@ fn main() -> Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs);
     if let Some(rounds) = args.metrics_cost {
         return measure_metrics_cost(&load, rounds.max(1), timeout);
+    }
+    if let Some(rounds) = args.files {
+        return files::measure(&load, rounds.max(1), timeout);
     }
     if let Some(rounds) = args.inputs {
         return inputs::measure(&load_path, &load, rounds.max(1), args.inputs_rate, timeout);

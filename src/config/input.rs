@@ -2,15 +2,16 @@
 //!
 //! Invariants of a validated input:
 //! - Its name is unique (it is the `input` metric label and the dead-letter field).
-//! - No two inputs listen on the same path, or on the same address with the same transport
-//!   (port 0, "any free port", excepted).
+//! - No two inputs use the same path (socket, file pattern or FIFO), or listen on the same
+//!   address with the same transport (port 0, "any free port", excepted).
 //! - It holds only the keys its type takes: any other key is an error naming it, never
 //!   silently ignored (as for sinks).
-//! - A `type` that DESIGN plans but this version lacks is reported as "not supported yet"
-//!   (from the type probe in [`from_toml_str`](super::from_toml_str)), before any key only
-//!   that type would take is looked at.
+//! - A `type` that DESIGN plans but this version lacks would be reported as "not supported
+//!   yet" (from the type probe in [`from_toml_str`](super::from_toml_str)), before any key
+//!   only that type would take is looked at; every input type DESIGN plans exists now.
 //!
-//! The network types (tcp, udp, http, syslog) are validated in `input_net.rs`.
+//! The file types (file, fifo, stdin) are validated in `input_file.rs`, the network types
+//! (tcp, udp, http, syslog) in `input_net.rs`.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -18,15 +19,16 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::error::ConfigError;
+pub use super::input_file::{FifoInput, FileInput, StartAt, StdinInput, Tee};
 pub use super::input_net::{Ack, HttpAuth, HttpInput, SyslogInput, SyslogSocket, TlsFiles};
 use super::raw::RawInput;
 use super::units::{MIB, parse_mode};
 use super::validate::Ctx;
 
 /// The input types this version implements, for error messages.
-pub(super) const INPUT_TYPES: &str = "unix, tcp, udp, http, syslog";
+pub(super) const INPUT_TYPES: &str = "unix, file, fifo, stdin, tcp, udp, http, syslog";
 /// The input types DESIGN plans: "not supported yet" rather than "unknown".
-pub(super) const INPUT_TYPES_LATER: &[&str] = &["file", "fifo", "stdin"];
+pub(super) const INPUT_TYPES_LATER: &[&str] = &[];
 
 const DEFAULT_SOCKET_PATH: &str = "./auditspan.sock";
 pub(super) const DEFAULT_SOCKET_MODE: u32 = 0o600;
@@ -48,6 +50,12 @@ pub struct InputConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputKind {
     Unix(UnixInput),
+    /// Files followed like `tail -F`: Vault's `file` audit device.
+    File(FileInput),
+    /// A named pipe auditspan owns: the `file` audit device pointed at it.
+    Fifo(FifoInput),
+    /// The daemon's standard input (`bao server … | auditspan run`).
+    Stdin(StdinInput),
     /// A TCP listener: Vault's socket device with `socket_type = "tcp"`.
     Tcp(std::net::SocketAddr),
     /// A UDP socket: Vault's socket device with `socket_type = "udp"`.
@@ -70,6 +78,9 @@ impl InputKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             InputKind::Unix(_) => "unix",
+            InputKind::File(_) => "file",
+            InputKind::Fifo(_) => "fifo",
+            InputKind::Stdin(_) => "stdin",
             InputKind::Tcp(_) => "tcp",
             InputKind::Udp(_) => "udp",
             InputKind::Http(_) => "http",
@@ -77,14 +88,18 @@ impl InputKind {
         }
     }
 
-    /// What the input listens on, for the "two inputs on one socket" check: a path, or a
-    /// transport and address; `None` for port 0 (any free port) and inputs without one.
+    /// What the input owns or listens on, for the "two inputs on one path or socket"
+    /// check: a path (socket, file pattern, FIFO), or a transport and address; `None` for
+    /// port 0 (any free port) and inputs without one (stdin).
     fn listens_on(&self) -> Option<String> {
         let address = |transport: &str, a: &std::net::SocketAddr| {
             (a.port() != 0).then(|| format!("{transport} {a}"))
         };
         match self {
             InputKind::Unix(u) => Some(format!("{}", u.path.display())),
+            InputKind::File(f) => Some(f.path.clone()),
+            InputKind::Fifo(f) => Some(format!("{}", f.path.display())),
+            InputKind::Stdin(_) => None,
             InputKind::Tcp(a) => address("tcp", a),
             InputKind::Udp(a) => address("udp", a),
             InputKind::Http(h) => address("tcp", &h.address),
@@ -113,10 +128,13 @@ pub(super) fn default_input() -> InputConfig {
 /// Every type-specific key of `raw` that is set, with its span: what a type that does not
 /// take a key reports. Keys every type takes (`type`, `name`, `prefix`,
 /// `max_line_bytes`) are not listed.
-fn typed_keys(raw: &RawInput) -> [Option<(Range<usize>, &'static str)>; 9] {
+fn typed_keys(raw: &RawInput) -> [Option<(Range<usize>, &'static str)>; 11] {
     [
         raw.path.as_ref().map(|v| (v.span(), "path")),
         raw.mode.as_ref().map(|v| (v.span(), "mode")),
+        // File inputs (input_file.rs).
+        raw.start_at.as_ref().map(|v| (v.span(), "start_at")),
+        raw.tee.as_ref().map(|v| (v.span(), "tee")),
         // Network inputs (input_net.rs).
         raw.address.as_ref().map(|v| (v.span(), "address")),
         raw.protocol.as_ref().map(|v| (v.span(), "protocol")),
@@ -135,6 +153,9 @@ impl Ctx<'_> {
     pub(super) fn input_kind(&self, kind: &Spanned<String>) -> Result<&'static str, ConfigError> {
         match kind.get_ref().as_str() {
             "unix" => Ok("unix"),
+            "file" => Ok("file"),
+            "fifo" => Ok("fifo"),
+            "stdin" => Ok("stdin"),
             "tcp" => Ok("tcp"),
             "udp" => Ok("udp"),
             "http" => Ok("http"),
@@ -192,6 +213,9 @@ impl Ctx<'_> {
             };
             let kind = match type_name {
                 "unix" => self.unix_input(&mut raw, n)?,
+                file @ ("file" | "fifo" | "stdin") => {
+                    self.file_input(file, &mut raw, n, entry_span.clone())?
+                }
                 net => self.net_input(net, &mut raw, n, entry_span.clone())?,
             };
             let mut input = default_input();
@@ -227,6 +251,8 @@ impl Ctx<'_> {
                 let key = if matches!(
                     &input.kind,
                     InputKind::Unix(_)
+                        | InputKind::File(_)
+                        | InputKind::Fifo(_)
                         | InputKind::Syslog(SyslogInput {
                             socket: SyslogSocket::Unix { .. }
                         })
@@ -241,6 +267,7 @@ impl Ctx<'_> {
                     format!("input #{} already listens on \"{on}\"", j + 1),
                 ));
             }
+            self.one_stdin(&inputs, &input, n, entry_span)?;
             inputs.push(input);
         }
         Ok(inputs)

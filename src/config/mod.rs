@@ -29,6 +29,7 @@
 //! - `mod.rs`: the public types of the top-level keys and tables, [`load`],
 //!   [`from_toml_str`], overrides and printing back.
 //! - `input.rs`, `sink.rs`: the `[[input]]` and `[[sink]]` types and their validation;
+//!   `input_file.rs`: the file inputs' (file, fifo, stdin).
 //!   `input_net.rs`: the network inputs' (tcp, udp, http, syslog).
 //! - `raw.rs`: the serde mirror of the file, read and written.
 //! - `validate.rs`: `Ctx`, which turns the mirror into a [`Config`] with the line of every
@@ -39,6 +40,7 @@
 mod coherence;
 mod error;
 mod input;
+mod input_file;
 mod input_net;
 mod raw;
 mod sink;
@@ -56,8 +58,8 @@ use serde::{Deserialize, Serialize};
 pub use self::error::ConfigError;
 use self::input::default_input;
 pub use self::input::{
-    Ack, HttpAuth, HttpInput, InputConfig, InputKind, SyslogInput, SyslogSocket, TlsFiles,
-    UnixInput,
+    Ack, FifoInput, FileInput, HttpAuth, HttpInput, InputConfig, InputKind, StartAt, StdinInput,
+    SyslogInput, SyslogSocket, Tee, TlsFiles, UnixInput,
 };
 use self::raw::{RawConfig, TypeProbe};
 pub(crate) use self::sink::check_endpoint;

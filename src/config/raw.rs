@@ -48,6 +48,9 @@ pub(super) struct RawInput {
     pub(super) mode: Option<Spanned<ModeText>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) max_line_bytes: Option<Spanned<Size>>,
+    // File inputs (file, fifo, stdin; see input_file.rs).
+    pub(super) start_at: Option<Spanned<String>>,
+    pub(super) tee: Option<Spanned<String>>,
     // Network inputs (tcp, udp, http, syslog; see input_net.rs).
     pub(super) address: Option<Spanned<String>>,
     pub(super) protocol: Option<Spanned<String>>,
@@ -351,6 +354,17 @@ impl From<&InputConfig> for RawInput {
                 raw.path = text(u.path.to_string_lossy());
                 raw.mode = mode_text(u.mode);
             }
+            // File inputs.
+            InputKind::File(f) => {
+                raw.path = text(f.path.as_str());
+                raw.start_at = text(f.start_at.as_str());
+            }
+            InputKind::Fifo(f) => {
+                raw.path = text(f.path.to_string_lossy());
+                raw.mode = mode_text(f.mode);
+                raw.tee = f.tee.and_then(|t| text(t.as_str()));
+            }
+            InputKind::Stdin(s) => raw.tee = s.tee.and_then(|t| text(t.as_str())),
             // Network inputs.
             InputKind::Tcp(address) | InputKind::Udp(address) => {
                 raw.address = text(address.to_string());

@@ -8,6 +8,7 @@ use super::units::{format_size, parse_size};
 use super::*;
 
 mod errors;
+mod input_file;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     from_toml_str(text, Path::new("./x.toml"))
@@ -104,6 +105,20 @@ max_line_bytes = 1048576
 name = "secondary"
 path = "/run/auditspan/audit2.sock"
 mode = "640"
+
+[[input]]
+type = "file"
+name = "vault-file"
+path = "/var/log/vault/audit*.log"
+start_at = "end"
+
+[[input]]
+type = "fifo"
+path = "/run/auditspan/audit.fifo"
+mode = "0620"
+
+[[input]]
+type = "stdin"
 
 [[input]]
 type = "tcp"
@@ -316,7 +331,7 @@ fn full_file_round_trips() {
     let config = parse(FULL).unwrap();
     assert_eq!(config.shutdown_timeout, Duration::from_secs(90));
     assert_eq!(config.deadletter_max_bytes, 64 << 20);
-    assert_eq!(config.inputs.len(), 9);
+    assert_eq!(config.inputs.len(), 12);
     let mode = |i: usize| match &config.inputs[i].kind {
         InputKind::Unix(u) => u.mode,
         other => panic!("{other:?}"),
@@ -328,15 +343,35 @@ fn full_file_round_trips() {
     assert_eq!(config.inputs[1].max_line_bytes, 4 << 20);
     assert_eq!(
         config.inputs[2].kind,
-        InputKind::Tcp("127.0.0.1:9090".parse().unwrap())
+        InputKind::File(FileInput {
+            path: "/var/log/vault/audit*.log".into(),
+            start_at: StartAt::End
+        })
     );
-    assert_eq!(config.inputs[2].name, "tcp");
     assert_eq!(
         config.inputs[3].kind,
+        InputKind::Fifo(FifoInput {
+            path: "/run/auditspan/audit.fifo".into(),
+            mode: 0o620,
+            tee: None
+        })
+    );
+    assert_eq!(config.inputs[3].name, "fifo");
+    assert_eq!(
+        config.inputs[4].kind,
+        InputKind::Stdin(StdinInput { tee: None })
+    );
+    assert_eq!(
+        config.inputs[5].kind,
+        InputKind::Tcp("127.0.0.1:9090".parse().unwrap())
+    );
+    assert_eq!(config.inputs[5].name, "tcp");
+    assert_eq!(
+        config.inputs[6].kind,
         InputKind::Udp("[::1]:9090".parse().unwrap())
     );
     assert_eq!(
-        config.inputs[4].kind,
+        config.inputs[7].kind,
         InputKind::Http(HttpInput {
             address: "0.0.0.0:8200".parse().unwrap(),
             auth: HttpAuth::BearerEnv("AUDITSPAN_HTTP_TOKEN".into()),
@@ -348,7 +383,7 @@ fn full_file_round_trips() {
         })
     );
     assert_eq!(
-        config.inputs[5].kind,
+        config.inputs[8].kind,
         InputKind::Http(HttpInput {
             address: "127.0.0.1:8201".parse().unwrap(),
             auth: HttpAuth::None,
@@ -357,7 +392,7 @@ fn full_file_round_trips() {
         })
     );
     assert_eq!(
-        config.inputs[6].kind,
+        config.inputs[9].kind,
         InputKind::Syslog(SyslogInput {
             socket: SyslogSocket::Unix {
                 path: "/run/auditspan/syslog.sock".into(),
@@ -366,13 +401,13 @@ fn full_file_round_trips() {
         })
     );
     assert_eq!(
-        config.inputs[7].kind,
+        config.inputs[10].kind,
         InputKind::Syslog(SyslogInput {
             socket: SyslogSocket::Tcp("127.0.0.1:6514".parse().unwrap())
         })
     );
     assert_eq!(
-        config.inputs[8].kind,
+        config.inputs[11].kind,
         InputKind::Syslog(SyslogInput {
             socket: SyslogSocket::Udp("127.0.0.1:6514".parse().unwrap())
         })
@@ -424,6 +459,23 @@ fn full_file_round_trips() {
         Config::default(),
         "printed:\n{defaults}"
     );
+}
+
+/// `tee` (which FULL cannot hold beside its stdout sinks) reads, prints back, and is in
+/// the reference of `docs/configuration.md`.
+#[test]
+fn tee_round_trips_and_is_documented() {
+    let config = parse(
+        "[[input]]\ntype = \"fifo\"\npath = \"a.fifo\"\ntee = \"stdout\"\n\
+         [[input]]\ntype = \"stdin\"\ntee = \"stdout\"\n\
+         [[sink]]\ntype = \"zipkin\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.inputs[0].kind.tee(), Some(Tee::Stdout));
+    assert_eq!(config.inputs[1].kind.tee(), Some(Tee::Stdout));
+    let printed = config.to_toml_redacted();
+    assert_eq!(parse(&printed).unwrap(), config, "printed:\n{printed}");
+    assert!(doc_reference().contains("# tee = \"stdout\""));
 }
 
 /// `listen = ""` disables metrics, and prints back as "".

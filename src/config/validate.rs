@@ -115,6 +115,7 @@ impl Ctx<'_> {
             defaults.deadletter_max_bytes,
         )?;
 
+        let tee_spans = super::input_file::tee_spans(raw.inputs.as_ref());
         let positions = Positions {
             max_bytes: raw
                 .queue
@@ -142,6 +143,7 @@ impl Ctx<'_> {
             None => defaults.sinks,
             Some(entries) => self.sinks(entries)?,
         };
+        self.tee_and_stdout_sink(&inputs, &sinks, &tee_spans)?;
         let metrics = self.metrics(raw.metrics.unwrap_or_default(), defaults.metrics)?;
         let config = Config {
             data_dir,

@@ -7,7 +7,12 @@
 //! or expired since. Only one commit is in flight; the next window gathers while it runs.
 //!
 //! The correlator alone knows the binary form of its waiting entries: it encodes them into
-//! commits and decodes the ones an earlier run stored ([`Correlator::restore`]).
+//! commits and decodes the ones an earlier run stored ([`Correlator::restore`]). It also
+//! commits, with the spans they made, the ids each window paired (one record per window,
+//! keyed by the wall-clock time `pair_timeout` later, removed once that has passed), and
+//! puts them back at start ([`Correlator::restore_paired`]): a repeat of an event whose
+//! first copy came before a restart is a duplicate, and the records on disk never hold
+//! more than one `pair_timeout` of pairs.
 //!
 //! Invariants:
 //! - Spans reach the queue in the order they were made, and a span reaches a sink only
@@ -25,21 +30,21 @@
 pub mod clock;
 pub mod pairing;
 
-use std::{sync::Arc, time::Duration, time::Instant};
+use std::{collections::VecDeque, sync::Arc, time::Duration, time::Instant};
 
 use actix::prelude::*;
 use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tracing::{error, info, warn};
 
-pub use pairing::{Feed, InputId, Now, Pairing, Settings, Source, Step, StreamId};
+pub use pairing::{Feed, IdKey, InputId, Now, Pairing, Settings, Source, Step, StreamId};
 
 use crate::{
     codec,
     config::Config,
     event::AuditEvent,
     queue::{
-        Commit, PendingEntry,
+        Commit, PairedRecord, PendingEntry,
         actor::{CommitWindow, QueueState, SpanQueue, WindowCommitted},
     },
     span::{Outcome, Span},
@@ -178,6 +183,13 @@ pub struct Correlator {
     outbox: Vec<Span>,
     /// Input checkpoints of the current window (the latest per key).
     checkpoints: Vec<(String, Vec<u8>)>,
+    /// `correlate.pair_timeout`, in nanoseconds: how long paired ids are remembered.
+    pair_timeout_nanos: i64,
+    /// Paired-id records on disk (or in the commit on its way), oldest first: the time to
+    /// forget them and their key.
+    paired_records: VecDeque<(i64, Vec<u8>)>,
+    /// The number of the last paired-id record (unique with its time in the key).
+    paired_window: u64,
     /// Who waits for the current window to be durable ([`Ingest::committed`]).
     receipts: Vec<oneshot::Sender<Result<(), CommitFailed>>>,
     /// A commit the queue refused, retried (with newer windows appended) at the next one.
@@ -214,8 +226,13 @@ impl Correlator {
         flush_interval: Duration,
         feed: Feed,
     ) -> Self {
+        let pair_timeout_nanos =
+            i64::try_from(settings.pair_timeout.as_nanos()).unwrap_or(i64::MAX);
         Correlator {
             pairing: Pairing::new(settings, feed),
+            pair_timeout_nanos,
+            paired_records: VecDeque::new(),
+            paired_window: 0,
             queue,
             queue_state,
             inputs: inputs.to_vec(),
@@ -284,6 +301,48 @@ impl Correlator {
         self.pending_gauge.set(self.pairing.pending() as f64);
     }
 
+    /// Puts back the paired-id records an earlier run committed (as the queue stored them);
+    /// those whose time has passed are removed with the next commit. A record that does
+    /// not decode is logged and removed too.
+    pub fn restore_paired(&mut self, mut stored: Vec<PairedRecord>) {
+        stored.sort();
+        let now = Now::read();
+        let mut restored = 0;
+        for (key, ids) in stored {
+            let parsed = key
+                .get(..8)
+                .zip(key.get(8..16))
+                .filter(|_| key.len() == 16 && ids.len() % 16 == 0)
+                .and_then(|(forget, window)| {
+                    Some((
+                        i64::from_be_bytes(forget.try_into().ok()?),
+                        u64::from_be_bytes(window.try_into().ok()?),
+                    ))
+                });
+            let Some((forget, window)) = parsed else {
+                warn!(key = ?key, "Removing a stored paired-id record that does not decode.");
+                self.paired_records.push_front((i64::MIN, key));
+                continue;
+            };
+            let keys: Vec<IdKey> = ids
+                .chunks_exact(16)
+                .filter_map(|c| c.try_into().ok())
+                .collect();
+            if forget > now.unix_nano {
+                self.pairing.restore_paired(&keys, forget, now);
+                restored += keys.len();
+            }
+            self.paired_window = self.paired_window.max(window);
+            self.paired_records.push_back((forget, key));
+        }
+        if restored > 0 {
+            info!(
+                ids = restored,
+                "Restored the ids paired recently: repeats of them are duplicates."
+            );
+        }
+    }
+
     fn record(&mut self, span: Span) {
         let i = Outcome::ALL
             .iter()
@@ -348,7 +407,30 @@ impl Correlator {
             commit.checkpoints.retain(|(k, _)| *k != key);
             commit.checkpoints.push((key, position));
         }
+        self.take_paired(&mut commit);
         commit
+    }
+
+    /// Adds to `commit` the record of the ids paired since the last window, and the
+    /// removals of the records whose time to forget has passed.
+    fn take_paired(&mut self, commit: &mut Commit) {
+        let now = Now::read().unix_nano;
+        let ids = self.pairing.take_paired();
+        if !ids.is_empty() {
+            let forget = now.saturating_add(self.pair_timeout_nanos);
+            self.paired_window += 1;
+            let mut key = forget.to_be_bytes().to_vec();
+            key.extend_from_slice(&self.paired_window.to_be_bytes());
+            commit.paired_put.push((key.clone(), ids.concat()));
+            self.paired_records.push_back((forget, key));
+        }
+        while let Some((forget, _)) = self.paired_records.front()
+            && *forget <= now
+        {
+            if let Some((_, key)) = self.paired_records.pop_front() {
+                commit.paired_remove.push(key);
+            }
+        }
     }
 
     /// Starts a commit of the current window unless one is running.
@@ -359,11 +441,7 @@ impl Correlator {
         };
         let commit = self.take_window();
         let receipts = std::mem::take(&mut self.receipts);
-        if commit.spans.is_empty()
-            && commit.pending_put.is_empty()
-            && commit.pending_remove.is_empty()
-            && commit.checkpoints.is_empty()
-        {
+        if commit.is_empty() {
             // Nothing these events made needs the disk (duplicates, test messages).
             answer(receipts, &Ok(()));
             return;
@@ -635,5 +713,62 @@ mod tests {
             Some(b"offset 42".to_vec())
         );
         assert_eq!(store.pending().unwrap().len(), 1, "request b waits on disk");
+        let paired = store.paired().unwrap();
+        assert_eq!(paired.len(), 1, "{paired:?}");
+        assert_eq!(paired[0].1, crate::span::trace_id_for("a"));
+    }
+
+    /// Each window's paired ids are one record on disk, removed by the first commit after
+    /// `pair_timeout` has passed, so the disk holds one `pair_timeout` of them.
+    #[actix::test]
+    async fn paired_id_records_are_removed_once_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = || StoreOptions::new(1 << 30, Overflow::DropOldest);
+        let store = QueueStore::open(dir.path(), options()).unwrap();
+        let (queue, state) = SpanQueue::new(store);
+        let queue_thread = Arbiter::new();
+        let queue = SpanQueue::start_in_arbiter(&queue_thread.handle(), move |_| queue);
+        let timeout = Duration::from_millis(300);
+        let correlator = Correlator::new(
+            Settings {
+                pair_timeout: timeout,
+                ..settings()
+            },
+            &["unix".to_owned()],
+            queue.clone(),
+            state.clone(),
+            Duration::from_millis(5),
+            Feed::Live,
+        )
+        .start();
+        let pair = |id: &str| {
+            let (tx, rx) = oneshot::channel();
+            let mut ingest = Ingest::events(
+                Source::from(0),
+                vec![event("request", id, 1), event("response", id, 2)],
+                Instant::now(),
+            );
+            ingest.committed = Some(tx);
+            (ingest, rx)
+        };
+        let (ingest, rx) = pair("a");
+        correlator.send(ingest).await.unwrap();
+        assert_eq!(rx.await.unwrap(), Ok(()));
+        // a's record was made before its receipt: forgotten at most pair_timeout from here.
+        // The passing of pair_timeout is what is under test.
+        let committed = Instant::now();
+        while committed.elapsed() <= timeout {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (ingest, rx) = pair("b");
+        correlator.send(ingest).await.unwrap();
+        assert_eq!(rx.await.unwrap(), Ok(()));
+
+        queue_thread.stop();
+        queue_thread.join().unwrap();
+        let store = QueueStore::open(dir.path(), options()).unwrap();
+        let paired = store.paired().unwrap();
+        assert_eq!(paired.len(), 1, "only b's record is left: {paired:?}");
+        assert_eq!(paired[0].1, crate::span::trace_id_for("b"));
     }
 }

@@ -5,8 +5,10 @@
 //!
 //! Invariants:
 //! - An id is waiting at most once: a second request (or response) for a waiting id is a
-//!   duplicate and dropped, and so is any event for an id paired within `pair_timeout`
-//!   (remembered in memory only: a repeat that straddles a restart is not recognised).
+//!   duplicate and dropped, and so is any event for an id paired within `pair_timeout`.
+//!   On a live feed the ids paired are also handed out ([`Pairing::take_paired`]) to be
+//!   committed with the spans they made, and put back at start
+//!   ([`Pairing::restore_paired`]), so a repeat that straddles a restart is recognised too.
 //! - A waiting half expires `pair_timeout` after it arrived, measured on its feed's clock
 //!   (below); a paired id is forgotten `pair_timeout` after its pair completed, on the same
 //!   clock.
@@ -276,6 +278,8 @@ pub struct Pairing {
     paired_live: VecDeque<(Instant, u64, IdKey)>,
     /// Replay: the progress of its stream past which each paired id is forgotten.
     paired_replay: VecDeque<(i64, StreamId, u64, IdKey)>,
+    /// Live: ids paired since the last [`Pairing::take_paired`].
+    paired_new: Vec<IdKey>,
     /// Replayed streams' clocks and deadlines.
     streams: HashMap<StreamId, Stream>,
     /// Live: wall-clock deadlines, in order.
@@ -299,6 +303,7 @@ impl Pairing {
             paired: HashMap::new(),
             paired_live: VecDeque::new(),
             paired_replay: VecDeque::new(),
+            paired_new: Vec::new(),
             streams: HashMap::new(),
             arrivals: VecDeque::new(),
             next_seq: 0,
@@ -453,6 +458,31 @@ impl Pairing {
         );
     }
 
+    /// Live: the ids paired since the last call, each to be forgotten `pair_timeout` after
+    /// now. Committed with the spans they made, they let a restart recognise repeats.
+    pub fn take_paired(&mut self) -> Vec<IdKey> {
+        std::mem::take(&mut self.paired_new)
+    }
+
+    /// Live: puts back ids an earlier run paired, to be forgotten at `forget_unix_nano` on
+    /// the wall clock (nothing is done for a time already past). Call before any event
+    /// arrives, oldest `forget_unix_nano` first, as the forget queue stays in order.
+    pub fn restore_paired(&mut self, keys: &[IdKey], forget_unix_nano: i64, now: Now) {
+        let Ok(left) = u64::try_from(forget_unix_nano.saturating_sub(now.unix_nano)) else {
+            return;
+        };
+        if left == 0 || self.feed != Feed::Live {
+            return;
+        }
+        let forget = later(now.instant, Duration::from_nanos(left));
+        for &key in keys {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.paired.insert(key, seq);
+            self.paired_live.push_back((forget, seq, key));
+        }
+    }
+
     /// Streams with an event clock (replayed streams, open or with entries still waiting).
     pub fn streams(&self) -> usize {
         self.streams.len()
@@ -485,6 +515,7 @@ impl Pairing {
             Feed::Live => {
                 let forget = later(now.instant, self.settings.pair_timeout);
                 self.paired_live.push_back((forget, seq, key));
+                self.paired_new.push(key);
             }
             Feed::Replay => {
                 let progress = self.streams.get(&stream).map_or(0, |s| s.clock.progress());
@@ -921,6 +952,40 @@ mod tests {
         }
         expired(&mut p, at(0));
         assert_eq!(p.ingest(0, req("a", 20_000), at(0)), Step::Waiting);
+    }
+
+    /// Live: the ids paired are handed out once; put back into a new pairing (a restart),
+    /// a repeat is a duplicate until the forget time they were committed with, then not.
+    #[test]
+    fn paired_ids_survive_a_restart_until_forgotten() {
+        let mut p = Pairing::new(settings(), Feed::Live);
+        p.ingest(0, req("a", 1000), at(0));
+        span(p.ingest(0, resp("a", 1001), at(0)));
+        p.ingest(0, req("b", 1000), at(0));
+        span(p.ingest(0, resp("b", 1001), at(0)));
+        let paired = p.take_paired();
+        assert_eq!(paired, [span::trace_id_for("a"), span::trace_id_for("b")]);
+        assert!(p.take_paired().is_empty(), "handed out once");
+        let forget = at(0).unix_nano + 10_000 * MS;
+
+        // Restarted 4 s later: forgotten 6 s after that.
+        let mut p = Pairing::new(settings(), Feed::Live);
+        p.restore_paired(&paired, forget, at(4_000));
+        assert_eq!(p.ingest(0, req("a", 1002), at(4_000)), Step::Duplicate);
+        assert_eq!(p.ingest(0, resp("b", 1003), at(4_000)), Step::Duplicate);
+        assert!(expired(&mut p, at(10_000)).is_empty());
+        assert_eq!(p.ingest(0, req("b", 1004), at(10_000)), Step::Duplicate);
+        expired(&mut p, at(10_001));
+        assert_eq!(p.ingest(0, req("b", 1005), at(10_001)), Step::Waiting);
+        assert!(
+            p.take_paired().is_empty(),
+            "restored ids are on disk already"
+        );
+
+        // Restarted after the forget time: nothing to restore.
+        let mut p = Pairing::new(settings(), Feed::Live);
+        p.restore_paired(&paired, forget, at(10_000));
+        assert_eq!(p.ingest(0, req("a", 1006), at(10_000)), Step::Waiting);
     }
 
     /// In a replay a half expires once its stream's event clock has passed its time by more

@@ -101,7 +101,7 @@ pub fn bind_udp(
     let bind_err = |source| ListenerError::Bind {
         input: input.to_owned(),
         address,
-        source,
+        cause: source,
     };
     let socket = std::net::UdpSocket::bind(address).map_err(bind_err)?;
     socket.set_nonblocking(true).map_err(bind_err)?;
@@ -118,7 +118,7 @@ pub fn bind_unix(path: &Path, mode: u32, max_line_bytes: usize) -> Result<Bound,
     use std::os::unix::net::UnixDatagram;
     let io_err = |source| ListenerError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {

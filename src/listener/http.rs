@@ -129,7 +129,7 @@ pub fn bind(config: &InputConfig, settings: &HttpInput) -> Result<Bound, Listene
     let bind_err = |source| ListenerError::Bind {
         input: config.name.clone(),
         address: settings.address,
-        source,
+        cause: source,
     };
     let listener = std::net::TcpListener::bind(settings.address).map_err(bind_err)?;
     listener.set_nonblocking(true).map_err(bind_err)?;

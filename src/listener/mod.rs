@@ -14,6 +14,11 @@
 //! runs, so a bad address or path stops the daemon at start) and runs its accept or read
 //! loop in [`BoundInput::run`], reporting to `/readyz` whether it listens.
 //!
+//! The file inputs (issue #12) add: `file/` (files followed like `tail -F`, with exact
+//! resume from checkpoints committed with the spans), `fifo.rs` (a named pipe auditspan
+//! owns), `stdin.rs` (the daemon's standard input, which ends the daemon at its end) and
+//! `tee.rs` (the raw lines copied to stdout). An input whose [`BoundInput::run`] returns
+//! before shutdown has ended (stdin at EOF); once every input has, the daemon shuts down.
 //! The network inputs (issue #11) add: `tcp.rs` (Vault's socket device over TCP, like
 //! unix), `datagram.rs` (the one receive loop of every datagram socket: udp, and syslog on
 //! udp or a unix datagram socket), `udp.rs`, `syslog.rs` (syslog header → JSON, and
@@ -22,12 +27,16 @@
 //! client, and the delivery of events of several streams).
 
 pub mod datagram;
+pub mod fifo;
+pub mod file;
 pub mod http;
 pub mod lines;
 pub mod octet;
 pub mod peers;
+pub mod stdin;
 pub mod syslog;
 pub mod tcp;
+pub mod tee;
 pub mod udp;
 pub mod unix;
 
@@ -73,20 +82,28 @@ pub enum ListenerError {
     #[error("{path} exists and is not a socket; remove it or choose another path")]
     NotASocket { path: PathBuf },
     /// Binding, replacing or setting the mode failed.
-    #[error("socket {path}: {source}")]
-    Io {
+    #[error("socket {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
+    /// Something other than a named pipe exists at a fifo input's path; we never delete it.
+    #[error("{path} exists and is not a named pipe (FIFO); remove it or choose another path")]
+    NotAFifo { path: PathBuf },
+    /// Creating, opening or setting the mode of a named pipe (or stdin) failed.
+    #[error("{what} {path}: {cause}")]
+    Open {
+        what: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
+    /// A file input's directory cannot be watched or listed at start.
+    #[error("input {input}: {reason}")]
+    File { input: String, reason: String },
     /// A network input could not bind its address (in use, not an address of this host,
     /// a privileged port).
-    #[error("input {input}: cannot listen on {address}: {source}")]
+    #[error("input {input}: cannot listen on {address}: {cause}")]
     Bind {
         input: String,
         address: SocketAddr,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The http input's bearer token variable is unset, empty or not UTF-8.
     #[error(
@@ -105,6 +122,9 @@ pub enum ListenerError {
 /// An input whose socket or file is bound, ready to run.
 pub enum BoundInput {
     Unix(unix::Bound),
+    File(file::Bound),
+    Fifo(fifo::Bound),
+    Stdin(stdin::Bound),
     Tcp(tcp::Bound),
     Udp(datagram::Bound),
     /// Boxed: it carries the TLS configuration.
@@ -116,6 +136,9 @@ pub enum BoundInput {
 pub fn bind(config: &InputConfig) -> Result<BoundInput, ListenerError> {
     match &config.kind {
         InputKind::Unix(u) => Ok(BoundInput::Unix(unix::bind(&u.path, u.mode)?)),
+        InputKind::File(f) => Ok(BoundInput::File(file::bind(config, f)?)),
+        InputKind::Fifo(f) => Ok(BoundInput::Fifo(fifo::bind(f)?)),
+        InputKind::Stdin(s) => Ok(BoundInput::Stdin(stdin::bind(s)?)),
         InputKind::Tcp(address) => Ok(BoundInput::Tcp(tcp::bind(&config.name, *address)?)),
         InputKind::Udp(address) => Ok(BoundInput::Udp(udp::bind(config, *address)?)),
         InputKind::Http(settings) => Ok(BoundInput::Http(Box::new(http::bind(config, settings)?))),
@@ -129,6 +152,9 @@ impl BoundInput {
     pub async fn run(self, ctx: InputContext, ready: InputReporter) {
         match self {
             BoundInput::Unix(bound) => unix::run(bound, ctx, ready).await,
+            BoundInput::File(bound) => file::run(bound, ctx, ready).await,
+            BoundInput::Fifo(bound) => fifo::run(bound, ctx, ready).await,
+            BoundInput::Stdin(bound) => stdin::run(bound, ctx, ready).await,
             BoundInput::Tcp(bound) => tcp::run(bound, ctx, ready).await,
             BoundInput::Udp(bound) => udp::run(bound, ctx, ready).await,
             BoundInput::Http(bound) => http::run(*bound, ctx, ready).await,
@@ -152,6 +178,9 @@ pub struct InputContext {
     pub shutdown: Shutdown,
     /// Where connections are read.
     pub readers: Readers,
+    /// What the last run committed as this input's position (file inputs), read from the
+    /// queue at start.
+    pub checkpoint: Option<Arc<[u8]>>,
     /// What the queue publishes: the http input answers 503 while it refuses writes.
     pub queue_state: watch::Receiver<QueueState>,
 }
@@ -217,6 +246,11 @@ impl Shutdown {
     pub fn begin(&self) {
         self.tracker.close();
         self.token.cancel();
+    }
+
+    /// Whether [`Shutdown::begin`] was called.
+    pub fn is_signalled(&self) -> bool {
+        self.token.is_cancelled()
     }
 
     /// Completes once [`Shutdown::begin`] was called.
@@ -409,6 +443,20 @@ impl Delivery {
 
     /// `read_at`: when the bytes the events came from were read (commit latency starts).
     pub async fn send(&mut self, lines: &mut LineHandler, read_at: Instant) {
+        self.send_from(self.source, lines, read_at, None).await;
+    }
+
+    /// [`Delivery::send`] for the stream `source` (an input reading several streams in
+    /// turn, one batch each: the file input), with a `checkpoint` stored in the same
+    /// commit as what these events and every earlier one made. A checkpoint travels even
+    /// when the batch holds no event (only rejected lines, or none: a position to keep).
+    pub async fn send_from(
+        &mut self,
+        source: Source,
+        lines: &mut LineHandler,
+        read_at: Instant,
+        checkpoint: Option<(String, Vec<u8>)>,
+    ) {
         let (events, rejected) = lines.take();
         if !rejected.is_empty() {
             // The dead-letter actor logs its own write failures.
@@ -419,15 +467,14 @@ impl Delivery {
                 );
             }
         }
-        if events.is_empty() {
+        if events.is_empty() && checkpoint.is_none() {
             return;
         }
         self.settle().await;
+        let mut ingest = Ingest::events(source, events, read_at);
+        ingest.checkpoint = checkpoint;
         // `send` queues the message at once; awaiting it only waits for the answer.
-        self.in_flight = Some(
-            self.correlator
-                .send(Ingest::events(self.source, events, read_at)),
-        );
+        self.in_flight = Some(self.correlator.send(ingest));
     }
 
     /// Waits until the correlator has taken the batch in flight.
@@ -535,6 +582,16 @@ impl Framer {
         }
         self.buf.clear();
         self.scanned = 0;
+    }
+
+    /// Bytes given to the framer that are not framed yet: the unfinished last line (or the
+    /// part of an oversized line skipped so far). A reader's position minus this is the end
+    /// of the last line handed on.
+    pub fn pending(&self) -> usize {
+        match &self.skipping {
+            Some((_, seen)) => *seen + self.buf.len(),
+            None => self.buf.len(),
+        }
     }
 
     /// Forgets an unfinished line, so the framer can take another stream.

@@ -43,7 +43,7 @@ pub fn bind(input: &str, address: SocketAddr) -> Result<Bound, ListenerError> {
     let bind_err = |source| ListenerError::Bind {
         input: input.to_owned(),
         address,
-        source,
+        cause: source,
     };
     let listener = std::net::TcpListener::bind(address).map_err(bind_err)?;
     listener.set_nonblocking(true).map_err(bind_err)?;

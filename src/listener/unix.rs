@@ -43,7 +43,7 @@ pub struct Bound {
 pub fn bind(path: &Path, mode: u32) -> Result<Bound, ListenerError> {
     let io_err = |source| ListenerError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {

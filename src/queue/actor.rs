@@ -20,7 +20,7 @@ use metrics::{Counter, Gauge};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{Commit, Committed, PendingEntry, QueueError, QueueStore, ReadSpans};
+use super::{Commit, Committed, PairedRecord, PendingEntry, QueueError, QueueStore, ReadSpans};
 use crate::telemetry::metrics as m;
 
 /// Commit one window (see [`QueueStore::commit`]).
@@ -72,10 +72,18 @@ pub struct Ack {
 #[rtype(result = "u64")]
 pub struct Cursor(pub String);
 
-/// The correlator's waiting entries stored by earlier runs.
+/// What the correlator stored in earlier runs: its waiting entries and the ids it paired
+/// recently.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<PendingEntry>, QueueError>")]
+#[rtype(result = "Result<Stored, QueueError>")]
 pub struct LoadPending;
+
+/// The answer to [`LoadPending`].
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub pending: Vec<PendingEntry>,
+    pub paired: Vec<PairedRecord>,
+}
 
 /// What the queue publishes wherever it changes: the one channel through which the rest
 /// of the pipeline (sink workers, the correlator, shutdown, `/readyz`) learns its state.
@@ -245,10 +253,7 @@ impl Handler<CommitWindow> for SpanQueue {
                 }
                 self.record();
                 let mut spare = commit;
-                spare.spans.clear();
-                spare.pending_put.clear();
-                spare.pending_remove.clear();
-                spare.checkpoints.clear();
+                spare.clear();
                 Ok(WindowCommitted { committed, spare })
             }
             Err(error) => {
@@ -293,9 +298,12 @@ impl Handler<Cursor> for SpanQueue {
 }
 
 impl Handler<LoadPending> for SpanQueue {
-    type Result = Result<Vec<PendingEntry>, QueueError>;
+    type Result = Result<Stored, QueueError>;
 
     fn handle(&mut self, _: LoadPending, _: &mut Self::Context) -> Self::Result {
-        self.store.pending()
+        Ok(Stored {
+            pending: self.store.pending()?,
+            paired: self.store.paired()?,
+        })
     }
 }

@@ -227,6 +227,8 @@ impl LegacyQueue {
             cursors: summary.cursors.clone(),
             pending,
             inputs: raw(record::PREFIX_INPUT)?,
+            // Format 1 kept paired ids in memory only.
+            paired: Vec::new(),
         };
         Ok((contents, summary))
     }
@@ -318,6 +320,6 @@ impl LegacyQueue {
 fn sled_err(path: &Path, source: sled::Error) -> QueueError {
     QueueError::Sled {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }

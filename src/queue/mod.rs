@@ -2,8 +2,9 @@
 //!
 //! [`QueueStore`] is the one place auditspan keeps state between runs: the spans not yet
 //! delivered to every sink, one cursor per sink, the correlator's waiting entries and the
-//! file inputs' checkpoints. It sits on sled 0.34.7 and plain append-only files behind this
-//! API; nothing else in the crate touches either. It is synchronous and single-writer: one
+//! ids it paired recently (to recognise repeats across a restart), and the file inputs'
+//! checkpoints. It sits on sled 0.34.7 and plain append-only files behind this API;
+//! nothing else in the crate touches either. It is synchronous and single-writer: one
 //! actor owns it on its own thread. Spans are opaque byte strings here (one encoded span
 //! each, ≤ [`MAX_SPAN_BYTES`]); encoding them is [`crate::codec`]'s business.
 //!
@@ -34,7 +35,8 @@
 //! - **Durable before offered.** [`QueueStore::commit`] first appends the window's span
 //!   records to the active segment's data file and waits for them (`fdatasync`); then it
 //!   writes everything else — the records' index entries, the waiting entries still open,
-//!   the removals of those answered, the input checkpoints, the committed sequence — as
+//!   the removals of those answered, the input checkpoints, the records of ids paired (and
+//!   the removals of those forgotten), the committed sequence — as
 //!   ONE atomic sled batch into the active segment and flushes it (fsync) before it
 //!   returns; only then may the spans be offered to sinks. A crash loses nothing a commit
 //!   returned `Ok` for, and never leaves half a window: a batch on disk names only records
@@ -45,8 +47,8 @@
 //! - **Carried forward at rotation.** A new segment's data file is created empty and its
 //!   directory fsynced; then its database's first batch, its *base*, holds everything the
 //!   queue knows besides spans: format, `db_id`, its first sequence, the committed
-//!   sequence, the released watermark, every cursor, every waiting entry and input
-//!   checkpoint (copied from the old active segment), the record index of every closed
+//!   sequence, the released watermark, every cursor, every waiting entry, paired-id
+//!   record and input checkpoint (copied from the old active segment), the record index of every closed
 //!   segment still holding kept spans (where each record is in its data file), the skipped
 //!   records, and last the `base` marker — one atomic batch, flushed, and the queue
 //!   directory fsynced, before the old segment is dropped. Closed segments are never
@@ -184,8 +186,8 @@ use std::path::{Path, PathBuf};
 pub use datafile::DATA_FILE;
 pub use spans::{EncodedSpans, ReadSpans};
 pub use store::{
-    Commit, Committed, DEFAULT_MIN_FREE_BYTES, MAX_SPAN_BYTES, PendingEntry, QueueStore,
-    RECORD_TARGET_BYTES, SEGMENT_BYTES, SinkStats, Stats, StoreOptions,
+    Commit, Committed, DEFAULT_MIN_FREE_BYTES, MAX_SPAN_BYTES, PairedRecord, PendingEntry,
+    QueueStore, RECORD_TARGET_BYTES, SEGMENT_BYTES, SinkStats, Stats, StoreOptions,
 };
 
 /// Queue format version written to the manifest and to every segment's base; a newer one
@@ -318,21 +320,21 @@ pub enum QueueError {
     #[error("{path} already exists; compact into an empty data directory")]
     DestinationNotEmpty { path: PathBuf },
     /// I/O on the lock or manifest file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An error sled returned (I/O, including ENOSPC, or corruption it detected).
-    #[error("the queue database {path}: {source}")]
-    Sled { path: PathBuf, source: sled::Error },
+    #[error("the queue database {path}: {cause}")]
+    Sled { path: PathBuf, cause: sled::Error },
 }
 
 impl QueueError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> QueueError {
         QueueError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         }
     }
 
@@ -346,7 +348,7 @@ impl QueueError {
                 | QueueError::Mismatch { .. }
                 | QueueError::Manifest { .. }
                 | QueueError::Sled {
-                    source: sled::Error::Corruption { .. },
+                    cause: sled::Error::Corruption { .. },
                     ..
                 }
         )
@@ -361,9 +363,9 @@ impl QueueError {
         };
         match self {
             QueueError::DiskFull { .. } => true,
-            QueueError::Io { source, .. } => enospc(source),
+            QueueError::Io { cause, .. } => enospc(cause),
             QueueError::Sled {
-                source: sled::Error::Io(err),
+                cause: sled::Error::Io(err),
                 ..
             } => enospc(err),
             _ => false,

@@ -92,10 +92,10 @@ pub enum OfflineError {
     CopyDiffers(String),
     #[error(transparent)]
     Queue(QueueError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -111,7 +111,7 @@ impl OfflineError {
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError + '_ {
     move |source| OfflineError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -324,7 +324,7 @@ fn swap_dirs(data_dir: &Path, staging: &str, backup: &str) -> Result<(), Offline
         fs::rename(&old_queue, &queue).ok();
         return Err(OfflineError::Io {
             path: queue,
-            source,
+            cause: source,
         });
     }
     if let Err(source) = fs::rename(manifest_path(&compacting), &manifest) {
@@ -333,7 +333,7 @@ fn swap_dirs(data_dir: &Path, staging: &str, backup: &str) -> Result<(), Offline
         fs::rename(&old_queue, &queue).ok();
         return Err(OfflineError::Io {
             path: manifest,
-            source,
+            cause: source,
         });
     }
     sync_dir(data_dir)

@@ -22,6 +22,10 @@ pub const PREFIX_INPUT: u8 = b'i';
 pub const PREFIX_META: u8 = b'm';
 /// Key prefix of the correlator's waiting entries: `p` + id → envelope(opaque bytes).
 pub const PREFIX_PENDING: u8 = b'p';
+/// Key prefix of the ids the correlator paired recently, to recognise repeats across a
+/// restart: `d` + i64 BE wall-clock time to forget them (ns since the epoch) + u64 BE
+/// window number → envelope(16-byte id keys, concatenated).
+pub const PREFIX_PAIRED: u8 = b'd';
 /// Key prefix of span records: `s` + u64 BE first sequence + u32 BE span count → (format 3)
 /// envelope(u64 BE offset · u32 BE length) of the record in the segment's data file
 /// ([`encode_location`]); (formats 1 and 2) the record itself ([`encode_spans`]).

@@ -90,6 +90,10 @@ impl StoreOptions {
 /// A waiting correlator entry: (id, encoded entry).
 pub type PendingEntry = (Vec<u8>, Vec<u8>);
 
+/// A record of ids the correlator paired: (key after the prefix, ids); see
+/// [`record::PREFIX_PAIRED`].
+pub type PairedRecord = (Vec<u8>, Vec<u8>);
+
 /// One commit window: its spans go to the active segment's data file, everything else
 /// (and the spans' index) into ONE atomic sled batch, flushed after the spans.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,6 +106,41 @@ pub struct Commit {
     pub pending_remove: Vec<Vec<u8>>,
     /// Input checkpoints (input name → opaque position) to store with these spans.
     pub checkpoints: Vec<(String, Vec<u8>)>,
+    /// Ids paired in the window, for duplicates across a restart (key after the prefix →
+    /// value, see [`record::PREFIX_PAIRED`]).
+    pub paired_put: Vec<PairedRecord>,
+    /// Keys of paired-id records whose time to forget has passed.
+    pub paired_remove: Vec<Vec<u8>>,
+}
+
+impl Commit {
+    /// Whether the commit changes nothing on disk.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+            && self.pending_put.is_empty()
+            && self.pending_remove.is_empty()
+            && self.checkpoints.is_empty()
+            && self.paired_put.is_empty()
+            && self.paired_remove.is_empty()
+    }
+
+    /// Empties every part, keeping the buffers' capacity (a spare for the next window).
+    pub fn clear(&mut self) {
+        let Commit {
+            spans,
+            pending_put,
+            pending_remove,
+            checkpoints,
+            paired_put,
+            paired_remove,
+        } = self;
+        spans.clear();
+        pending_put.clear();
+        pending_remove.clear();
+        checkpoints.clear();
+        paired_put.clear();
+        paired_remove.clear();
+    }
 }
 
 /// What a successful [`QueueStore::commit`] did.
@@ -310,7 +349,10 @@ impl QueueStore {
             .take()
             .map_or_else(|| self.queue_dir.clone(), |a| self.segment_path(a.first));
         self.reader = None;
-        QueueError::Sled { path, source }
+        QueueError::Sled {
+            path,
+            cause: source,
+        }
     }
 
     /// The same for an I/O error on the active segment's data file: after a failed write
@@ -322,7 +364,10 @@ impl QueueStore {
             .take()
             .map_or_else(|| self.queue_dir.clone(), |a| a.data.path().to_owned());
         self.reader = None;
-        QueueError::Io { path, source }
+        QueueError::Io {
+            path,
+            cause: source,
+        }
     }
 
     /// Writes `batch` to the active segment, and flushes it when `flush`.
@@ -644,6 +689,15 @@ impl QueueStore {
                 record::encode_envelope(checkpoint),
             );
         }
+        for (key, ids) in &commit.paired_put {
+            batch.insert(
+                prefixed(record::PREFIX_PAIRED, key),
+                record::encode_envelope(ids),
+            );
+        }
+        for key in &commit.paired_remove {
+            batch.remove(prefixed(record::PREFIX_PAIRED, key));
+        }
 
         // drop_oldest: to make room for new spans (only), whole oldest records leave the
         // queue in the same batch (the released watermark moves past them) and cursors move
@@ -737,7 +791,11 @@ impl QueueStore {
         for (name, cursor) in &self.cursors {
             batch.insert(cursor_key(name), cursor_value(*cursor));
         }
-        for prefix in [record::PREFIX_PENDING, record::PREFIX_INPUT] {
+        for prefix in [
+            record::PREFIX_PENDING,
+            record::PREFIX_INPUT,
+            record::PREFIX_PAIRED,
+        ] {
             let carried: Result<Vec<_>, _> = self.db()?.scan_prefix([prefix]).collect();
             match carried {
                 Ok(entries) => {
@@ -1135,6 +1193,20 @@ impl QueueStore {
         Ok(out)
     }
 
+    /// Every paired-id record (key after the prefix, ids), for start-up. Records that fail
+    /// to decode are counted and left out (repeats of their ids are then not recognised).
+    pub fn paired(&self) -> Result<Vec<PairedRecord>, QueueError> {
+        let mut out = Vec::new();
+        for item in self.db()?.scan_prefix([record::PREFIX_PAIRED]) {
+            let (key, value) = item.map_err(|source| self.sled_err(source))?;
+            match record::decode_envelope(&value) {
+                Ok(ids) => out.push((key[1..].to_vec(), ids.to_vec())),
+                Err(err) => self.count_corrupt("paired-id record", &key[1..], &err),
+            }
+        }
+        Ok(out)
+    }
+
     /// The checkpoint last committed for `input`; a damaged one is counted and `None`
     /// (the input starts over: duplicates, not loss).
     pub fn checkpoint(&self, input: &str) -> Result<Option<Vec<u8>>, QueueError> {
@@ -1158,7 +1230,7 @@ impl QueueStore {
     fn sled_err(&self, source: sled::Error) -> QueueError {
         QueueError::Sled {
             path: self.queue_dir.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -1209,6 +1281,7 @@ impl QueueStore {
             cursors: from.cursors.clone(),
             pending: raw_prefix(from.db()?, record::PREFIX_PENDING, &from.queue_dir)?,
             inputs: raw_prefix(from.db()?, record::PREFIX_INPUT, &from.queue_dir)?,
+            paired: raw_prefix(from.db()?, record::PREFIX_PAIRED, &from.queue_dir)?,
         };
         let records: Vec<(u64, RecordInfo)> = from.records.iter().map(|(f, i)| (*f, *i)).collect();
         // Records that cannot be read are left out, as a read would skip them.
@@ -1304,6 +1377,9 @@ impl QueueStore {
         for (input, value) in contents.inputs {
             batch.insert(prefixed(record::PREFIX_INPUT, &input), value);
         }
+        for (key, value) in contents.paired {
+            batch.insert(prefixed(record::PREFIX_PAIRED, &key), value);
+        }
         to.copy_out(&mut pending, batch)?;
         drop(to);
         let to = QueueStore::open(to_data_dir, options)?;
@@ -1348,6 +1424,8 @@ pub(crate) struct Contents {
     pub pending: Vec<(Vec<u8>, sled::IVec)>,
     /// Input checkpoints: name → stored value.
     pub inputs: Vec<(Vec<u8>, sled::IVec)>,
+    /// Paired-id records: key → stored value.
+    pub paired: Vec<(Vec<u8>, sled::IVec)>,
 }
 
 /// Options of the offline copies: no bound, no headroom check, default segments.
@@ -1543,7 +1621,7 @@ fn sync_dir(dir: &Path) -> Result<(), QueueError> {
 fn sled_error(path: &Path, source: sled::Error) -> QueueError {
     QueueError::Sled {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -2031,8 +2109,8 @@ mod tests {
         assert_eq!(open(dir.path()).cursor("slow"), None);
     }
 
-    /// Drop and reopen: spans, cursors, sequence, waiting entries and checkpoints survive;
-    /// answered entries stay removed.
+    /// Drop and reopen: spans, cursors, sequence, waiting entries, checkpoints and
+    /// paired-id records survive; answered entries and forgotten records stay removed.
     #[test]
     fn restart_keeps_spans_cursors_pending_and_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
@@ -2047,6 +2125,11 @@ mod tests {
                 ],
                 pending_remove: vec![],
                 checkpoints: vec![("file".into(), b"offset 10".to_vec())],
+                paired_put: vec![
+                    (b"window-1".to_vec(), b"ids of 1".to_vec()),
+                    (b"window-2".to_vec(), b"ids of 2".to_vec()),
+                ],
+                paired_remove: vec![],
             })
             .unwrap();
         store.ack("a", 2).unwrap();
@@ -2056,6 +2139,8 @@ mod tests {
                 pending_put: vec![(b"req-3".to_vec(), b"three".to_vec())],
                 pending_remove: vec![b"req-1".to_vec()],
                 checkpoints: vec![("file".into(), b"offset 20".to_vec())],
+                paired_put: vec![(b"window-3".to_vec(), b"ids of 3".to_vec())],
+                paired_remove: vec![b"window-1".to_vec()],
             })
             .unwrap();
         let before = store.stats();
@@ -2080,6 +2165,13 @@ mod tests {
             Some(b"offset 20".to_vec())
         );
         assert_eq!(store.checkpoint("other").unwrap(), None);
+        assert_eq!(
+            store.paired().unwrap(),
+            [
+                (b"window-2".to_vec(), b"ids of 2".to_vec()),
+                (b"window-3".to_vec(), b"ids of 3".to_vec())
+            ]
+        );
         assert_eq!(commit_spans(&mut store, spans(8..9)).sequences, 8..9);
         store.ack("a", 8).unwrap();
         drop(store);
@@ -2498,7 +2590,7 @@ mod tests {
     }
 
     /// Commits past `segment_bytes` close the active segment and open the next one; reads
-    /// cross segments in order, waiting entries and checkpoints are carried into every new
+    /// cross segments in order, waiting entries, checkpoints and paired-id records are carried into every new
     /// segment, everything survives a restart, and once every sink passed a closed segment
     /// it is deleted whole, so the files shrink.
     #[test]
@@ -2520,6 +2612,12 @@ mod tests {
                     vec![]
                 },
                 checkpoints: vec![("file".into(), n.to_be_bytes().to_vec())],
+                paired_put: vec![(n.to_be_bytes().to_vec(), vec![n as u8; 16])],
+                paired_remove: if n >= 10 {
+                    vec![(n - 10).to_be_bytes().to_vec()]
+                } else {
+                    vec![]
+                },
             };
             store.commit(&commit).unwrap();
         }
@@ -2560,6 +2658,13 @@ mod tests {
         assert_eq!(
             store.checkpoint("file").unwrap(),
             Some(59u64.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            store.paired().unwrap(),
+            (50..60u64)
+                .map(|n| (n.to_be_bytes().to_vec(), vec![n as u8; 16]))
+                .collect::<Vec<_>>(),
+            "the last 10 paired-id records, carried through every segment"
         );
 
         store.ack("b", 600).unwrap();

@@ -10,7 +10,8 @@
 //!   are delivered.
 //!
 //! The batch is acknowledged to the queue only when every span of it was delivered or
-//! dead-lettered, so duplicates happen only across a crash. Meanwhile the correlator keeps
+//! written to the dead-letter file (fsynced; a failed write is retried with backoff), so
+//! duplicates happen only across a crash. Meanwhile the correlator keeps
 //! committing newer spans to disk, so an outage costs disk space, not spans. With nothing
 //! to read, the worker waits for the queue's published committed sequence to move.
 //!
@@ -360,10 +361,11 @@ impl<S: Sink> SinkWorker<S> {
 
     // `&mut self` everywhere: a future holding `&self` would need the sink to be `Sync`.
 
-    /// Writes rejected spans to the dead-letter file. Counted as rejected whether or not
-    /// the file takes them: a span the backend refuses for good cannot hold the queue back.
+    /// Writes rejected spans to the dead-letter file, and counts them as rejected once it
+    /// has them. Until then they stay in the queue (the batch is not acknowledged): a write
+    /// that fails (full disk) is retried with backoff for as long as it takes, and `/readyz`
+    /// says so (see `deadletter.rs`).
     async fn dead_letter(&mut self, rejected: &[(&Span, String)]) {
-        self.rejected.increment(rejected.len() as u64);
         error!(
             sink = %self.name,
             spans = rejected.len(),
@@ -371,7 +373,7 @@ impl<S: Sink> SinkWorker<S> {
             "The backend rejected spans for good; they go to the dead-letter file."
         );
         let received = jiff::Timestamp::now();
-        let records = rejected
+        let records: Vec<RejectedSpan> = rejected
             .iter()
             .map(|(span, why)| {
                 let mut json = Vec::new();
@@ -387,9 +389,24 @@ impl<S: Sink> SinkWorker<S> {
                 }
             })
             .collect();
-        // A write error is logged by the dead-letter actor itself.
-        if self.deadletter.send(WriteSpans(records)).await.is_err() {
-            error!(sink = %self.name, "The dead-letter writer has stopped; rejected spans are lost.");
+        let mut delays = self.backoff.build();
+        loop {
+            let why = match self.deadletter.send(WriteSpans(records.clone())).await {
+                Ok(Ok(())) => break,
+                Ok(Err(err)) => err.to_string(),
+                // Only at shutdown, which stops this worker too.
+                Err(_) => "the dead-letter writer has stopped".to_owned(),
+            };
+            let delay = delays.next().unwrap_or(Duration::from_secs(1));
+            warn!(
+                sink = %self.name,
+                spans = records.len(),
+                error = %why,
+                retry_in = ?delay,
+                "Rejected spans could not be dead-lettered; they stay in the queue and the write is retried."
+            );
+            tokio::time::sleep(delay).await;
         }
+        self.rejected.increment(rejected.len() as u64);
     }
 }

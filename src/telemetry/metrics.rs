@@ -39,6 +39,7 @@ pub const SINK_RETRIES: &str = "auditspan_sink_retries_total";
 pub const SINK_LAG_SPANS: &str = "auditspan_sink_lag_spans";
 pub const SINK_EXPORT_DURATION: &str = "auditspan_sink_export_duration_seconds";
 pub const SINK_UNREADABLE_ANSWERS: &str = "auditspan_sink_unreadable_answers_total";
+pub const DEADLETTER_WRITE_ERRORS: &str = "auditspan_deadletter_write_errors_total";
 pub const COMMIT_LATENCY: &str = "auditspan_commit_latency_seconds";
 pub const VAULT_REQUESTS: &str = "auditspan_vault_requests_total";
 pub const VAULT_REQUEST_DURATION: &str = "auditspan_vault_request_duration_seconds";
@@ -46,8 +47,22 @@ pub const METRIC_LABELS_FOLDED: &str = "auditspan_metric_labels_folded_total";
 pub const INPUT_ERRORS: &str = "auditspan_input_errors_total";
 pub const INPUT_HTTP_RESPONSES: &str = "auditspan_input_http_responses_total";
 
-/// `auditspan_input_errors_total{reason}`: a datagram longer than the receive buffer
-/// (udp, syslog); it is also rejected as one `too_long` line.
+/// `auditspan_input_errors_total{reason}`: a file the pattern names, or a named pipe,
+/// could not be opened (file, fifo).
+pub const INPUT_ERROR_OPEN: &str = "open";
+/// Reading a followed file or a pipe failed (file, fifo, stdin).
+pub const INPUT_ERROR_READ: &str = "read";
+/// A followed file was truncated or replaced in place (copytruncate); lines written
+/// between the copy and the truncate that were not read yet are lost (file).
+pub const INPUT_ERROR_TRUNCATED: &str = "truncated";
+/// A file named by the checkpoint could not be found at start; what it held past the
+/// checkpoint is lost (file).
+pub const INPUT_ERROR_FILE_GONE: &str = "file_gone";
+/// Copying raw lines to stdout failed; the lines are still read (fifo, stdin with tee).
+pub const INPUT_ERROR_TEE: &str = "tee";
+
+/// A datagram longer than the receive buffer (udp, syslog); it is also rejected as one
+/// `too_long` line.
 pub const INPUT_ERROR_DATAGRAM_TRUNCATED: &str = "datagram_truncated";
 /// A syslog message whose header does not parse (syslog); its text is parsed as it is.
 pub const INPUT_ERROR_SYSLOG_HEADER: &str = "syslog_header";
@@ -88,11 +103,25 @@ pub const VAULT_REQUEST_BUCKETS: [f64; 14] = [
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     #[error("histogram buckets: {0}")]
-    Buckets(#[from] BuildError),
+    Buckets(BuildError),
     #[error("a metrics recorder is installed already")]
     AlreadyInstalled,
     #[error("starting the metrics upkeep thread: {0}")]
-    Upkeep(#[from] std::io::Error),
+    Upkeep(std::io::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the cause the error's `source()`:
+// the message names it already, and `{:#}` would print it twice.
+impl From<BuildError> for InstallError {
+    fn from(cause: BuildError) -> Self {
+        InstallError::Buckets(cause)
+    }
+}
+
+impl From<std::io::Error> for InstallError {
+    fn from(cause: std::io::Error) -> Self {
+        InstallError::Upkeep(cause)
+    }
 }
 
 /// Set once [`install`] succeeded.
@@ -220,6 +249,11 @@ fn describe() {
         Unit::Count,
         "2xx answers that do not say what became of each span sent (Honeycomb: not one status per event); their spans are sent again, a bounded number of times."
     );
+    describe_counter!(
+        DEADLETTER_WRITE_ERRORS,
+        Unit::Count,
+        "Writes to the dead-letter file that failed (full disk, unwritable path); rejected spans stay in the queue until a retry succeeds, rejected lines are lost."
+    );
     describe_gauge!(
         SINK_LAG_SPANS,
         Unit::Count,
@@ -248,7 +282,7 @@ fn describe() {
     describe_counter!(
         INPUT_ERRORS,
         Unit::Count,
-        "Problems an input met below the line level, by reason: datagram_truncated, syslog_header, octet_count (syslog over TCP), unauthorized and body_timeout (http)."
+        "Problems an input met below the line level, by reason: open, read, truncated and file_gone (file inputs), tee (fifo, stdin), datagram_truncated, syslog_header, octet_count (syslog over TCP), unauthorized and body_timeout (http)."
     );
     describe_counter!(
         INPUT_HTTP_RESPONSES,
@@ -336,6 +370,10 @@ pub fn sink_retries(sink: &str) -> Counter {
 
 pub fn sink_unreadable_answers(sink: &str) -> Counter {
     counter!(SINK_UNREADABLE_ANSWERS, "sink" => sink.to_owned())
+}
+
+pub fn deadletter_write_errors() -> Counter {
+    counter!(DEADLETTER_WRITE_ERRORS)
 }
 
 pub fn sink_export_duration(sink: &str) -> Histogram {

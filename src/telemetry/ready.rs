@@ -5,13 +5,15 @@
 //! - an input is not listening (not started yet, stopped, or shutting down);
 //! - the queue cannot write: the disk is full, or sled failed (it retries by reopening);
 //! - the queue holds more than 90% of `queue.max_bytes`: a sink is behind and
-//!   `drop_oldest` is about to drop spans (or `block` to stop reading).
+//!   `drop_oldest` is about to drop spans (or `block` to stop reading);
+//! - the dead-letter file cannot be written (the last write failed): rejected lines are
+//!   lost and rejected spans wait in the queue, holding their sink back.
 //!
 //! # How the state travels
 //! DESIGN: actors share no mutable state. Each owner publishes its own state on a
 //! `tokio::sync::watch` channel that only it writes: the queue actor its [`QueueState`]
 //! after every commit, acknowledgement and failure; each input whether it listens
-//! ([`InputReporter`]). [`Readiness`] holds the receiving ends and reads the latest values
+//! ([`InputReporter`]); the dead-letter writer whether its last write succeeded. [`Readiness`] holds the receiving ends and reads the latest values
 //! when `/readyz` asks, on the HTTP worker's thread: a probe never sends a message into the
 //! pipeline and never waits for a busy actor. A channel whose owner is gone reads as its
 //! last value, except that an input whose owner is gone is not listening.
@@ -38,6 +40,7 @@ impl InputReporter {
 pub struct Readiness {
     queue: Option<(watch::Receiver<QueueState>, u64)>,
     inputs: Vec<(String, watch::Receiver<bool>)>,
+    deadletter: Option<watch::Receiver<bool>>,
 }
 
 impl Readiness {
@@ -46,7 +49,13 @@ impl Readiness {
         Readiness {
             queue: None,
             inputs: Vec::new(),
+            deadletter: None,
         }
+    }
+
+    /// Watches the dead-letter writer: whether its last write succeeded.
+    pub fn deadletter(&mut self, writable: watch::Receiver<bool>) {
+        self.deadletter = Some(writable);
     }
 
     /// Watches the open queue, bounded by `max_bytes` (`queue.max_bytes`).
@@ -85,6 +94,11 @@ impl Readiness {
                 health.bytes,
                 max_bytes
             ));
+        }
+        if let Some(writable) = &self.deadletter
+            && !*writable.borrow()
+        {
+            return Err("the dead-letter file cannot be written".to_owned());
         }
         Ok(())
     }
@@ -143,6 +157,17 @@ mod tests {
         });
         assert_eq!(r.check(), Err("the queue cannot write".into()));
         queue.send_replace(ok);
+        assert_eq!(r.check(), Ok(()));
+
+        let (deadletter, writable) = watch::channel(true);
+        r.deadletter(writable);
+        assert_eq!(r.check(), Ok(()));
+        deadletter.send_replace(false);
+        assert_eq!(
+            r.check(),
+            Err("the dead-letter file cannot be written".into())
+        );
+        deadletter.send_replace(true);
         assert_eq!(r.check(), Ok(()));
 
         unix.listening(false);

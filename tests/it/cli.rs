@@ -58,8 +58,8 @@ fn bad_config_files_give_clear_messages() {
             "line 3, column 12: unknown variant `http/json`, expected `grpc` or `http/protobuf`",
         ),
         (
-            "[[input]]\ntype = \"file\"\n",
-            "input type \"file\" is not supported yet",
+            "[[input]]\ntype = \"carrier-pigeon\"\n",
+            "input type \"carrier-pigeon\" is unknown",
         ),
         ("[[sink]]\n[[sink]]\n", "duplicate sink name \"stdout\""),
         (
@@ -311,4 +311,49 @@ fn health_asks_the_running_daemon() {
         "{}",
         gone.stderr
     );
+}
+
+/// Start-up errors that wrap an OS error name it exactly once (not once in the message and
+/// again as its cause), exit 1, and say what failed: the data directory, a socket path,
+/// an address in use for an input and for the metrics server.
+#[test]
+fn start_errors_name_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cases = [
+        (
+            "data_dir = \"file/data\"\n[metrics]\nlisten = \"\"\n".to_owned(),
+            "data directory file/data: Not a directory (os error 20)",
+        ),
+        (
+            "data_dir = \"data\"\n[[input]]\npath = \"missing/a.sock\"\n[metrics]\nlisten = \"\"\n"
+                .to_owned(),
+            "socket missing/a.sock: No such file or directory (os error 2)",
+        ),
+        (
+            format!(
+                "data_dir = \"data\"\n[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\
+                 [metrics]\nlisten = \"\"\n"
+            ),
+            "cannot listen on 127.0.0.1:",
+        ),
+        (
+            format!("data_dir = \"data\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+            "metrics server on 127.0.0.1:",
+        ),
+    ];
+    for (config, expected) in cases {
+        std::fs::write(dir.path().join("c.toml"), &config).unwrap();
+        let out = run(auditspan(dir.path()).args(["run", "--config", "c.toml"]));
+        assert!(!out.success, "{config}: {}", out.stderr);
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("auditspan: error: "))
+            .unwrap_or_else(|| panic!("{config}: no error line in {}", out.stderr));
+        assert!(line.contains(expected), "{config}: {line}");
+        assert_eq!(line.matches("(os error").count(), 1, "{config}: {line}");
+    }
 }

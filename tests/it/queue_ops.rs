@@ -21,7 +21,8 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    DEADLINE, Daemon, Options, Stdout, auditspan, pairs, poll_until, request_id, toml_string,
+    DEADLINE, Daemon, Options, Stdout, auditspan, pairs, poll_until, request_id, tmpfs::Tmpfs,
+    toml_string,
 };
 
 const RECEIVED: &str = "auditspan_events_received_total";
@@ -270,37 +271,6 @@ fn block_stops_intake_and_loses_nothing() {
     );
 }
 
-/// A tmpfs mounted for one test, unmounted (lazily, so an open file cannot stop it) on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .unwrap_or_else(|e| panic!("running mount: {e}; this test needs root and mount(8)"));
-        assert!(
-            out.status.success(),
-            "cannot mount a tmpfs at {}: {}; this test needs root (CI runs as root)",
-            at.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(at.to_owned())
-    }
-
-    fn available(&self) -> u64 {
-        let fs = nix::sys::statvfs::statvfs(&self.0).unwrap();
-        fs.blocks_available() * fs.fragment_size()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        Command::new("umount").arg("-l").arg(&self.0).status().ok();
-    }
-}
-
 /// A full disk (less free space than the queue's 64 MiB headroom) is reported
 /// (`auditspan_queue_disk_full` = 1, a log line) while the daemon keeps reading its socket;
 /// once space is freed it recovers and the spans it held in memory reach stdout.
@@ -311,14 +281,7 @@ fn full_disk_is_reported_and_recovered() {
     let tmpfs = Tmpfs::mount(mnt.path(), "100m");
     let data = mnt.path().to_owned();
     let daemon = Daemon::start_with(|dir| config(dir, &data, ""));
-    let filler = mnt.path().join("filler");
-    {
-        let mut file = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0x5a; 1 << 20];
-        while tmpfs.available() > 30 << 20 {
-            file.write_all(&chunk).unwrap();
-        }
-    }
+    let filler = tmpfs.fill(30 << 20);
     daemon
         .connect()
         .write_all(pairs(0..PAIRS).as_bytes())

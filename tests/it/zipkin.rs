@@ -16,6 +16,7 @@ use crate::support::{
     request_id,
     schema::{assert_schema_examples, assert_valid, schema},
     send_pairs, span_times,
+    tmpfs::Tmpfs,
 };
 
 const SCHEMA: &str = "zipkin2-span.schema.json";
@@ -274,6 +275,98 @@ fn poisoned_span_is_dead_lettered_and_the_rest_delivered() {
     );
     // The stdout sink is not concerned.
     assert_eq!(daemon.spans().len(), 21);
+}
+
+/// The dead-letter file's file system is full when a span is rejected for good: the span
+/// stays in the queue (the sink's lag holds it and the spans after it), the write is
+/// retried with backoff, and `/readyz` and `auditspan_deadletter_write_errors_total` say
+/// so. Once there is room the span is written exactly once, as whole records, and the sink
+/// moves on to deliver the rest.
+#[test]
+fn rejected_span_stays_queued_while_the_dead_letter_file_cannot_take_it() {
+    const ERRORS: &str = "auditspan_deadletter_write_errors_total";
+    let mnt = tempfile::tempdir().unwrap();
+    let tmpfs = Tmpfs::mount(mnt.path(), "1m");
+    let poison = request_id(1);
+    let bad = poison.clone();
+    let receiver = Receiver::start(move |request| {
+        if ids(request).contains(&bad) {
+            Reply::text(400, "poisoned span")
+        } else {
+            Reply::status(202)
+        }
+    });
+    let sink = zipkin_sink(&receiver.url(PATH));
+    let target = mnt.path().join("deadletter.jsonl");
+    let daemon = Daemon::start_with(|dir| {
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("data/deadletter.jsonl")).unwrap();
+        config_with_sink(dir, &sink)
+    });
+    send_pairs(&daemon, 0..1);
+    daemon.wait_until(DEADLINE, "the first span to be exported", || {
+        daemon
+            .metrics()
+            .get("auditspan_sink_exported_spans_total", &SINK)
+            == 1.0
+    });
+    let filler = tmpfs.fill(0);
+    send_pairs(&daemon, 1..2);
+    daemon.wait_until(DEADLINE, "two failed dead-letter writes", || {
+        daemon.metrics().get(ERRORS, &[]) >= 2.0
+    });
+    send_pairs(&daemon, 2..3);
+    daemon.wait_for_spans(3);
+    let (status, body) = daemon.readyz();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("the dead-letter file cannot be written"),
+        "{body}"
+    );
+    let m = daemon.metrics();
+    assert_eq!(m.get("auditspan_sink_lag_spans", &SINK), 2.0);
+    assert_eq!(
+        m.get(
+            "auditspan_sink_failed_exports_total",
+            &[("sink", "zipkin"), ("reason", "rejected")]
+        ),
+        0.0,
+        "not counted as handled before the file has it"
+    );
+    assert!(
+        daemon.stderr().contains("could not be dead-lettered"),
+        "{}",
+        daemon.stderr_tail()
+    );
+    assert!(
+        daemon.stderr().contains("No space left on device"),
+        "{}",
+        daemon.stderr_tail()
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    daemon.wait_until(DEADLINE, "the sink to catch up", || {
+        daemon.metrics().get("auditspan_sink_lag_spans", &SINK) == 0.0
+    });
+    let (status, body) = daemon.readyz();
+    assert_eq!(status, 200, "{body}");
+    let records = daemon.dead_letters();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        records[0]["span"]["attributes"]["vault.request.id"],
+        poison.as_str()
+    );
+    let m = daemon.metrics();
+    assert_eq!(
+        m.get(
+            "auditspan_sink_failed_exports_total",
+            &[("sink", "zipkin"), ("reason", "rejected")]
+        ),
+        1.0
+    );
+    let mut delivered: Vec<String> = receiver.requests().iter().flat_map(ids).collect();
+    delivered.retain(|id| *id != poison);
+    assert_eq!(delivered, [request_id(0), request_id(2)]);
 }
 
 /// Zipkin down → spans wait on disk while stdout delivers them → Zipkin up → every span

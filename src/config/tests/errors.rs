@@ -126,19 +126,13 @@ fn bad_mode_names_value_and_line() {
 }
 
 #[test]
-fn planned_input_type_is_not_supported_yet() {
-    // `path` is a file key: the message is about the type, not the unknown key.
-    let err = error("[[input]]\ntype = \"file\"\npath = \"/var/log/vault/audit.log\"\n");
-    assert_eq!(
-        err,
-        "config file ./x.toml, line 2: input type \"file\" is not supported yet (this version \
-         supports: unix, tcp, udp, http, syslog)"
-    );
-    let err = error("[[input]]\ntype = \"carrier-pigeon\"\n");
+fn unknown_input_type_lists_the_supported_ones() {
+    // `path` is a key many types take: the message is about the type, not the key.
+    let err = error("[[input]]\ntype = \"carrier-pigeon\"\npath = \"/tmp/x\"\n");
     assert_eq!(
         err,
         "config file ./x.toml, line 2: input type \"carrier-pigeon\" is unknown (this version \
-         supports: unix, tcp, udp, http, syslog; planned: file, fifo, stdin)"
+         supports: unix, file, fifo, stdin, tcp, udp, http, syslog)"
     );
 }
 

@@ -186,6 +186,12 @@ impl Bao {
         assert_eq!(status, 403, "a bad token is denied");
     }
 
+    /// Sends `signal` to the server (SIGHUP: its file devices reopen their paths).
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        kill(pid, signal).unwrap();
+    }
+
     /// SIGTERM and wait for the exit (about 1.5 s on 2.7.2: it seals first).
     pub fn stop(&mut self) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());

@@ -310,6 +310,17 @@ impl Daemon {
             .unwrap_or_else(|| self.fail("metrics are disabled in this test's config"))
     }
 
+    /// `GET /readyz` once: the status code and the body.
+    pub fn readyz(&self) -> (u16, String) {
+        let url = format!("http://{}/readyz", self.metrics_addr());
+        let mut response = super::http_agent()
+            .get(&url)
+            .call()
+            .unwrap_or_else(|e| self.fail(&format!("GET {url}: {e}")));
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), body)
+    }
+
     /// Scrapes `/metrics` once.
     pub fn metrics(&self) -> Metrics {
         let addr = self.metrics_addr();

@@ -13,6 +13,9 @@
 //! - [`receiver`]: backends on loopback — a scripted HTTP receiver (Zipkin, Honeycomb) and
 //!   OTLP receivers (gRPC, HTTP) — with the request handling they share.
 //! - [`schema`]: validators of the JSON schemas in `shared/schemas/`.
+//! - [`files`]: the file inputs from the outside (configs, appends, exact span sets, a
+//!   Zipkin backend beside a stdout tee); [`bao`]: a real OpenBao with the audit devices
+//!   a test declares.
 //! - [`net`]: the network inputs from the outside (where they listen, http posts, TCP and
 //!   UDP senders, a recording proxy, rsyslog, `logger`); [`bao`]: a real OpenBao with the
 //!   audit devices a test declares.
@@ -27,11 +30,14 @@
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
 pub mod bao;
+pub mod containers;
 pub mod daemon;
+pub mod files;
 pub mod net;
 pub mod receiver;
 pub mod schema;
 pub mod scrape;
+pub mod tmpfs;
 pub mod traffic;
 
 use std::path::{Path, PathBuf};

@@ -222,6 +222,11 @@ impl Receiver {
         self.state.lock().unwrap().script.extend(answers);
     }
 
+    /// Forgets the answers [`Receiver::script`] queued: every next request succeeds.
+    pub fn clear_script(&self) {
+        self.state.lock().unwrap().script.clear();
+    }
+
     /// Refuses as invalid every request holding a span with this `request.path`.
     pub fn poison(&self, request_path: &str) {
         self.state.lock().unwrap().poison = Some(request_path.to_owned());
