@@ -5,8 +5,8 @@
 //! wake-up takes every datagram waiting (at most [`MAX_BATCH`]), hands each to the
 //! input's [`Datagrams`] handler (which frames, parses and picks the stream), and delivers
 //! the batch with one batch in flight ([`GroupDelivery`]): while the correlator is busy,
-//! datagrams wait in the socket's receive buffer (and past it the kernel drops them, as it
-//! does for any UDP receiver; `netstat -su` counts those).
+//! datagrams wait in the socket's receive buffer, and past it the kernel drops them, as it
+//! does for any UDP receiver.
 //!
 //! Decisions:
 //! - A datagram is read whole into a buffer of `max_line_bytes` + 1 bytes (at most
@@ -19,6 +19,13 @@
 //!   chooses ([`Peer`], plus the syslog host name for syslog); see [`super::peers`].
 //! - The receive buffer (`SO_RCVBUF`) is raised to [`RECEIVE_BUFFER`] where the kernel
 //!   allows (`net.core.rmem_max` caps it), to ride out bursts.
+//! - The kernel's drops are counted, not only lost: with `SO_RXQ_OVFL` every datagram
+//!   carries the socket's drop counter as it stood when the datagram was queued, and the
+//!   counter's rise since the last datagram goes to
+//!   `auditspan_input_errors_total{reason="datagram_dropped"}` (a warning at most every
+//!   [`DROP_WARNING_EVERY`]). So drops show once the next datagram is read, not before:
+//!   while nothing more arrives, the last drops are not counted yet. A unix datagram
+//!   socket makes its sender wait instead of dropping.
 //! - At shutdown, the datagrams already in the socket buffer are still taken.
 
 use std::{
@@ -29,11 +36,12 @@ use std::{
         unix::fs::{FileTypeExt, PermissionsExt},
     },
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use nix::sys::socket::{
-    MsgFlags, SockaddrLike, SockaddrStorage, recvmsg, setsockopt, sockopt::RcvBuf,
+    ControlMessageOwned, MsgFlags, SockaddrLike, SockaddrStorage, recvmsg, setsockopt,
+    sockopt::{RcvBuf, RxqOvfl},
 };
 use tokio::io::Interest;
 use tracing::{info, warn};
@@ -49,6 +57,8 @@ pub const MAX_UDP_BUFFER: usize = 64 * 1024;
 pub const MAX_UNIX_BUFFER: usize = 16 * 1024 * 1024;
 /// `SO_RCVBUF` asked for.
 pub const RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+/// The shortest time between two warnings about datagrams the kernel dropped.
+pub const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Who sent a datagram.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -157,10 +167,12 @@ pub fn bind_unix(path: &Path, mode: u32, max_line_bytes: usize) -> Result<Bound,
     })
 }
 
-/// Asks for a [`RECEIVE_BUFFER`] receive buffer; the kernel caps it at `rmem_max`, and a
-/// refusal only leaves the default.
+/// Asks for a [`RECEIVE_BUFFER`] receive buffer (the kernel caps it at `rmem_max`, and a
+/// refusal only leaves the default) and for the drop counter on every datagram (a
+/// refusal only leaves drops uncounted).
 fn raise_receive_buffer(socket: &impl AsFd) {
     setsockopt(socket, RcvBuf, &RECEIVE_BUFFER).ok();
+    setsockopt(socket, RxqOvfl, &1).ok();
 }
 
 /// The registered socket, on the thread that reads it.
@@ -177,22 +189,33 @@ impl Registered {
         }
     }
 
-    /// One datagram into `buf`: its real length and sender, or `WouldBlock`.
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
+    /// One datagram into `buf`, or `WouldBlock`.
+    fn try_recv(&self, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Received> {
         match self {
-            Registered::Udp(s) => s.try_io(Interest::READABLE, || recv(s.as_raw_fd(), buf)),
-            Registered::Unix(s) => s.try_io(Interest::READABLE, || recv(s.as_raw_fd(), buf)),
+            Registered::Udp(s) => s.try_io(Interest::READABLE, || recv(s.as_raw_fd(), buf, cmsg)),
+            Registered::Unix(s) => s.try_io(Interest::READABLE, || recv(s.as_raw_fd(), buf, cmsg)),
         }
     }
 }
 
-/// `recvmsg` with `MSG_TRUNC`: the datagram's real length even when `buf` was too short.
-fn recv(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
+/// What [`recv`] learnt of one datagram.
+struct Received {
+    /// Its real length, longer than the buffer when it was truncated.
+    len: usize,
+    peer: Peer,
+    /// The socket's drop counter when the datagram was queued (`SO_RXQ_OVFL`), when the
+    /// kernel attached it.
+    drops: Option<u32>,
+}
+
+/// `recvmsg` with `MSG_TRUNC`: the datagram's real length even when `buf` was too short,
+/// and its drop counter in `cmsg` (room for one `u32` control message).
+fn recv(fd: std::os::fd::RawFd, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Received> {
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
         fd,
         &mut iov,
-        None,
+        Some(cmsg),
         MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
     )
     .map_err(io::Error::from)?;
@@ -200,7 +223,71 @@ fn recv(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
         Some(a) if a.family().is_some() => peer_of(&a),
         _ => Peer::Unix(None),
     };
-    Ok((msg.bytes, peer))
+    // A truncated control buffer (impossible with room for the one message asked for)
+    // only loses the count.
+    let drops = msg.cmsgs().ok().and_then(|mut all| {
+        all.find_map(|c| match c {
+            ControlMessageOwned::RxqOvfl(n) => Some(n),
+            _ => None,
+        })
+    });
+    Ok(Received {
+        len: msg.bytes,
+        peer,
+        drops,
+    })
+}
+
+/// Turns the drop counters datagrams carry into counted drops.
+struct Drops {
+    /// The highest counter seen: the socket's drops counted so far.
+    seen: u32,
+    counted: metrics::Counter,
+    /// Drops not yet in a warning, and when the last warning was logged.
+    unwarned: u64,
+    warned_at: Option<Instant>,
+}
+
+impl Drops {
+    fn new(counted: metrics::Counter) -> Drops {
+        Drops {
+            seen: 0,
+            counted,
+            unwarned: 0,
+            warned_at: None,
+        }
+    }
+
+    /// A datagram's counter. Counters only rise (wrapping at `u32::MAX`), and datagrams
+    /// come out in the order they were queued.
+    fn observe(&mut self, counter: u32) {
+        let new = counter.wrapping_sub(self.seen);
+        if new == 0 || new > u32::MAX / 2 {
+            return;
+        }
+        self.seen = counter;
+        self.counted.increment(u64::from(new));
+        self.unwarned += u64::from(new);
+    }
+
+    /// Logs the drops counted since the last warning, at most every
+    /// [`DROP_WARNING_EVERY`].
+    fn warn(&mut self, input: &str, now: Instant) {
+        if self.unwarned == 0
+            || self
+                .warned_at
+                .is_some_and(|at| now.duration_since(at) < DROP_WARNING_EVERY)
+        {
+            return;
+        }
+        warn!(
+            input,
+            dropped = self.unwarned,
+            "The kernel dropped datagrams: the socket's receive buffer was full (raise net.core.rmem_max, or use a stream input)."
+        );
+        self.unwarned = 0;
+        self.warned_at = Some(now);
+    }
 }
 
 fn peer_of(address: &SockaddrStorage) -> Peer {
@@ -268,7 +355,9 @@ async fn receive<H: Datagrams>(
     }
     ready.listening(true);
     let truncated = m::input_errors(&ctx.name, m::INPUT_ERROR_DATAGRAM_TRUNCATED);
+    let mut drops = Drops::new(m::input_errors(&ctx.name, m::INPUT_ERROR_DATAGRAM_DROPPED));
     let mut buf = vec![0u8; buffer_bytes];
+    let mut cmsg = nix::cmsg_space!(u32);
     let mut delivery = GroupDelivery::new(ctx.id, ctx.correlator.clone(), ctx.deadletter.clone());
     let mut stopping = false;
     loop {
@@ -286,8 +375,15 @@ async fn receive<H: Datagrams>(
         let read_at = Instant::now();
         let mut emptied = false;
         for _ in 0..MAX_BATCH {
-            match socket.try_recv(&mut buf) {
-                Ok((len, peer)) => {
+            match socket.try_recv(&mut buf, &mut cmsg) {
+                Ok(Received {
+                    len,
+                    peer,
+                    drops: counter,
+                }) => {
+                    if let Some(counter) = counter {
+                        drops.observe(counter);
+                    }
                     if len > buf.len() {
                         truncated.increment(1);
                     }
@@ -308,6 +404,7 @@ async fn receive<H: Datagrams>(
                 }
             }
         }
+        drops.warn(&ctx.name, read_at);
         delivery.send(read_at).await;
         handler.sweep(read_at);
         if stopping && emptied {

@@ -73,6 +73,7 @@ pub async fn run(bound: Bound, ctx: InputContext, ready: InputReporter) {
     for reason in [
         m::INPUT_ERROR_SYSLOG_HEADER,
         m::INPUT_ERROR_DATAGRAM_TRUNCATED,
+        m::INPUT_ERROR_DATAGRAM_DROPPED,
     ] {
         m::input_errors(&ctx.name, reason).increment(0);
     }

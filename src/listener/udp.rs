@@ -7,8 +7,8 @@
 //! own stream, with its own event clock ([`PeerStreams`]).
 //!
 //! UDP has no delivery guarantee, no TLS and no authentication: bind it to loopback, next
-//! to Vault. A datagram the kernel drops (receive buffer full) is lost without a trace
-//! here; prefer the unix or tcp input where that matters.
+//! to Vault. A datagram the kernel drops (receive buffer full) is lost, only counted
+//! ([`super::datagram`]); prefer the unix or tcp input where that matters.
 
 use std::{net::SocketAddr, time::Instant};
 

@@ -64,6 +64,9 @@ pub const INPUT_ERROR_TEE: &str = "tee";
 /// A datagram longer than the receive buffer (udp, syslog); it is also rejected as one
 /// `too_long` line.
 pub const INPUT_ERROR_DATAGRAM_TRUNCATED: &str = "datagram_truncated";
+/// Datagrams the kernel dropped because the socket's receive buffer was full, counted
+/// when the next datagram is read (udp, syslog over UDP).
+pub const INPUT_ERROR_DATAGRAM_DROPPED: &str = "datagram_dropped";
 /// A syslog message whose header does not parse (syslog); its text is parsed as it is.
 pub const INPUT_ERROR_SYSLOG_HEADER: &str = "syslog_header";
 /// A syslog frame over TCP that starts with digits not followed by a space within 10
@@ -282,7 +285,7 @@ fn describe() {
     describe_counter!(
         INPUT_ERRORS,
         Unit::Count,
-        "Problems an input met below the line level, by reason: open, read, truncated and file_gone (file inputs), tee (fifo, stdin), datagram_truncated, syslog_header, octet_count (syslog over TCP), unauthorized and body_timeout (http)."
+        "Problems an input met below the line level, by reason: open, read, truncated and file_gone (file inputs), tee (fifo, stdin), datagram_truncated and datagram_dropped (udp, syslog), syslog_header, octet_count (syslog over TCP), unauthorized and body_timeout (http)."
     );
     describe_counter!(
         INPUT_HTTP_RESPONSES,

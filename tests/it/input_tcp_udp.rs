@@ -2,9 +2,10 @@
 //! input around good input, and several inputs at once in one daemon.
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
 use std::process::Command;
 
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::support::net::{config_with_inputs, listen_addr, logger, post, tcp_send, udp_send};
@@ -158,6 +159,83 @@ fn udp_input_takes_lines_per_datagram_and_counts_truncated_datagrams() {
         daemon.stderr().contains("bytes=3000"),
         "the real length is logged"
     );
+}
+
+/// Datagrams the kernel drops while the daemon cannot read (stopped with SIGSTOP here, so
+/// its receive buffer fills) are counted as `datagram_dropped` once the next datagram is
+/// read: the datagrams received and those dropped add up to those sent, a warning says
+/// so, and the input goes on.
+#[test]
+fn udp_input_counts_the_datagrams_the_kernel_dropped() {
+    let daemon = Daemon::start_with(|dir| {
+        config_with_inputs(
+            dir,
+            "[[input]]\ntype = \"udp\"\naddress = \"127.0.0.1:0\"\n",
+            "",
+        )
+    });
+    let addr = listen_addr(&daemon, "udp");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // 8 KB requests: 4,000 of them overflow any receive buffer `net.core.rmem_max`
+    // allows by default (the kernel doubles the 4 MiB auditspan asks for, at most).
+    let long_path = format!("kv/data/{}", "x".repeat(8000));
+    let send = |n: u64| {
+        let line = Event::request(&request_id(n), n).path(&long_path).line();
+        socket.send_to(line.as_bytes(), addr).unwrap();
+    };
+    let dropped = |daemon: &Daemon| {
+        daemon.metrics().get(
+            INPUT_ERRORS,
+            &[("input", "udp"), ("reason", "datagram_dropped")],
+        )
+    };
+    assert_eq!(dropped(&daemon), 0.0, "the counter exists from the start");
+
+    daemon.signal(Signal::SIGSTOP);
+    let burst = 4000;
+    for n in 0..burst {
+        send(n);
+    }
+    daemon.signal(Signal::SIGCONT);
+    // Drops are told with the next datagram read after them: until the sums meet, send
+    // one more.
+    let mut sent = burst;
+    daemon.wait_until(DEADLINE, "received + dropped = sent", || {
+        let m = daemon.metrics();
+        let received = m.get(RECEIVED, &[("input", "udp")]);
+        let dropped = m.get(
+            INPUT_ERRORS,
+            &[("input", "udp"), ("reason", "datagram_dropped")],
+        );
+        if received + dropped == sent as f64 {
+            return true;
+        }
+        send(sent);
+        sent += 1;
+        false
+    });
+    let m = daemon.metrics();
+    let received = m.get(RECEIVED, &[("input", "udp")]);
+    assert!(received > 0.0, "some datagrams fitted in the buffer");
+    assert!(
+        dropped(&daemon) > 0.0,
+        "{received} of {sent} datagrams received: the burst overflowed the buffer"
+    );
+    daemon.wait_until(DEADLINE, "the warning", || {
+        daemon.stderr().contains("The kernel dropped datagrams")
+    });
+
+    let id = request_id(1_000_000);
+    udp_send(
+        addr,
+        &[
+            Event::request(&id, 0).line().as_bytes(),
+            Event::response(&id, 1).line().as_bytes(),
+        ],
+    );
+    daemon.wait_until(DEADLINE, "the pair sent after the drops", || {
+        paired_ids(&daemon.spans()).contains(&id)
+    });
 }
 
 /// One daemon with a unix, a tcp, a udp, an http and a syslog input: each listens and is
