@@ -17,7 +17,7 @@ use crate::metrics::{
     COMMIT_LATENCY, EXPORT_DURATION, EXPORTED, INVALID, LAG, PENDING, RECEIVED, VAULT_DURATION,
     VAULT_REQUESTS, exposition,
 };
-use crate::support::{DEADLINE, Daemon, fixture, repo_dir, send};
+use crate::support::{DEADLINE, Daemon, default_config, fixture, repo_dir, send};
 
 /// promtool from `$AUDITSPAN_PROMTOOL` or the `PATH`; the test fails without it.
 fn promtool() -> PathBuf {
@@ -260,7 +260,14 @@ fn promql_scanner_finds_metric_names_only() {
 /// cover what issue #6 lists.
 #[test]
 fn exposition_alerts_and_dashboard_pass_promtool_and_name_real_metrics() {
-    let daemon = Daemon::start_default();
+    // A udp input beside the unix one: its counters are named by an alert.
+    let daemon = Daemon::start_with(|dir| {
+        default_config(dir).replacen(
+            "[metrics]",
+            "[[input]]\ntype = \"udp\"\nname = \"udp\"\naddress = \"127.0.0.1:0\"\n\n[metrics]",
+            1,
+        )
+    });
     let basic = fixture("authored-basic.jsonl");
     send(&daemon, std::fs::read(basic).unwrap());
     daemon.wait_until(DEADLINE, "the 20 pairs exported", || {
@@ -321,6 +328,7 @@ fn exposition_alerts_and_dashboard_pass_promtool_and_name_real_metrics() {
         "AuditspanQueueGrowing",
         "AuditspanQueueDroppingSpans",
         "AuditspanInvalidEvents",
+        "AuditspanDatagramsDropped",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}\n")),
