@@ -33,7 +33,7 @@ use std::{
     net::SocketAddr,
     os::{
         fd::{AsFd, AsRawFd},
-        unix::fs::{FileTypeExt, PermissionsExt},
+        unix::fs::PermissionsExt,
     },
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -122,38 +122,15 @@ pub fn bind_udp(
     })
 }
 
-/// Binds a unix datagram socket at `path` with `mode`, replacing a stale socket file (one
-/// nobody receives on); a live one, or a path that is not a socket, is an error.
+/// Binds a unix datagram socket at `path` with `mode`, replacing a stale socket file
+/// ([`super::replace_stale_socket`]).
 pub fn bind_unix(path: &Path, mode: u32, max_line_bytes: usize) -> Result<Bound, ListenerError> {
     use std::os::unix::net::UnixDatagram;
     let io_err = |source| ListenerError::Io {
         path: path.to_owned(),
         cause: source,
     };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            let probe = UnixDatagram::unbound().map_err(io_err)?;
-            match probe.connect(path) {
-                Ok(()) => {
-                    return Err(ListenerError::InUse {
-                        path: path.to_owned(),
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    std::fs::remove_file(path).map_err(io_err)?;
-                    warn!(path = %path.display(), "Replaced a stale socket file from an earlier run.");
-                }
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-        Ok(_) => {
-            return Err(ListenerError::NotASocket {
-                path: path.to_owned(),
-            });
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
+    super::replace_stale_socket(path, |path| UnixDatagram::unbound()?.connect(path))?;
     let socket = UnixDatagram::bind(path).map_err(io_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
     socket.set_nonblocking(true).map_err(io_err)?;

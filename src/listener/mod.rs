@@ -44,7 +44,7 @@ use std::{
     future::Future,
     io,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -277,6 +277,39 @@ static NEXT_STREAM: AtomicU64 = AtomicU64::new(1 << 32);
 /// peer has its own event clock in the correlator.
 pub fn new_stream() -> StreamId {
     NEXT_STREAM.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Makes room to bind a unix socket at `path`: a stale socket file (one `probe` cannot
+/// connect to: nobody listens on it) is removed; a live one, or a path that is not a
+/// socket, is an error. The unix listener and the unix datagram inputs share it; each
+/// probes with its own socket type.
+pub(crate) fn replace_stale_socket(
+    path: &Path,
+    probe: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), ListenerError> {
+    use std::os::unix::fs::FileTypeExt;
+    let io_err = |source| ListenerError::Io {
+        path: path.to_owned(),
+        cause: source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match probe(path) {
+            Ok(()) => Err(ListenerError::InUse {
+                path: path.to_owned(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(io_err)?;
+                warn!(path = %path.display(), "Replaced a stale socket file from an earlier run.");
+                Ok(())
+            }
+            Err(e) => Err(io_err(e)),
+        },
+        Ok(_) => Err(ListenerError::NotASocket {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(e)),
+    }
 }
 
 /// Bytes read from a stream at a time, at most.

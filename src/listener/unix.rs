@@ -19,7 +19,7 @@
 
 use std::{
     io,
-    os::unix::{fs::FileTypeExt, fs::PermissionsExt, net::UnixListener as StdUnixListener},
+    os::unix::{fs::PermissionsExt, net::UnixListener as StdUnixListener},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -45,29 +45,9 @@ pub fn bind(path: &Path, mode: u32) -> Result<Bound, ListenerError> {
         path: path.to_owned(),
         cause: source,
     };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(ListenerError::InUse {
-                        path: path.to_owned(),
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    std::fs::remove_file(path).map_err(io_err)?;
-                    warn!(path = %path.display(), "Replaced a stale socket file from an earlier run.");
-                }
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-        Ok(_) => {
-            return Err(ListenerError::NotASocket {
-                path: path.to_owned(),
-            });
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
+    super::replace_stale_socket(path, |path| {
+        std::os::unix::net::UnixStream::connect(path).map(drop)
+    })?;
     let listener = StdUnixListener::bind(path).map_err(io_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
     listener.set_nonblocking(true).map_err(io_err)?;

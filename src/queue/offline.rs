@@ -576,6 +576,57 @@ mod tests {
         assert!(err.contains("stop it first"), "{err}");
     }
 
+    /// The state an old-format queue keeps beside its spans, as both old formats lay it
+    /// out: the cursors of sinks `fast` (at `fast`) and `slow` (at 10), one waiting entry
+    /// and one file checkpoint. Flushes `db`.
+    fn insert_old_state(db: &sled::Db, fast: u64) {
+        let u64_value = |n: u64| crate::queue::record::encode_envelope(&n.to_be_bytes());
+        let envelope = crate::queue::record::encode_envelope;
+        db.insert(b"cfast", u64_value(fast)).unwrap();
+        db.insert(b"cslow", u64_value(10)).unwrap();
+        db.insert(b"preq-1", envelope(b"waiting")).unwrap();
+        db.insert(b"ifile", envelope(b"offset 9")).unwrap();
+        db.flush().unwrap();
+    }
+
+    /// Writes the manifest of a queue of `format` (40 spans committed) and checks that
+    /// opening it is refused with the migration hint.
+    fn refused_as_format(dir: &Path, format: u32) {
+        Manifest {
+            format,
+            db_id: "0123".into(),
+            segment_size: crate::queue::SEGMENT_SIZE,
+            committed: 40,
+        }
+        .write(&manifest_path(dir))
+        .unwrap();
+        let err = QueueStore::open(dir, options()).unwrap_err();
+        assert!(
+            matches!(err, QueueError::NeedsMigration { found, .. } if found == format),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("run `auditspan queue migrate`"),
+            "{err}"
+        );
+    }
+
+    /// What [`insert_old_state`] wrote, after the migration.
+    fn old_state_kept(store: &QueueStore, fast: u64) {
+        assert_eq!(
+            (store.cursor("fast"), store.cursor("slow")),
+            (Some(fast), Some(10))
+        );
+        assert_eq!(
+            store.pending().unwrap(),
+            [(b"req-1".to_vec(), b"waiting".to_vec())]
+        );
+        assert_eq!(
+            store.checkpoint("file").unwrap(),
+            Some(b"offset 9".to_vec())
+        );
+    }
+
     /// A format 1 queue (one sled database, written here from its documented layout) is
     /// refused at open with the migration hint, and `migrate` converts it keeping every
     /// span with its sequence, the cursors, the waiting entries and the checkpoints;
@@ -602,32 +653,9 @@ mod tests {
                     .unwrap();
             }
             db.insert(record::META_COMMITTED, u64_value(40)).unwrap();
-            db.insert(b"cfast", u64_value(35)).unwrap();
-            db.insert(b"cslow", u64_value(10)).unwrap();
-            db.insert(b"preq-1", record::encode_envelope(b"waiting"))
-                .unwrap();
-            db.insert(b"ifile", record::encode_envelope(b"offset 9"))
-                .unwrap();
-            db.flush().unwrap();
+            insert_old_state(&db, 35);
         }
-        Manifest {
-            format: 1,
-            db_id: "0123".into(),
-            segment_size: SEGMENT_SIZE,
-            committed: 40,
-        }
-        .write(&manifest_path(dir.path()))
-        .unwrap();
-
-        let err = QueueStore::open(dir.path(), options()).unwrap_err();
-        assert!(
-            matches!(err, QueueError::NeedsMigration { found: 1, .. }),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains("run `auditspan queue migrate`"),
-            "{err}"
-        );
+        refused_as_format(dir.path(), 1);
         let err = stats(dir.path(), options(), &[]).unwrap_err();
         assert!(err.to_string().contains("queue format 1"), "{err}");
 
@@ -637,20 +665,9 @@ mod tests {
         assert!(!dir.path().join(MIGRATING_DIR).exists());
         assert!(!dir.path().join(PREMIGRATE_DIR).exists());
         let mut store = QueueStore::open(dir.path(), options()).unwrap();
-        assert_eq!(
-            (store.cursor("fast"), store.cursor("slow")),
-            (Some(35), Some(10))
-        );
         let read = store.read_after(10, 100).unwrap();
         assert_eq!(read, (11..41).zip(spans).collect::<Vec<_>>());
-        assert_eq!(
-            store.pending().unwrap(),
-            [(b"req-1".to_vec(), b"waiting".to_vec())]
-        );
-        assert_eq!(
-            store.checkpoint("file").unwrap(),
-            Some(b"offset 9".to_vec())
-        );
+        old_state_kept(&store, 35);
         drop(store);
         let again = migrate(dir.path()).unwrap();
         assert!(again.stats.is_none(), "{again}");
@@ -728,54 +745,18 @@ mod tests {
                 )
                 .unwrap();
         }
-        active.insert(b"cfast", u64_value(33)).unwrap();
-        active.insert(b"cslow", u64_value(10)).unwrap();
-        active
-            .insert(b"preq-1", record::encode_envelope(b"waiting"))
-            .unwrap();
-        active
-            .insert(b"ifile", record::encode_envelope(b"offset 9"))
-            .unwrap();
-        active.flush().unwrap();
+        insert_old_state(&active, 33);
         drop(active);
-        Manifest {
-            format: 2,
-            db_id: "0123".into(),
-            segment_size: SEGMENT_SIZE,
-            committed: 40,
-        }
-        .write(&manifest_path(dir.path()))
-        .unwrap();
-
-        let err = QueueStore::open(dir.path(), options()).unwrap_err();
-        assert!(
-            matches!(err, QueueError::NeedsMigration { found: 2, .. }),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains("run `auditspan queue migrate`"),
-            "{err}"
-        );
+        refused_as_format(dir.path(), 2);
 
         let report = migrate(dir.path()).unwrap();
         let migrated = report.stats.clone().unwrap();
         assert_eq!((migrated.spans, migrated.committed), (20, 40), "{report}");
         assert!(report.to_string().contains("format     2 -> 3"), "{report}");
         let mut store = QueueStore::open(dir.path(), options()).unwrap();
-        assert_eq!(
-            (store.cursor("fast"), store.cursor("slow")),
-            (Some(33), Some(10))
-        );
         let kept: Vec<(u64, Vec<u8>)> = (21..41).map(|seq| (seq, span(seq))).collect();
         assert_eq!(store.read_after(10, 100).unwrap(), kept);
-        assert_eq!(
-            store.pending().unwrap(),
-            [(b"req-1".to_vec(), b"waiting".to_vec())]
-        );
-        assert_eq!(
-            store.checkpoint("file").unwrap(),
-            Some(b"offset 9".to_vec())
-        );
+        old_state_kept(&store, 33);
         drop(store);
         assert!(migrate(dir.path()).unwrap().stats.is_none());
     }

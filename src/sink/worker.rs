@@ -29,12 +29,12 @@ use std::{
 };
 
 use actix::prelude::*;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use metrics::{Counter, Histogram};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{Exported, FailedSpans, FailureReason, Resource, Sink};
+use super::{ExportFailure, Exported, FailedSpans, FailureReason, Resource, Sink};
 use crate::{
     codec::decode_span,
     deadletter::{DeadLetter, RejectedSpan, WriteSpans},
@@ -216,21 +216,7 @@ impl<S: Sink> SinkWorker<S> {
             if !whole {
                 break;
             }
-            m::sink_failed(&self.name, failure.reason.as_str()).increment(1);
-            let delay = delays
-                .next()
-                .unwrap_or(Duration::from_secs(1))
-                .max(failure.retry_after.unwrap_or_default());
-            warn!(
-                sink = %self.name,
-                reason = failure.reason.as_str(),
-                error = %failure.message,
-                spans = batch.len(),
-                retry_in = ?delay,
-                "Export failed; retrying."
-            );
-            tokio::time::sleep(delay).await;
-            self.retries.increment(1);
+            self.wait_to_retry(&failure, &mut delays, batch.len()).await;
         }
         let spans = self.decode(batch);
         self.deliver(&spans).await;
@@ -270,7 +256,7 @@ impl<S: Sink> SinkWorker<S> {
                 }
                 Err(failure) => failure,
             };
-            let (retry, rejected) = match failure.failed {
+            let (retry, rejected) = match &failure.failed {
                 FailedSpans::WholeBatchInvalid => {
                     self.split_rejected(current, failure.message, &mut todo)
                         .await;
@@ -283,8 +269,8 @@ impl<S: Sink> SinkWorker<S> {
                 .filter_map(|&i| current.get(i).cloned())
                 .collect();
             let rejected: Vec<(&Span, String)> = rejected
-                .into_iter()
-                .filter_map(|(i, why)| current.get(i).map(|span| (span, why)))
+                .iter()
+                .filter_map(|(i, why)| current.get(*i).map(|span| (span, why.clone())))
                 .collect();
             let delivered = current.len().saturating_sub(retry.len() + rejected.len());
             self.exported.increment(delivered as u64);
@@ -294,23 +280,34 @@ impl<S: Sink> SinkWorker<S> {
             if retry.is_empty() {
                 continue;
             }
-            m::sink_failed(&self.name, failure.reason.as_str()).increment(1);
-            let delay = delays
-                .next()
-                .unwrap_or(Duration::from_secs(1))
-                .max(failure.retry_after.unwrap_or_default());
-            warn!(
-                sink = %self.name,
-                reason = failure.reason.as_str(),
-                error = %failure.message,
-                spans = retry.len(),
-                retry_in = ?delay,
-                "Export failed; retrying."
-            );
-            tokio::time::sleep(delay).await;
-            self.retries.increment(1);
+            self.wait_to_retry(&failure, &mut delays, retry.len()).await;
             todo.push_front(Cow::Owned(retry));
         }
+    }
+
+    /// Counts and logs a failed export of `spans` spans, then waits the backoff's next
+    /// delay, or the backend's `retry_after` when that is longer.
+    async fn wait_to_retry(
+        &mut self,
+        failure: &ExportFailure,
+        delays: &mut ExponentialBackoff,
+        spans: usize,
+    ) {
+        m::sink_failed(&self.name, failure.reason.as_str()).increment(1);
+        let delay = delays
+            .next()
+            .unwrap_or(Duration::from_secs(1))
+            .max(failure.retry_after.unwrap_or_default());
+        warn!(
+            sink = %self.name,
+            reason = failure.reason.as_str(),
+            error = %failure.message,
+            spans,
+            retry_in = ?delay,
+            "Export failed; retrying."
+        );
+        tokio::time::sleep(delay).await;
+        self.retries.increment(1);
     }
 
     fn acknowledged(&mut self, spans: u64, exported: &Exported) {

@@ -5,11 +5,12 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 
 use serde_json::Value;
 
 use crate::support::net::{Rsyslog, config_with_inputs, listen_addr, logger};
-use crate::support::{DEADLINE, Daemon, Event, request_id, toml_string};
+use crate::support::{DEADLINE, Daemon, Event, auditspan, request_id, toml_string};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const INVALID: &str = "auditspan_events_invalid_total";
@@ -30,6 +31,58 @@ fn msg(e: Event) -> String {
 
 fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// A stale unix datagram socket file (one nobody receives on, left by an earlier run) is
+/// replaced and the input takes datagrams; a socket another process receives on is never
+/// taken over: the daemon refuses to start, saying so.
+#[test]
+fn syslog_unix_socket_replaces_a_stale_file_never_a_live_one() {
+    let config = |dir: &Path, path: &Path| {
+        config_with_inputs(
+            dir,
+            &format!(
+                "[[input]]\ntype = \"syslog\"\npath = {}\n",
+                toml_string(path)
+            ),
+            "",
+        )
+    };
+    let live_dir = tempfile::tempdir().unwrap();
+    let live = live_dir.path().join("live.sock");
+    let _receiver = UnixDatagram::bind(&live).unwrap();
+    std::fs::write(
+        live_dir.path().join("live.toml"),
+        config(live_dir.path(), &live),
+    )
+    .unwrap();
+    let output = auditspan(live_dir.path())
+        .args(["run", "--metrics-listen", "", "--config", "live.toml"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is in use by another process"), "{stderr}");
+    assert!(live.exists(), "the live socket's file is left alone");
+
+    let daemon = Daemon::start_with(|dir| {
+        let stale = dir.join("log.sock");
+        drop(UnixDatagram::bind(&stale).unwrap());
+        assert!(stale.exists(), "a dropped socket leaves its file behind");
+        config(dir, &stale)
+    });
+    daemon.wait_until(DEADLINE, "the stale file replaced", || {
+        daemon.stderr().contains("Replaced a stale socket file")
+    });
+    let path = daemon.dir().join("log.sock");
+    let id = request_id(1);
+    let sender = UnixDatagram::unbound().unwrap();
+    for e in [Event::request(&id, 0), Event::response(&id, 1)] {
+        sender.send_to(msg(e).as_bytes(), &path).unwrap();
+    }
+    let spans = daemon.wait_for_spans(1);
+    assert_eq!(spans[0]["attributes"]["vault.request.id"], id.as_str());
+    assert_eq!(spans[0]["attributes"]["auditspan.outcome"], "paired");
 }
 
 /// On a unix datagram socket: OpenBao's own format (`<PRI>Mmm dd hh:mm:ss TAG[PID]: `, no

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::net::private_ca;
 use crate::support::receiver::{
     free_port,
     otlp::{Answer, Protocol, Receiver, assert_same_spans, delivered_as_stdout_json, hex},
@@ -638,85 +639,15 @@ fn outage_keeps_spans_on_disk_and_does_not_hold_back_stdout() {
     }
 }
 
-/// Runs `openssl` with `args` in `dir`; fails the test naming the command on error.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running openssl (needed for the TLS test): {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private CA and a server certificate it signed for 127.0.0.1, made with the `openssl`
-/// command: `(ca.pem path, server certificate PEM, server key PEM)`.
-fn test_ca(dir: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=auditspan test CA",
-    ];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-    (
-        dir.join("ca.pem"),
-        std::fs::read(dir.join("server.pem")).unwrap(),
-        std::fs::read(dir.join("server.key")).unwrap(),
-    )
-}
-
 /// TLS to a gRPC receiver whose certificate a private CA signed: without `ca_file` the
 /// certificate is refused (and the spans are not delivered: the import times out); with
 /// it, every span arrives.
 #[test]
 fn tls_trusts_the_ca_file_besides_the_system_roots() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_ca(dir.path());
-    let receiver = Receiver::start_grpc_tls(&cert, &key);
+    let (ca, cert, key) = private_ca(dir.path());
+    let receiver =
+        Receiver::start_grpc_tls(&std::fs::read(cert).unwrap(), &std::fs::read(key).unwrap());
     let endpoint = format!("https://127.0.0.1:{}", receiver.addr.port());
     let files = [fixture("authored-basic.jsonl")];
 

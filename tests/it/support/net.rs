@@ -374,7 +374,7 @@ pub fn logger(args: &[&str], message: &str) {
 }
 
 /// A private CA and a server certificate it signed for 127.0.0.1, made with `openssl` in
-/// `dir`: `(ca.pem, server.pem, server.key)` paths. (`otlp.rs` has its own copy.)
+/// `dir`: `(ca.pem, server.pem, server.key)` paths.
 pub fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
