@@ -84,37 +84,24 @@ pub fn encode_span(span: &Span, out: &mut Vec<u8>) {
 }
 
 pub fn decode_span(bytes: &[u8]) -> Result<Span, DecodeError> {
-    let mut r = Reader { buf: bytes, pos: 0 };
-    r.format()?;
-    let trace_id = r.array::<16>()?;
-    let span_id = r.array::<8>()?;
-    let parent_span_id = match r.tag(1)? {
-        1 => Some(r.array::<8>()?),
-        _ => None,
+    let view = view_span(bytes)?;
+    let name = view.name.to_str()?.to_owned();
+    let status = match view.error {
+        Some(message) => Status::Error(message.to_str()?.to_owned()),
+        None => Status::Unset,
     };
-    let name = r.string()?;
-    let start_unix_nano = r.i64()?;
-    let end_unix_nano = r.i64()?;
-    let status = match r.tag(1)? {
-        1 => Status::Error(r.string()?),
-        _ => Status::Unset,
-    };
-    let outcome = match r.tag(2)? {
-        0 => Outcome::Paired,
-        1 => Outcome::ResponseMissing,
-        _ => Outcome::RequestMissing,
-    };
+    let mut r = view.rest;
     let attributes = r.attributes()?;
     r.end()?;
     Ok(Span {
-        trace_id,
-        span_id,
-        parent_span_id,
+        trace_id: *view.trace_id,
+        span_id: *view.span_id,
+        parent_span_id: view.parent_span_id.copied(),
         name,
-        start_unix_nano,
-        end_unix_nano,
+        start_unix_nano: view.start_unix_nano,
+        end_unix_nano: view.end_unix_nano,
         status,
-        outcome,
+        outcome: view.outcome,
         attributes,
     })
 }
@@ -124,7 +111,8 @@ pub fn decode_span(bytes: &[u8]) -> Result<Span, DecodeError> {
 /// writes the stored span in another form (the stdout sink's JSON) instead of decoding it
 /// into a [`Span`] first. Strings come as [`Text`], their UTF-8 not yet checked, so that a
 /// writer that scans them anyway checks it in the same pass: the view with every [`Text`]
-/// checked accepts exactly the bytes [`decode_span`] accepts.
+/// checked accepts exactly the bytes [`decode_span`] accepts ([`decode_span`] is the view,
+/// checked and copied).
 #[derive(Debug, Clone, Copy)]
 pub struct SpanView<'a> {
     pub trace_id: &'a [u8; 16],

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::support::{Daemon, Options, Stdout, toml_string};
-use super::{Load, cpu_time, pairs_done, stop, wait_for, write_all_connections};
+use super::{Load, cpu_time, median, pairs_done, stop, wait_for, write_all_connections};
 
 /// Bytes per write of the single-stream writers (unix x1, file, fifo), as `cat` writes.
 /// (One write of the whole load into a pipe ran at a quarter of the speed: the kernel
@@ -227,16 +227,6 @@ fn latency(load: &Load, kind: Kind) -> Result<Vec<f64>> {
     reader.join().ok();
     latencies.sort_by(f64::total_cmp);
     Ok(latencies)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {

@@ -197,13 +197,8 @@ fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
         return (f64::NAN, f64::NAN, f64::NAN);
     }
     values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    let median = if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    };
-    (median, values[0], values[values.len() - 1])
+    let (min, max) = (values[0], values[values.len() - 1]);
+    (crate::median(values), min, max)
 }
 
 fn run(kind: Kind, load: &Load, rate: u64, timeout: Duration) -> Result<Run> {

@@ -106,6 +106,20 @@ use serde::Deserialize;
 
 use support::{Daemon, Metrics, Options, Stdout, poll_until, shared_dir, toml_string};
 
+/// The median of `values` (the mean of the middle two for an even count); NaN for none.
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
 /// How long the daemon gets to exit cleanly after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -760,18 +774,12 @@ fn measure_metrics_cost(load: &Load, rounds: usize, timeout: Duration) -> Result
         }
     }
     let median = |metrics: bool, f: &dyn Fn(&DeliveryRun) -> f64| {
-        let mut values: Vec<f64> = runs
+        let values: Vec<f64> = runs
             .iter()
             .filter(|r| r.metrics == metrics)
             .map(f)
             .collect();
-        values.sort_by(f64::total_cmp);
-        let mid = values.len() / 2;
-        if values.len().is_multiple_of(2) {
-            (values[mid - 1] + values[mid]) / 2.0
-        } else {
-            values[mid]
-        }
+        median(values)
     };
     let rate_on = median(true, &|r| spans_per_sec(load, r));
     let rate_off = median(false, &|r| spans_per_sec(load, r));

@@ -235,27 +235,29 @@ impl Drops {
         }
     }
 
-    /// A datagram's counter. Counters only rise (wrapping at `u32::MAX`), and datagrams
-    /// come out in the order they were queued.
-    fn observe(&mut self, counter: u32) {
+    /// A datagram's counter; returns the drops it newly tells of. Counters only rise
+    /// (wrapping at `u32::MAX`), and datagrams come out in the order they were queued, so
+    /// a counter below the last one seen tells nothing.
+    fn observe(&mut self, counter: u32) -> u32 {
         let new = counter.wrapping_sub(self.seen);
         if new == 0 || new > u32::MAX / 2 {
-            return;
+            return 0;
         }
         self.seen = counter;
         self.counted.increment(u64::from(new));
         self.unwarned += u64::from(new);
+        new
     }
 
     /// Logs the drops counted since the last warning, at most every
-    /// [`DROP_WARNING_EVERY`].
-    fn warn(&mut self, input: &str, now: Instant) {
+    /// [`DROP_WARNING_EVERY`]; returns whether it logged.
+    fn warn(&mut self, input: &str, now: Instant) -> bool {
         if self.unwarned == 0
             || self
                 .warned_at
                 .is_some_and(|at| now.duration_since(at) < DROP_WARNING_EVERY)
         {
-            return;
+            return false;
         }
         warn!(
             input,
@@ -264,6 +266,7 @@ impl Drops {
         );
         self.unwarned = 0;
         self.warned_at = Some(now);
+        true
     }
 }
 
@@ -399,4 +402,32 @@ async fn receive<H: Datagrams>(
         warn!(path = %path.display(), error = %err, "Could not remove the socket file.");
     }
     info!(input = %ctx.name, "Stopped listening.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The counter's rise is counted once, across a wrap at `u32::MAX`; a lower counter
+    /// (impossible from the kernel) counts nothing; warnings come at most every
+    /// [`DROP_WARNING_EVERY`] and carry what was counted meanwhile.
+    #[test]
+    fn drops_count_the_counters_rise_and_warn_at_most_every_ten_seconds() {
+        let mut drops = Drops::new(metrics::Counter::noop());
+        let t0 = Instant::now();
+        assert!(!drops.warn("udp", t0), "nothing dropped, nothing said");
+        assert_eq!(drops.observe(0), 0);
+        assert_eq!(drops.observe(5), 5);
+        assert_eq!(drops.observe(5), 0);
+        assert_eq!(drops.observe(3), 0, "a counter going back tells nothing");
+        assert_eq!(drops.observe(7), 2);
+        assert!(drops.warn("udp", t0));
+        assert_eq!(drops.observe(9), 2);
+        assert!(!drops.warn("udp", t0 + Duration::from_secs(1)));
+        assert_eq!(drops.unwarned, 2, "kept for the next warning");
+        assert!(drops.warn("udp", t0 + DROP_WARNING_EVERY));
+        assert_eq!(drops.unwarned, 0);
+        drops.seen = u32::MAX - 1;
+        assert_eq!(drops.observe(2), 4, "across the wrap");
+    }
 }
