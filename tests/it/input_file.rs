@@ -12,9 +12,9 @@ use std::os::unix::fs::MetadataExt;
 
 use crate::support::files::{
     append, assert_exact_pairs, assert_exact_pairs_after_crash, file_config, input_errors,
-    pairs_text, request_id_of, spans_after_stop, while_stopped,
+    pairs_text, spans_after_stop, while_stopped,
 };
-use crate::support::{DEADLINE, Daemon, Event, pair, request_id};
+use crate::support::{DEADLINE, Daemon, Event, pair, request_id, request_id_of};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const INVALID: &str = "auditspan_events_invalid_total";

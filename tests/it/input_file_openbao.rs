@@ -11,8 +11,8 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::support::bao::{Bao, hcl_string};
-use crate::support::files::{file_config, request_id_of, span_counts};
-use crate::support::{DEADLINE, Daemon, toml_string};
+use crate::support::files::{file_config, span_counts};
+use crate::support::{DEADLINE, Daemon, request_id_of, toml_string};
 
 /// A file device writing `path`, named `tailed`.
 fn file_device(path: &std::path::Path) -> String {

@@ -18,10 +18,10 @@ use serde_json::json;
 
 use crate::support::bao::{AuditLog, Bao, hcl_string, request};
 use crate::support::net::{
-    RecordingProxy, assert_contracted, config_with_inputs, free_port, free_udp_port, request_id_of,
+    RecordingProxy, assert_contracted, config_with_inputs, free_port, free_udp_port,
     span_ids_by_request, wait_listening,
 };
-use crate::support::{DEADLINE, Daemon, Options, http_agent, toml_string};
+use crate::support::{DEADLINE, Daemon, Options, http_agent, request_id_of, toml_string};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 

@@ -8,9 +8,9 @@ use std::sync::mpsc;
 use serde_json::Value;
 
 use crate::support::files::{
-    pairs_text, request_id_of, span_counts, zipkin_receiver, zipkin_request_ids, zipkin_sink,
+    pairs_text, span_counts, zipkin_receiver, zipkin_request_ids, zipkin_sink,
 };
-use crate::support::{DEADLINE, Event, auditspan, request_id, toml_string};
+use crate::support::{DEADLINE, Event, auditspan, request_id, request_id_of, toml_string};
 
 /// Runs the daemon with `config` on `input` piped to its stdin; returns its exit status,
 /// stdout bytes and stderr once it exits (within [`DEADLINE`]).

@@ -6,29 +6,13 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::Command;
 
 use nix::sys::signal::Signal;
-use serde_json::Value;
 
 use crate::support::net::{config_with_inputs, listen_addr, logger, post, tcp_send, udp_send};
-use crate::support::{DEADLINE, Daemon, Event, http_agent, request_id, toml_string};
+use crate::support::{DEADLINE, Daemon, Event, http_agent, paired_ids, request_id, toml_string};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const INVALID: &str = "auditspan_events_invalid_total";
 const INPUT_ERRORS: &str = "auditspan_input_errors_total";
-
-fn paired_ids(spans: &[Value]) -> Vec<String> {
-    let mut ids: Vec<String> = spans
-        .iter()
-        .filter(|s| s["attributes"]["auditspan.outcome"] == "paired")
-        .map(|s| {
-            s["attributes"]["vault.request.id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    ids.sort();
-    ids
-}
 
 /// A tcp input pairs a request and its response sent on different connections; garbage,
 /// a line past `max_line_bytes` and half a line at a connection's end are counted and

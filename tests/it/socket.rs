@@ -3,26 +3,13 @@
 
 use std::{collections::HashSet, io::Write, os::unix::fs::PermissionsExt};
 
-use serde_json::Value;
-
-use crate::support::{DEADLINE, Daemon, Event, auditspan, default_config, request_id, toml_string};
+use crate::support::{
+    DEADLINE, Daemon, Event, auditspan, default_config, paired_ids, request_id, toml_string,
+};
 
 const RECEIVED: &str = "auditspan_events_received_total";
 const INVALID: &str = "auditspan_events_invalid_total";
 const SPANS: &str = "auditspan_spans_created_total";
-
-fn paired_ids(spans: &[Value]) -> Vec<String> {
-    spans
-        .iter()
-        .filter(|s| s["attributes"]["auditspan.outcome"] == "paired")
-        .map(|s| {
-            s["attributes"]["vault.request.id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
 
 /// 8 writers × 5,000 events, each pair's request and response on different connections:
 /// every pair becomes exactly one span and nothing is left waiting.

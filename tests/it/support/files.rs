@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use super::receiver::http::{Receiver, Reply, Request};
-use super::{DEADLINE, Daemon, pair, toml_string};
+use super::{DEADLINE, Daemon, pair, request_id_of, toml_string};
 
 /// A config with one `file` input named `file` following `pattern` (`extra` adds keys to
 /// it), `data_dir` `<dir>/data`, metrics on an ephemeral port and the stdout sink.
@@ -39,14 +39,6 @@ pub fn append(path: &Path, bytes: impl AsRef<[u8]>) {
 /// Pairs `range` as audit lines ([`pair`]).
 pub fn pairs_text(range: std::ops::Range<u64>) -> String {
     range.map(pair).collect()
-}
-
-/// The `vault.request.id` of a stdout span.
-pub fn request_id_of(span: &Value) -> String {
-    span["attributes"]["vault.request.id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a span without vault.request.id: {span}"))
-        .to_owned()
 }
 
 /// How many spans each request id got.

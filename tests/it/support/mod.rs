@@ -48,7 +48,10 @@ pub use daemon::{
     span_times, toml_string,
 };
 pub use scrape::Metrics;
-pub use traffic::{Event, connect, pair, pair_with, pairs, request_id, send, send_pairs, write};
+pub use traffic::{
+    Event, connect, pair, pair_with, paired_ids, pairs, request_id, request_id_of, send,
+    send_pairs, write,
+};
 
 /// How long any single wait may take before the test fails. Generous on purpose: CI is a
 /// busy 2-core machine that may be compiling or running other tests at the same time.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{DEADLINE, Daemon, http_agent, poll_until, toml_string};
+use super::{DEADLINE, Daemon, http_agent, poll_until, request_id_of, toml_string};
 
 /// What a network input logs once it listens, before `address=` or `path=`.
 const LISTENING: &str = "Listening. input=";
@@ -106,14 +106,6 @@ pub fn udp_send(addr: SocketAddr, datagrams: &[&[u8]]) {
     for datagram in datagrams {
         socket.send_to(datagram, addr).unwrap();
     }
-}
-
-/// The span's `vault.request.id`.
-pub fn request_id_of(span: &Value) -> String {
-    span["attributes"]["vault.request.id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Checks the parts of the span contract (DESIGN "Span contract") that do not depend on

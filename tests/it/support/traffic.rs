@@ -9,7 +9,28 @@ use std::io::Write;
 use std::ops::Range;
 use std::os::unix::net::UnixStream;
 
+use serde_json::Value;
+
 use super::{DEADLINE, Daemon};
+
+/// The `vault.request.id` of a stdout span.
+pub fn request_id_of(span: &Value) -> String {
+    span["attributes"]["vault.request.id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a span without vault.request.id: {span}"))
+        .to_owned()
+}
+
+/// The request ids of the `paired` spans among `spans`, sorted.
+pub fn paired_ids(spans: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = spans
+        .iter()
+        .filter(|s| s["attributes"]["auditspan.outcome"] == "paired")
+        .map(request_id_of)
+        .collect();
+    ids.sort();
+    ids
+}
 
 /// The request id of pair `n`: a UUID, as Vault's usually are.
 pub fn request_id(n: u64) -> String {
